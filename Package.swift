@@ -1,0 +1,51 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Data flows one way: Capture → Reassembly → Analysers → Pipeline → Storage → calltap.
+let package = Package(
+    name: "calltap",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "calltap", targets: ["calltap"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        // libpcap files → link/IP/TCP/UDP decode. The only module that imports CPcap.
+        .target(name: "Capture", dependencies: ["CPcap"]),
+        // Flow table, per-direction TCP streams, out-of-order queue, gaps, eviction.
+        .target(name: "Reassembly", dependencies: ["Capture"]),
+        // Pure incremental parsers over bytes: HTTP/1, TLS, DNS. No I/O, no clock.
+        .target(name: "Analysers"),
+        // The call record (the JSONL contract) shared by the pipeline, storage and CLI.
+        .target(name: "CallModel"),
+        // Protocol detection, analyser wiring, and turning analyser events into calls.
+        .target(name: "Pipeline", dependencies: [
+            "Capture", "Reassembly", "Analysers", "CallModel",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // SQLite through GRDB: schema, migrations, batched writer, queries.
+        .target(name: "Storage", dependencies: [
+            "CallModel",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        .executableTarget(name: "calltap", dependencies: [
+            "Capture", "Pipeline", "CallModel", "Storage",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
+        .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Capture"]),
+        .testTarget(name: "AnalysersTests", dependencies: ["Analysers"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Capture", "CallModel"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

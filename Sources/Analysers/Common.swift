@@ -1,0 +1,84 @@
+/// Capture time in nanoseconds since the epoch, as handed in by the caller (analysers read no clock).
+public typealias Timestamp = Int64
+
+/// Named oddities seen while parsing, attached to the call they affect (in the spirit of Zeek's weirds).
+public enum Weird: String, Sendable, CaseIterable {
+    case malformedRequestLine = "malformed_request_line"
+    case malformedStatusLine = "malformed_status_line"
+    case malformedHeader = "malformed_header"
+    case headerTooLong = "header_too_long"
+    case badChunkSize = "bad_chunk_size"
+    case badContentLength = "bad_content_length"
+    case unmatchedResponse = "unmatched_response"
+    case pendingRequestsCap = "pending_requests_cap"
+    case contentGap = "content_gap"
+    case gapInHeaders = "gap_in_headers"
+    case dataAfterClose = "data_after_close"
+    case tlsRecordTooLong = "tls_record_too_long"
+    case tlsHandshakeTooLong = "tls_handshake_too_long"
+    case tlsMalformedHandshake = "tls_malformed_handshake"
+    case tlsGap = "tls_gap"
+    case dnsMalformed = "dns_malformed"
+    case dnsPointerLoop = "dns_pointer_loop"
+}
+
+/// Bounds-checked big-endian reader over bytes. Reads return nil past the end and leave the position unchanged.
+public struct ByteCursor {
+    public let bytes: UnsafeRawBufferPointer
+    public private(set) var position: Int
+
+    public init(_ bytes: UnsafeRawBufferPointer, position: Int = 0) {
+        self.bytes = bytes
+        self.position = position
+    }
+
+    public var remaining: Int { bytes.count - position }
+
+    public mutating func u8() -> UInt8? {
+        guard position < bytes.count else { return nil }
+        defer { position += 1 }
+        return bytes[position]
+    }
+
+    public mutating func u16() -> UInt16? {
+        guard remaining >= 2 else { return nil }
+        defer { position += 2 }
+        return UInt16(bytes[position]) << 8 | UInt16(bytes[position + 1])
+    }
+
+    public mutating func u24() -> Int? {
+        guard remaining >= 3 else { return nil }
+        defer { position += 3 }
+        return Int(bytes[position]) << 16 | Int(bytes[position + 1]) << 8 | Int(bytes[position + 2])
+    }
+
+    public mutating func u32() -> UInt32? {
+        guard remaining >= 4 else { return nil }
+        defer { position += 4 }
+        return UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self))
+    }
+
+    /// The next `count` bytes as a slice of the same memory, or nil if fewer remain.
+    public mutating func slice(_ count: Int) -> UnsafeRawBufferPointer? {
+        guard count >= 0, remaining >= count else { return nil }
+        defer { position += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)])
+    }
+
+    public mutating func skip(_ count: Int) -> Bool {
+        guard count >= 0, remaining >= count else { return false }
+        position += count
+        return true
+    }
+
+    public mutating func seek(_ to: Int) -> Bool {
+        guard to >= 0, to <= bytes.count else { return false }
+        position = to
+        return true
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Bytes as text, lossy: invalid UTF-8 becomes U+FFFD.
+    public var text: String { String(decoding: self, as: UTF8.self) }
+}

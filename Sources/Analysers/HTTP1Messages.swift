@@ -1,0 +1,61 @@
+/// The parts of an HTTP/1.x message head that calls are built from. Header values that carry
+/// credentials are never kept: only the fields named here are extracted.
+public struct HTTPHead: Sendable {
+    public var isRequest: Bool
+    public var method = ""
+    public var target = ""
+    /// "1.0" or "1.1" (the digits after "HTTP/").
+    public var version = ""
+    public var status = 0
+    public var host: String?
+    public var contentType: String?
+    public var contentLength: Int?
+    public var chunked = false
+    public var connectionClose = false
+    public var connectionUpgrade = false
+    public var upgrade: String?
+    public var expectContinue = false
+    /// Values of headers that may name an agent session (`baggage`, `x-session-id`), for attribution.
+    public var sessionHints: [String: String] = [:]
+    public var weirds: [Weird] = []
+
+    public init(isRequest: Bool) { self.isRequest = isRequest }
+}
+
+/// One request and its response on an HTTP/1 connection, as far as they were seen.
+public struct HTTPExchange: Sendable {
+    public var request: HTTPHead?
+    public var response: HTTPHead?
+    /// 1xx statuses seen before the final response.
+    public var interimStatuses: [Int] = []
+    public var requestStart: Timestamp?
+    public var requestEnd: Timestamp?
+    public var responseStart: Timestamp?
+    public var responseEnd: Timestamp?
+    public var requestBodyBytes = 0
+    public var responseBodyBytes = 0
+    /// Bytes of this exchange lost to capture gaps.
+    public var missedBytes = 0
+    public var weirds: [Weird] = []
+    /// Leading body bytes, kept only when summaries are on.
+    public var requestBodyPrefix: [UInt8] = []
+    public var responseBodyPrefix: [UInt8] = []
+    public var requestComplete = false
+    public var responseComplete = false
+    /// The connection switched protocols after this exchange (CONNECT tunnel or 101).
+    public var switchedProtocols = false
+
+    public init() {}
+}
+
+public struct HTTPLimits: Sendable {
+    /// Largest message head kept while waiting for its end.
+    public var maxHeadBytes = 64 * 1024
+    /// Requests waiting for responses on one connection; beyond it the oldest is given up (counted).
+    public var maxPendingRequests = 1024
+    /// Body bytes kept per message for summaries (0 = off).
+    public var summaryBytes = 0
+    /// Bytes held from the client after a CONNECT/Upgrade request while its answer is awaited.
+    public var maxHeldBytes = 64 * 1024
+    public init() {}
+}
