@@ -24,7 +24,7 @@ let package = Package(
         // Flow table, per-direction TCP streams, out-of-order queue, gaps, eviction.
         .target(name: "Reassembly", dependencies: ["Capture"]),
         // Pure incremental parsers over bytes: HTTP/1, TLS, DNS. No I/O, no clock.
-        .target(name: "Analysers"),
+        .target(name: "Analysers", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // The call record (the JSONL contract) shared by the pipeline, storage and CLI.
         .target(name: "CallModel"),
         // Protocol detection, analyser wiring, and turning analyser events into calls.

@@ -1,0 +1,274 @@
+/// Incremental TLS metadata parser for one connection: the record layer both ways, handshake messages
+/// reassembled across records and segments, ClientHello/ServerHello (HelloRetryRequest included),
+/// plaintext alerts, and the times that matter (hello, end of handshake, first application data).
+/// Encrypted content is only counted. After a gap in a direction, that direction stops being parsed.
+public final class TLSAnalyser {
+    struct Side {
+        var header: [UInt8] = []
+        var recordType: UInt8 = 0
+        var recordRemaining = 0
+        var recordStart: Timestamp = 0
+        var handshake: [UInt8] = []
+        var alertBytes: [UInt8] = []
+        /// Sent ChangeCipherSpec: later handshake records from this side are encrypted.
+        var changedCipher = false
+        var encryptedRecords = 0
+        var lost = false
+        var bytes = 0
+        var lastByte: Timestamp?
+        var firstApplicationData: Timestamp?
+    }
+
+    public static let maxRecordLength = (1 << 14) + 2048
+    public static let maxHandshakeMessage = 1 << 17
+
+    private var sides = [Side(), Side()]
+    public private(set) var clientHello: ClientHello?
+    public private(set) var serverHello: ServerHello?
+    public private(set) var helloRetryRequest = false
+    public private(set) var clientHelloTime: Timestamp?
+    public private(set) var serverHelloTime: Timestamp?
+    /// TLS 1.2: the server's Finished; TLS 1.3: the client's Finished.
+    public private(set) var handshakeDoneTime: Timestamp?
+    public private(set) var alerts: [TLSAlert] = []
+    public private(set) var weirds: [Weird] = []
+    /// Whether the first bytes looked like TLS at all.
+    public private(set) var isTLS = true
+
+    public init() {}
+
+    public var clientBytes: Int { sides[0].bytes }
+    public var serverBytes: Int { sides[1].bytes }
+    public var clientEncryptedRecords: Int { sides[0].encryptedRecords }
+    public var serverEncryptedRecords: Int { sides[1].encryptedRecords }
+    public var lastByteTime: [Timestamp?] { [sides[0].lastByte, sides[1].lastByte] }
+    public var firstApplicationData: [Timestamp?] { [sides[0].firstApplicationData, sides[1].firstApplicationData] }
+    public var isTLS13: Bool { (serverHello?.selectedVersion).map { $0 == 0x0304 || ($0 >> 8) == 0x7F } ?? false }
+    public var sawGap: Bool { sides[0].lost || sides[1].lost }
+
+    /// Feeds bytes from the client (`fromClient`) or the server.
+    public func deliver(fromClient: Bool, _ data: UnsafeRawBufferPointer, at time: Timestamp) {
+        let k = fromClient ? 0 : 1
+        sides[k].bytes += data.count
+        sides[k].lastByte = time
+        if sides[k].lost { return }
+        var i = 0
+        let n = data.count
+        while i < n {
+            if sides[k].recordRemaining == 0 {
+                // Collect the 5-byte record header.
+                if sides[k].header.isEmpty { sides[k].recordStart = time }
+                let need = 5 - sides[k].header.count
+                let take = min(need, n - i)
+                sides[k].header.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]))
+                i += take
+                guard sides[k].header.count == 5 else { break }
+                let h = sides[k].header
+                sides[k].header.removeAll(keepingCapacity: true)
+                let type = h[0]
+                let length = Int(h[3]) << 8 | Int(h[4])
+                guard (20...24).contains(type), h[1] == 3 || (h[1] == 2 && h[2] == 0) else {
+                    if clientHelloTime == nil { isTLS = false }
+                    note(.tlsMalformedHandshake)
+                    sides[k].lost = true
+                    return
+                }
+                guard length <= Self.maxRecordLength else {
+                    note(.tlsRecordTooLong)
+                    sides[k].lost = true
+                    return
+                }
+                sides[k].recordType = type
+                sides[k].recordRemaining = length
+                recordStarted(k, type: type, time: sides[k].recordStart)
+                if length == 0 { continue }
+            }
+            let take = min(sides[k].recordRemaining, n - i)
+            let fragment = UnsafeRawBufferPointer(rebasing: data[i..<(i + take)])
+            i += take
+            sides[k].recordRemaining -= take
+            recordBytes(k, fragment, time: time)
+        }
+    }
+
+    /// Bytes lost in one direction: its records can no longer be followed.
+    public func gap(fromClient: Bool, length: Int) {
+        let k = fromClient ? 0 : 1
+        sides[k].bytes += length
+        if !sides[k].lost {
+            sides[k].lost = true
+            note(.tlsGap)
+        }
+    }
+
+    private func note(_ w: Weird) {
+        if !weirds.contains(w) { weirds.append(w) }
+    }
+
+    /// Whether handshake records from side `k` are still plaintext.
+    private func handshakeIsPlaintext(_ k: Int) -> Bool {
+        if k == 0 {
+            // A client's records after its ChangeCipherSpec are encrypted, except a second
+            // ClientHello answering a HelloRetryRequest (sent after a compatibility CCS).
+            return !sides[0].changedCipher || (helloRetryRequest && serverHello?.isHelloRetryRequest == true)
+        }
+        // The server encrypts everything after ServerHello in TLS 1.3, and after its CCS in 1.2.
+        if isTLS13 && serverHello?.isHelloRetryRequest == false { return false }
+        return !sides[1].changedCipher
+    }
+
+    private func recordStarted(_ k: Int, type: UInt8, time: Timestamp) {
+        switch type {
+        case 20:
+            sides[k].changedCipher = true
+        case 22:
+            if !handshakeIsPlaintext(k) {
+                sides[k].encryptedRecords += 1
+                // TLS 1.2: the server's Finished ends the handshake (full and abbreviated).
+                if k == 1 && handshakeDoneTime == nil && !isTLS13 { handshakeDoneTime = time }
+            }
+        case 23:
+            sides[k].encryptedRecords += 1
+            if isTLS13 {
+                if k == 0 {
+                    if handshakeDoneTime == nil && serverHello != nil { handshakeDoneTime = time }
+                    else if sides[0].firstApplicationData == nil && handshakeDoneTime != nil { sides[0].firstApplicationData = time }
+                } else if handshakeDoneTime != nil && sides[1].firstApplicationData == nil {
+                    sides[1].firstApplicationData = time
+                }
+            } else if sides[k].firstApplicationData == nil {
+                sides[k].firstApplicationData = time
+            }
+        default:
+            break
+        }
+    }
+
+    private func recordBytes(_ k: Int, _ fragment: UnsafeRawBufferPointer, time: Timestamp) {
+        switch sides[k].recordType {
+        case 22 where handshakeIsPlaintext(k):
+            sides[k].handshake.append(contentsOf: fragment)
+            parseHandshakeMessages(k, time: sides[k].recordStart)
+        case 21 where handshakeIsPlaintext(k) || (k == 1 && serverHello == nil):
+            sides[k].alertBytes.append(contentsOf: fragment)
+            while sides[k].alertBytes.count >= 2 {
+                let a = TLSAlert(fromClient: k == 0, level: sides[k].alertBytes[0], description: sides[k].alertBytes[1],
+                                 time: sides[k].recordStart)
+                alerts.append(a)
+                sides[k].alertBytes.removeFirst(2)
+            }
+        default:
+            break
+        }
+    }
+
+    private func parseHandshakeMessages(_ k: Int, time: Timestamp) {
+        while sides[k].handshake.count >= 4 {
+            let hs = sides[k].handshake
+            let type = hs[0]
+            let length = Int(hs[1]) << 16 | Int(hs[2]) << 8 | Int(hs[3])
+            guard length <= Self.maxHandshakeMessage else {
+                note(.tlsHandshakeTooLong)
+                sides[k].lost = true
+                sides[k].handshake = []
+                return
+            }
+            guard hs.count >= 4 + length else { return }
+            hs.withUnsafeBytes { raw in
+                let body = UnsafeRawBufferPointer(rebasing: raw[4..<(4 + length)])
+                if type == 1 && k == 0 {
+                    if let ch = TLSHelloParser.clientHello(body) {
+                        if clientHello == nil { clientHelloTime = time }
+                        clientHello = ch
+                    } else {
+                        note(.tlsMalformedHandshake)
+                    }
+                } else if type == 2 && k == 1 {
+                    if let sh = TLSHelloParser.serverHello(body) {
+                        if sh.isHelloRetryRequest { helloRetryRequest = true }
+                        if serverHelloTime == nil || serverHello?.isHelloRetryRequest == true { serverHelloTime = time }
+                        serverHello = sh
+                    } else {
+                        note(.tlsMalformedHandshake)
+                    }
+                }
+            }
+            sides[k].handshake.removeFirst(4 + length)
+            // Nothing after the ServerHello that we read is needed from a TLS 1.3 server.
+            if k == 1 && isTLS13 && serverHello?.isHelloRetryRequest == false { sides[k].handshake = []; return }
+        }
+    }
+}
+
+/// Pure parsers for hello message bodies (after the 4-byte handshake header).
+public enum TLSHelloParser {
+    static let helloRetryRandom: [UInt8] = [
+        0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91,
+        0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+    ]
+
+    public static func clientHello(_ body: UnsafeRawBufferPointer) -> ClientHello? {
+        var c = ByteCursor(body)
+        var ch = ClientHello()
+        guard let v = c.u16(), let random = c.slice(32), let sidLen = c.u8(), c.skip(Int(sidLen)),
+              let csLen = c.u16(), let cs = c.slice(Int(csLen)), let compLen = c.u8(), c.skip(Int(compLen))
+        else { return nil }
+        ch.legacyVersion = v
+        ch.random = Array(random)
+        var cc = ByteCursor(cs)
+        while let suite = cc.u16() { ch.cipherSuites.append(suite) }
+        guard let extLen = c.u16(), let exts = c.slice(Int(extLen)) else { return ch } // no extensions (old clients)
+        var e = ByteCursor(exts)
+        while let type = e.u16() {
+            guard let len = e.u16(), let data = e.slice(Int(len)) else { return nil }
+            ch.extensions.append(type)
+            var d = ByteCursor(data)
+            switch type {
+            case 0x0000:
+                guard let _ = d.u16() else { break }
+                while let nameType = d.u8(), let nameLen = d.u16(), let name = d.slice(Int(nameLen)) {
+                    if nameType == 0 && ch.serverName == nil { ch.serverName = name.text }
+                }
+            case 0x0010:
+                guard let _ = d.u16() else { break }
+                while let l = d.u8(), let proto = d.slice(Int(l)) { ch.alpn.append(Array(proto)) }
+            case 0x002B:
+                guard let _ = d.u8() else { break }
+                while let sv = d.u16() { ch.supportedVersions.append(sv) }
+            case 0x000D:
+                guard let _ = d.u16() else { break }
+                while let alg = d.u16() { ch.signatureAlgorithms.append(alg) }
+            case 0xFE0D:
+                ch.offersECH = true
+            default:
+                break
+            }
+        }
+        return ch
+    }
+
+    public static func serverHello(_ body: UnsafeRawBufferPointer) -> ServerHello? {
+        var c = ByteCursor(body)
+        var sh = ServerHello()
+        guard let v = c.u16(), let random = c.slice(32), let sidLen = c.u8(), c.skip(Int(sidLen)),
+              let suite = c.u16(), let _ = c.u8() else { return nil }
+        sh.legacyVersion = v
+        sh.cipherSuite = suite
+        sh.isHelloRetryRequest = random.elementsEqual(helloRetryRandom)
+        guard let extLen = c.u16(), let exts = c.slice(Int(extLen)) else { return sh }
+        var e = ByteCursor(exts)
+        while let type = e.u16() {
+            guard let len = e.u16(), let data = e.slice(Int(len)) else { return nil }
+            var d = ByteCursor(data)
+            switch type {
+            case 0x002B:
+                sh.selectedVersion = d.u16()
+            case 0x0010:
+                if let _ = d.u16(), let l = d.u8(), let proto = d.slice(Int(l)) { sh.alpn = proto.text }
+            default:
+                break
+            }
+        }
+        return sh
+    }
+}

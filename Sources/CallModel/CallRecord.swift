@@ -1,0 +1,100 @@
+/// What kind of thing a call record describes.
+public enum CallKind: String, Sendable, Codable, CaseIterable {
+    case http, tls, dns, connect, quic
+}
+
+/// How a call ended. Everything but `ok` counts as a failure.
+public enum Outcome: String, Sendable, Codable, CaseIterable {
+    case ok
+    case httpError = "http_error"
+    case refused
+    case timeout
+    case reset
+    case tlsFailed = "tls_failed"
+    case dnsFailed = "dns_failed"
+    case noResponse = "no_response"
+    case incomplete
+}
+
+public enum Visibility: String, Sendable, Codable {
+    case plaintext, decrypted, encrypted
+}
+
+public enum Attribution: String, Sendable, Codable {
+    case exact, inherited, ambiguous, none
+}
+
+/// One call: the JSONL contract, the database row and the API object all carry these fields.
+/// Times are nanoseconds since the epoch; durations are microseconds. Nil means unknown.
+public struct CallRecord: Sendable, Equatable {
+    // Identity and time
+    public var kind: CallKind
+    public var ts: Int64
+    public var endedAt: Int64?
+    public var latencyMicros: Int64?
+    public var connectionId: String?
+    public var streamId: Int?
+    /// Times are lower bounds: the connection was picked up mid-stream or lost bytes.
+    public var estimated = false
+    // Attribution
+    public var sessionId: String?
+    public var attribution: Attribution?
+    public var pid: Int?
+    public var process: String?
+    public var exe: String?
+    public var cgroup: String?
+    public var agent: String?
+    public var target: String?
+    // Endpoints
+    public var clientIp: String?
+    public var clientPort: Int?
+    public var serverIp: String?
+    public var serverPort: Int?
+    // HTTP
+    public var scheme: String?
+    public var host: String?
+    public var method: String?
+    public var path: String?
+    public var url: String?
+    public var statusCode: Int?
+    public var httpVersion: String?
+    public var requestContentType: String?
+    public var responseContentType: String?
+    public var requestBodyBytes: Int?
+    public var responseBodyBytes: Int?
+    public var requestSummary: String?
+    public var responseSummary: String?
+    // TLS
+    public var sni: String?
+    public var alpn: String?
+    public var alpnOffered: [String]?
+    public var tlsVersion: String?
+    public var tlsCipher: String?
+    public var ja4: String?
+    public var certSubject: String?
+    public var certSan: [String]?
+    // DNS
+    public var dnsQtype: String?
+    public var dnsRcode: String?
+    public var dnsAnswers: [String]?
+    // Timings (microseconds)
+    public var connectMicros: Int64?
+    public var tlsHandshakeMicros: Int64?
+    public var ttfbMicros: Int64?
+    // Outcome
+    public var outcome: Outcome = .ok
+    public var error: String?
+    public var weirds: [String] = []
+    public var missedBytes = 0
+    public var visibility: Visibility?
+    // Transfer sizes on the wire (TCP payload bytes each way), for connection-level records.
+    public var bytesSent: Int?
+    public var bytesReceived: Int?
+
+    public init(kind: CallKind, ts: Int64) {
+        self.kind = kind
+        self.ts = ts
+    }
+
+    public var isFailure: Bool { outcome != .ok }
+}

@@ -1,0 +1,64 @@
+/// Counters of one analysis run (or one interval of a live capture). Every cap that drops or skips
+/// data has its own counter here, so nothing is lost silently.
+public struct CaptureStats: Sendable, Equatable {
+    public var packets = 0
+    public var bytes = 0
+    public var tcpPackets = 0
+    public var udpPackets = 0
+    public var nonIPPackets = 0
+    public var ipFragments = 0
+    public var otherTransportPackets = 0
+    public var malformedPackets = 0
+    public var snapTruncatedPackets = 0
+    public var flows = 0
+    public var midStreamFlows = 0
+    public var gaps = 0
+    public var missedBytes = 0
+    public var retransmittedSegments = 0
+    public var outOfOrderSegments = 0
+    public var reassemblyCapFlushes = 0
+    public var evictedIdle = 0
+    public var evictedForCapacity = 0
+    public var parseErrors = 0
+    public var httpPendingDropped = 0
+    public var dnsMalformed = 0
+    public var dnsUnanswered = 0
+    public var dnsFolded = 0
+    public var calls = 0
+    public var excludedLocal = 0
+    public var excludedHost = 0
+    public var kernelDrops = 0
+    public var unattributedConnections = 0
+
+    public init() {}
+
+    /// Name/value pairs in a fixed order, for tables, storage and the API.
+    public var fields: [(String, Int)] {
+        [
+            ("packets", packets), ("bytes", bytes), ("tcp_packets", tcpPackets), ("udp_packets", udpPackets),
+            ("non_ip_packets", nonIPPackets), ("ip_fragments", ipFragments),
+            ("other_transport_packets", otherTransportPackets), ("malformed_packets", malformedPackets),
+            ("snap_truncated_packets", snapTruncatedPackets), ("flows", flows), ("mid_stream_flows", midStreamFlows),
+            ("gaps", gaps), ("missed_bytes", missedBytes), ("retransmitted_segments", retransmittedSegments),
+            ("out_of_order_segments", outOfOrderSegments), ("reassembly_cap_flushes", reassemblyCapFlushes),
+            ("evicted_idle", evictedIdle), ("evicted_for_capacity", evictedForCapacity),
+            ("parse_errors", parseErrors), ("http_pending_dropped", httpPendingDropped),
+            ("dns_malformed", dnsMalformed), ("dns_unanswered", dnsUnanswered), ("dns_folded", dnsFolded),
+            ("calls", calls), ("excluded_local", excludedLocal), ("excluded_host", excludedHost),
+            ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
+        ]
+    }
+
+    public mutating func add(_ o: CaptureStats) {
+        packets += o.packets; bytes += o.bytes; tcpPackets += o.tcpPackets; udpPackets += o.udpPackets
+        nonIPPackets += o.nonIPPackets; ipFragments += o.ipFragments; otherTransportPackets += o.otherTransportPackets
+        malformedPackets += o.malformedPackets; snapTruncatedPackets += o.snapTruncatedPackets; flows += o.flows
+        midStreamFlows += o.midStreamFlows; gaps += o.gaps; missedBytes += o.missedBytes
+        retransmittedSegments += o.retransmittedSegments; outOfOrderSegments += o.outOfOrderSegments
+        reassemblyCapFlushes += o.reassemblyCapFlushes; evictedIdle += o.evictedIdle
+        evictedForCapacity += o.evictedForCapacity; parseErrors += o.parseErrors
+        httpPendingDropped += o.httpPendingDropped; dnsMalformed += o.dnsMalformed; dnsUnanswered += o.dnsUnanswered
+        dnsFolded += o.dnsFolded; calls += o.calls; excludedLocal += o.excludedLocal; excludedHost += o.excludedHost
+        kernelDrops += o.kernelDrops; unattributedConnections += o.unattributedConnections
+    }
+}

@@ -1,0 +1,171 @@
+import Analysers
+import CallModel
+import Capture
+import Reassembly
+
+/// The analysis pipeline for one input: decoded packets in, call records out in order of call start.
+/// Owns the reassembler, the per-connection analyses, DNS and QUIC tracking, and the reorder buffer
+/// that releases calls once nothing earlier can still appear.
+public final class Analyzer {
+    public let options: AnalysisOptions
+    var stats = CaptureStats()
+    private var reassembler: Reassembler!
+    private var dns: DNSTracker!
+    private var quic: QUICTracker!
+    private let sink: (CallRecord) -> Void
+    /// Completed calls waiting until the watermark passes their start.
+    private var ready: [(CallRecord, Int)] = []
+    private var sequence = 0
+    private var lastHousekeeping: Nanos = 0
+    private var now: Nanos = 0
+    /// Address → name learned from DNS answers, to name connections without SNI or Host.
+    private var names: [IPAddress: String] = [:]
+    public private(set) var namesDropped = 0
+
+    /// `sink` receives calls in order of `ts`.
+    public init(options: AnalysisOptions = AnalysisOptions(), sink: @escaping (CallRecord) -> Void) {
+        self.options = options
+        self.sink = sink
+        reassembler = Reassembler(limits: options.reassembly) { [unowned self] c in
+            ConnectionAnalysis(owner: self, connection: c)
+        }
+        dns = DNSTracker(owner: self)
+        quic = QUICTracker(owner: self)
+    }
+
+    /// Counters so far, including the reassembler's and the decoder's (pass the decoder's counters in).
+    public func statistics(decoder: DecodeCounters? = nil) -> CaptureStats {
+        var s = stats
+        let r = reassembler.counters
+        s.flows = r.connections
+        s.midStreamFlows = r.midStreamConnections
+        s.gaps = r.gaps
+        s.missedBytes = r.missedBytes
+        s.retransmittedSegments = r.retransmittedSegments
+        s.outOfOrderSegments = r.outOfOrderSegments
+        s.reassemblyCapFlushes = r.pendingCapFlushes
+        s.evictedIdle = r.evictedIdle
+        s.evictedForCapacity = r.evictedForCapacity
+        if let d = decoder {
+            s.packets = d.packets
+            s.bytes = d.bytes
+            s.nonIPPackets = d.count(.notIP)
+            s.ipFragments = d.count(.ipFragment)
+            s.otherTransportPackets = d.count(.otherTransport)
+            s.malformedPackets = d.count(.malformed) + d.count(.truncatedHeader)
+            s.snapTruncatedPackets = d.snapTruncated
+        }
+        return s
+    }
+
+    /// Processes one decoded packet.
+    public func process(_ p: DecodedPacket) {
+        if p.timestamp > now { now = p.timestamp }
+        if !options.includeLocal && (p.src.isLocal || p.dst.isLocal) {
+            stats.excludedLocal += 1
+            return
+        }
+        switch p.transport {
+        case .tcp:
+            stats.tcpPackets += 1
+            reassembler.process(p)
+        case .udp:
+            stats.udpPackets += 1
+            if p.srcPort == 53 || p.dstPort == 53 || p.srcPort == 5353 && p.dstPort == 5353 {
+                dns.process(p)
+            } else if p.dstPort == 443 || p.srcPort == 443 {
+                quic.process(p)
+            }
+        }
+        if now - lastHousekeeping >= 1_000_000_000 {
+            lastHousekeeping = now
+            dns.expire(now: now)
+            quic.expire(now: now)
+            release(upTo: watermark())
+        }
+    }
+
+    /// Ends the input: every open connection and lookup is reported and all calls are released.
+    public func finish() {
+        reassembler.finishAll()
+        dns.expire(now: .max)
+        quic.expire(now: .max)
+        release(upTo: .max)
+    }
+
+    // MARK: Called by the per-protocol parts
+
+    func emit(_ record: CallRecord) {
+        var r = record
+        if let host = r.host, isExcluded(host) {
+            stats.excludedHost += 1
+            return
+        }
+        r.sessionId = options.sessionId
+        ready.append((r, sequence))
+        sequence += 1
+    }
+
+    func learn(_ answers: [DNSAnswer], for name: String) {
+        guard !name.isEmpty else { return }
+        for a in answers where a.type == 1 || a.type == 28 {
+            guard let ip = Self.parseAddress(a.data) else { continue }
+            if names.count >= options.maxDNSNames {
+                namesDropped += names.count
+                names.removeAll(keepingCapacity: true)
+            }
+            names[ip] = name
+        }
+    }
+
+    func dnsName(for ip: IPAddress) -> String? { names[ip] }
+
+    // MARK: Ordering
+
+    private func watermark() -> Nanos {
+        var w = now
+        if let t = reassembler.earliestOpenConnectionStart() { w = min(w, t) }
+        if let t = dns.earliestOpenStart { w = min(w, t) }
+        if let t = quic.earliestOpenStart { w = min(w, t) }
+        return w
+    }
+
+    private func release(upTo watermark: Nanos) {
+        guard !ready.isEmpty else { return }
+        ready.sort { $0.0.ts != $1.0.ts ? $0.0.ts < $1.0.ts : $0.1 < $1.1 }
+        var k = 0
+        while k < ready.count && ready[k].0.ts < watermark || (watermark == .max && k < ready.count) {
+            stats.calls += 1
+            sink(ready[k].0)
+            k += 1
+        }
+        ready.removeFirst(k)
+    }
+
+    private func isExcluded(_ host: String) -> Bool {
+        for h in options.excludeHosts {
+            let x = h.lowercased()
+            if host == x || host.hasSuffix("." + x) { return true }
+        }
+        return false
+    }
+
+    static func parseAddress(_ text: String) -> IPAddress? {
+        if text.contains(":") {
+            var groups: [UInt16] = []
+            let halves = text.components(separatedBy: "::")
+            guard halves.count <= 2 else { return nil }
+            let head = halves[0].isEmpty ? [] : halves[0].split(separator: ":").compactMap { UInt16($0, radix: 16) }
+            let tail = halves.count == 2 && !halves[1].isEmpty ? halves[1].split(separator: ":").compactMap { UInt16($0, radix: 16) } : []
+            groups = head + Array(repeating: 0, count: max(0, 8 - head.count - tail.count)) + tail
+            guard groups.count == 8 else { return nil }
+            var hi: UInt64 = 0, lo: UInt64 = 0
+            for g in groups[0..<4] { hi = hi << 16 | UInt64(g) }
+            for g in groups[4..<8] { lo = lo << 16 | UInt64(g) }
+            return IPAddress(high: hi, low: lo)
+        }
+        let parts = text.split(separator: ".").compactMap { UInt32($0) }
+        guard parts.count == 4, parts.allSatisfy({ $0 < 256 }) else { return nil }
+        return IPAddress(v4: parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3])
+    }
+}

@@ -1,0 +1,356 @@
+import Analysers
+import CallModel
+import Capture
+import Reassembly
+
+/// What a TCP stream turned out to carry, decided from its first bytes.
+enum StreamProtocol {
+    case undecided
+    case http
+    case tls
+    case unknown
+}
+
+/// The analysis of one TCP connection: protocol detection by content, the HTTP/1 and TLS analysers
+/// (re-detecting after CONNECT or an Upgrade), and the call records built from their results.
+final class ConnectionAnalysis: TCPStreamHandler {
+    private unowned let owner: Analyzer
+    private var proto: StreamProtocol = .undecided
+    private var http: HTTP1Analyser?
+    private var tls: TLSAnalyser?
+    /// Set while the HTTP analyser has handed the stream over (CONNECT/101) and detection runs again.
+    private var afterSwitch = false
+    /// Client bytes that arrived before the server's first reply during re-detection.
+    private var httpCalls = 0
+    private var unknownBytes = 0
+    let communityID: String
+
+    init(owner: Analyzer, connection c: TCPConnection) {
+        self.owner = owner
+        communityID = CommunityID.v1(c.client, c.clientPort, c.server, c.serverPort, proto: 6)
+    }
+
+    // MARK: TCPStreamHandler
+
+    func deliver(_ c: TCPConnection, _ direction: Direction, _ data: UnsafeRawBufferPointer, at time: Nanos) {
+        var data = data
+        if proto == .undecided {
+            detect(c, direction, data)
+        }
+        switch proto {
+        case .http:
+            guard let http else { return }
+            let used = http.deliver(direction == .toServer ? .client : .server, data, at: time)
+            emitHTTP(c)
+            if http.switched {
+                // The rest of the stream is another protocol (TLS in a CONNECT tunnel, WebSocket, h2c…).
+                let held = http.heldClientBytes
+                proto = .undecided
+                afterSwitch = true
+                if !held.isEmpty {
+                    held.withUnsafeBytes { deliver(c, .toServer, $0, at: time) }
+                }
+                if used < data.count {
+                    data = UnsafeRawBufferPointer(rebasing: data[used...])
+                    deliver(c, direction, data, at: time)
+                }
+            }
+        case .tls:
+            tls?.deliver(fromClient: direction == .toServer, data, at: time)
+        case .unknown, .undecided:
+            unknownBytes += data.count
+        }
+    }
+
+    func gap(_ c: TCPConnection, _ direction: Direction, length: Int, at time: Nanos) {
+        switch proto {
+        case .http: http?.gap(direction == .toServer ? .client : .server, length: length, at: time)
+        case .tls: tls?.gap(fromClient: direction == .toServer, length: length)
+        default: break
+        }
+    }
+
+    func endOfStream(_ c: TCPConnection, _ direction: Direction, at time: Nanos) {
+        if proto == .http, let http {
+            http.endOfStream(direction == .toServer ? .client : .server, at: time)
+            emitHTTP(c)
+        }
+    }
+
+    func finish(_ c: TCPConnection, reason: FinishReason) {
+        if let http {
+            http.finish()
+            emitHTTP(c, finishing: reason)
+            owner.stats.parseErrors += http.malformedMessages
+            owner.stats.httpPendingDropped += http.droppedPendingRequests
+        }
+        if let tls {
+            if !tls.weirds.isEmpty { owner.stats.parseErrors += tls.weirds.filter { $0 != .tlsGap }.count }
+            owner.emit(tlsRecord(c, tls, reason: reason))
+        } else if http == nil || httpCalls == 0 {
+            if let r = connectRecord(c, reason: reason) { owner.emit(r) }
+        }
+    }
+
+    /// The earliest start of anything this connection may still report.
+    var earliestOpenStart: Nanos? { nil }
+
+    // MARK: Detection
+
+    private func detect(_ c: TCPConnection, _ direction: Direction, _ data: UnsafeRawBufferPointer) {
+        guard !data.isEmpty else { return }
+        if data[0] == 0x16 && data.count >= 3 && data[1] == 0x03 && data[2] <= 0x04 {
+            proto = .tls
+            if tls == nil { tls = TLSAnalyser() }
+            return
+        }
+        if afterSwitch {
+            // Only TLS is analysed inside a tunnel for now; anything else is counted as opaque bytes.
+            proto = .unknown
+            return
+        }
+        if direction == .toServer ? HTTPDetector.looksLikeRequest(data) : HTTPDetector.looksLikeResponse(data) {
+            proto = .http
+            var limits = owner.options.http
+            if owner.options.summaries { limits.summaryBytes = owner.options.summaryBytes }
+            http = HTTP1Analyser(limits: limits)
+            return
+        }
+        proto = .unknown
+    }
+
+    // MARK: Records
+
+    private func base(_ c: TCPConnection, kind: CallKind, ts: Nanos) -> CallRecord {
+        var r = CallRecord(kind: kind, ts: ts)
+        r.connectionId = communityID
+        r.clientIp = c.client.description
+        r.clientPort = Int(c.clientPort)
+        r.serverIp = c.server.description
+        r.serverPort = Int(c.serverPort)
+        r.estimated = c.midStream
+        return r
+    }
+
+    private var connectMicros: (TCPConnection) -> Int64? = { c in
+        guard let syn = c.synTime, let synAck = c.synAckTime, synAck >= syn else { return nil }
+        return (synAck - syn) / 1000
+    }
+
+    private func emitHTTP(_ c: TCPConnection, finishing: FinishReason? = nil) {
+        guard let http else { return }
+        for x in http.takeCompleted() {
+            owner.emit(httpRecord(c, x, finishing: finishing))
+            httpCalls += 1
+        }
+    }
+
+    private func httpRecord(_ c: TCPConnection, _ x: HTTPExchange, finishing: FinishReason?) -> CallRecord {
+        let start = x.requestStart ?? x.responseStart ?? c.firstSeen
+        var r = base(c, kind: .http, ts: start)
+        r.visibility = .plaintext
+        r.scheme = "http"
+        if let req = x.request {
+            r.method = req.method.isEmpty ? nil : req.method
+            r.httpVersion = req.version.isEmpty ? nil : req.version
+            r.requestContentType = req.contentType
+            let target = req.target.isEmpty ? nil : Redaction.target(req.target)
+            r.path = target.map(Self.pathPart)
+            r.host = Self.hostName(req.host) ?? Self.hostFromAbsoluteTarget(req.target) ?? owner.dnsName(for: c.server)
+            if let path = r.path, let host = r.host {
+                let defaultPort = c.serverPort == 80
+                r.url = "http://\(host)\(defaultPort ? "" : ":\(c.serverPort)")\(path)"
+            }
+            r.requestBodyBytes = x.requestBodyBytes
+            r.weirds += req.weirds.map(\.rawValue)
+        } else {
+            r.host = owner.dnsName(for: c.server)
+        }
+        if let resp = x.response {
+            r.statusCode = resp.status
+            r.responseContentType = resp.contentType
+            if r.httpVersion == nil { r.httpVersion = resp.version }
+            r.weirds += resp.weirds.map(\.rawValue)
+        }
+        if x.responseComplete || x.response != nil { r.responseBodyBytes = x.responseBodyBytes }
+        if let end = x.responseEnd { r.endedAt = end; r.latencyMicros = (end - start) / 1000 }
+        if let first = x.responseStart { r.ttfbMicros = (first - start) / 1000 }
+        if httpCalls == 0 {
+            r.connectMicros = connectMicros(c)
+        }
+        r.weirds += x.weirds.map(\.rawValue)
+        r.missedBytes = x.missedBytes
+        if owner.options.summaries {
+            r.requestSummary = Redaction.summary(contentType: x.request?.contentType, bytes: x.requestBodyPrefix,
+                                                 totalBytes: x.requestBodyBytes)
+            r.responseSummary = Redaction.summary(contentType: x.response?.contentType, bytes: x.responseBodyPrefix,
+                                                  totalBytes: x.responseBodyBytes)
+        }
+        // Outcome.
+        if x.responseComplete, let status = x.response?.status {
+            if x.missedBytes > 0 {
+                r.outcome = .incomplete
+                r.error = "\(x.missedBytes) bytes missing from the capture"
+            } else if status >= 400 {
+                r.outcome = .httpError
+                r.error = "HTTP \(status)"
+            }
+        } else if x.missedBytes > 0 || r.weirds.contains(Weird.gapInHeaders.rawValue) {
+            r.outcome = .incomplete
+            r.error = "capture gap inside the exchange"
+        } else if c.resetTime != nil, let by = c.resetBy {
+            r.outcome = .reset
+            r.error = by == .toClient ? "connection reset by server" : "connection reset by client"
+            if let t = c.resetTime { r.endedAt = t; r.latencyMicros = (t - start) / 1000 }
+        } else if x.response != nil {
+            r.outcome = .incomplete
+            r.error = finishing == .endOfCapture ? "capture ended during the response" : "response cut short"
+        } else if x.request != nil {
+            r.outcome = .noResponse
+            r.error = finishing == .endOfCapture ? "capture ended before a response" : "connection closed without a response"
+        }
+        return r
+    }
+
+    private func tlsRecord(_ c: TCPConnection, _ t: TLSAnalyser, reason: FinishReason) -> CallRecord {
+        let start = c.synTime ?? c.firstSeen
+        var r = base(c, kind: .tls, ts: start)
+        r.visibility = .encrypted
+        r.scheme = "https"
+        if let ch = t.clientHello {
+            r.sni = ch.serverName
+            r.alpnOffered = ch.alpn.isEmpty ? nil : ch.alpnNames
+            r.ja4 = JA4.fingerprint(ch)
+        }
+        r.host = Self.hostName(r.sni) ?? owner.dnsName(for: c.server)
+        if let sh = t.serverHello {
+            r.tlsVersion = TLSNames.version(sh.version)
+            r.tlsCipher = TLSNames.cipher(sh.cipherSuite)
+            r.alpn = sh.alpn
+        }
+        let end = c.lastSeen
+        r.endedAt = end
+        r.latencyMicros = (end - start) / 1000
+        r.connectMicros = connectMicros(c)
+        if let ch = t.clientHelloTime, let done = t.handshakeDoneTime, done >= ch {
+            r.tlsHandshakeMicros = (done - ch) / 1000
+        }
+        let firstData = t.firstApplicationData
+        if let up = firstData[0], let down = firstData[1], down >= up { r.ttfbMicros = (down - up) / 1000 }
+        r.bytesSent = c.bytes[0]
+        r.bytesReceived = c.bytes[1]
+        r.missedBytes = c.totalMissedBytes
+        r.weirds = t.weirds.map(\.rawValue)
+        // Outcome.
+        let closed = reason != .endOfCapture
+        if let alert = t.alerts.first(where: { $0.isFatal }) {
+            r.outcome = .tlsFailed
+            r.error = alert.name + (alert.fromClient ? " (from client)" : " (from server)")
+        } else if t.sawGap && t.handshakeDoneTime == nil {
+            r.outcome = .incomplete
+            r.error = "capture gap during the handshake"
+        } else if t.serverHello == nil {
+            if closed || c.resetTime != nil {
+                r.outcome = .tlsFailed
+                r.error = c.resetTime != nil ? "handshake aborted by reset before ServerHello" : "connection closed before ServerHello"
+            } else {
+                r.outcome = .incomplete
+                r.error = "capture ended during the handshake"
+            }
+        } else if t.isTLS13 {
+            // Alerts after ServerHello are encrypted: a client that sent nothing beyond its Finished
+            // (or an alert in its place) and then closed, failed the handshake.
+            if t.clientEncryptedRecords < 2 && closed {
+                r.outcome = .tlsFailed
+                r.error = "encrypted alert"
+            }
+        } else if t.handshakeDoneTime == nil {
+            if closed {
+                r.outcome = .tlsFailed
+                r.error = c.resetTime != nil ? "handshake aborted by reset" : "handshake aborted"
+            } else {
+                r.outcome = .incomplete
+                r.error = "capture ended during the handshake"
+            }
+        }
+        return r
+    }
+
+    /// A record for a connection that carried no recognised calls: a failed connect (refused,
+    /// timeout) or an established connection of an unknown protocol.
+    private func connectRecord(_ c: TCPConnection, reason: FinishReason) -> CallRecord? {
+        let start = c.synTime ?? c.firstSeen
+        var r = base(c, kind: .connect, ts: start)
+        r.host = owner.dnsName(for: c.server)
+        r.endedAt = c.lastSeen
+        r.latencyMicros = (c.lastSeen - start) / 1000
+        r.bytesSent = c.bytes[0]
+        r.bytesReceived = c.bytes[1]
+        r.missedBytes = c.totalMissedBytes
+        if c.synAckTime == nil && c.bytes[0] + c.bytes[1] == 0 {
+            if c.midStream { return nil } // stray ACKs/FINs of a connection we never saw
+            if c.resetTime != nil && c.resetBy == .toClient {
+                r.outcome = .refused
+                r.error = "connection refused (RST to SYN)"
+            } else if c.resetTime != nil {
+                r.outcome = .reset
+                r.error = "connection reset by client during the handshake"
+            } else if reason == .endOfCapture && c.lastSeen - start < owner.options.reassembly.handshakeTimeout {
+                r.outcome = .incomplete
+                r.error = "capture ended during the handshake"
+            } else {
+                r.outcome = .timeout
+                r.error = "no answer to \(c.synCount) SYN\(c.synCount == 1 ? "" : "s")"
+            }
+            return r
+        }
+        r.connectMicros = connectMicros(c)
+        if c.bytes[0] + c.bytes[1] == 0 && c.midStream { return nil }
+        return r
+    }
+
+    // MARK: Helpers
+
+    /// Lower-case host without port.
+    static func hostName(_ raw: String?) -> String? {
+        guard var h = raw?.trimmingWhitespace(), !h.isEmpty else { return nil }
+        if h.hasPrefix("[") {
+            if let close = h.firstIndex(of: "]") { h = String(h[h.index(after: h.startIndex)..<close]) }
+        } else if let colon = h.lastIndex(of: ":"), h.firstIndex(of: ":") == colon {
+            h = String(h[..<colon])
+        }
+        if h.hasSuffix(".") { h.removeLast() }
+        return h.lowercased()
+    }
+
+    static func hostFromAbsoluteTarget(_ target: String) -> String? {
+        guard let schemeEnd = target.range(of: "://") else {
+            // CONNECT host:port
+            return target.contains(":") && !target.hasPrefix("/") ? hostName(target) : nil
+        }
+        let rest = target[schemeEnd.upperBound...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let hostPort = authority.split(separator: "@").last.map(String.init) ?? String(authority)
+        return hostName(hostPort)
+    }
+
+    /// The path (with redacted query) of an origin-form or absolute-form target.
+    static func pathPart(_ target: String) -> String {
+        guard let schemeEnd = target.range(of: "://") else { return target }
+        let rest = target[schemeEnd.upperBound...]
+        if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) {
+            let p = String(rest[slash...])
+            return p.hasPrefix("?") ? "/" + p : p
+        }
+        return "/"
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,212 @@
+import Analysers
+import CallModel
+import Capture
+
+/// Pairs DNS queries with answers and turns lookups into calls. Resolver noise is folded away:
+/// NXDOMAINs from search-list expansion go into the outcome of the final lookup, and a NODATA
+/// answer beside a successful lookup of the other address family counts as ok.
+final class DNSTracker {
+    struct QueryKey: Hashable {
+        var client: IPAddress
+        var clientPort: UInt16
+        var server: IPAddress
+        var id: UInt16
+    }
+
+    struct Lookup {
+        var key: QueryKey
+        var serverPort: UInt16
+        var name: String
+        var qtype: UInt16
+        var queryTime: Nanos
+        var answerTime: Nanos?
+        var rcode: UInt8?
+        var answers: [DNSAnswer] = []
+        var folded = false
+    }
+
+    private unowned let owner: Analyzer
+    private var pending: [QueryKey: Lookup] = [:]
+    /// Answered (or timed out) lookups held for folding, in completion order.
+    private var held: [Lookup] = []
+    private let maxPending = 65_536
+
+    init(owner: Analyzer) { self.owner = owner }
+
+    func process(_ p: DecodedPacket) {
+        switch DNSParser.parse(p.payload) {
+        case .failure:
+            owner.stats.dnsMalformed += 1
+        case .success(let m):
+            if m.isResponse {
+                let key = QueryKey(client: p.dst, clientPort: p.dstPort, server: p.src, id: m.id)
+                if var l = pending.removeValue(forKey: key) {
+                    l.answerTime = p.timestamp
+                    l.rcode = m.rcode
+                    l.answers = m.answers
+                    owner.learn(m.answers, for: l.name)
+                    held.append(l)
+                } else {
+                    // An answer without its query (capture started late): still useful for naming.
+                    owner.learn(m.answers, for: m.questionName)
+                }
+            } else {
+                let key = QueryKey(client: p.src, clientPort: p.srcPort, server: p.dst, id: m.id)
+                if pending[key] != nil { return } // a retransmitted query: keep the first
+                if pending.count >= maxPending { expire(now: .max) }
+                pending[key] = Lookup(key: key, serverPort: p.dstPort, name: m.questionName, qtype: m.questionType,
+                                      queryTime: p.timestamp)
+            }
+        }
+    }
+
+    /// Times out unanswered queries and emits held lookups older than the fold window.
+    func expire(now: Nanos) {
+        let timeout = owner.options.dnsTimeout
+        let stale = pending.values.filter { now == .max || now - $0.queryTime >= timeout }
+        for l in stale.sorted(by: { $0.queryTime < $1.queryTime }) {
+            pending.removeValue(forKey: l.key)
+            owner.stats.dnsUnanswered += 1
+            held.append(l)
+        }
+        guard !held.isEmpty else { return }
+        fold()
+        let window = owner.options.dnsFoldWindow
+        var keep: [Lookup] = []
+        for l in held {
+            if now == .max || now - (l.answerTime ?? l.queryTime) >= window {
+                if l.folded { owner.stats.dnsFolded += 1 } else { owner.emit(record(l)) }
+            } else {
+                keep.append(l)
+            }
+        }
+        held = keep
+    }
+
+    /// Earliest query time of anything not yet emitted.
+    var earliestOpenStart: Nanos? {
+        let a = pending.values.map(\.queryTime).min()
+        let b = held.map(\.queryTime).min()
+        switch (a, b) {
+        case let (x?, y?): return min(x, y)
+        default: return a ?? b
+        }
+    }
+
+    private func succeeded(_ l: Lookup) -> Bool {
+        l.rcode == 0 && l.answers.contains { $0.type == l.qtype }
+    }
+
+    private func fold() {
+        for i in held.indices where !held[i].folded && held[i].rcode == 3 {
+            // Search-list expansion: "name.suffix" NXDOMAIN, then a lookup of "name" from the same client.
+            let n = held[i].name
+            if held.contains(where: { o in
+                o.key.client == held[i].key.client && o.name != n && n.hasPrefix(o.name + ".")
+                    && o.queryTime >= held[i].queryTime
+            }) {
+                held[i].folded = true
+            }
+        }
+    }
+
+    private func record(_ l: Lookup) -> CallRecord {
+        var r = CallRecord(kind: .dns, ts: l.queryTime)
+        r.clientIp = l.key.client.description
+        r.clientPort = Int(l.key.clientPort)
+        r.serverIp = l.key.server.description
+        r.serverPort = Int(l.serverPort)
+        r.connectionId = CommunityID.v1(l.key.client, l.key.clientPort, l.key.server, l.serverPort, proto: 17)
+        r.host = l.name
+        r.dnsQtype = DNSNames.qtype(l.qtype)
+        r.visibility = .plaintext
+        if let t = l.answerTime {
+            r.endedAt = t
+            r.latencyMicros = (t - l.queryTime) / 1000
+            r.ttfbMicros = r.latencyMicros
+        }
+        r.dnsRcode = l.rcode.map(DNSNames.rcode)
+        if !l.answers.isEmpty { r.dnsAnswers = l.answers.map { "\(DNSNames.qtype($0.type)) \($0.data)" } }
+        guard let rcode = l.rcode else {
+            r.outcome = .dnsFailed
+            r.error = "no answer"
+            return r
+        }
+        if succeeded(l) { return r }
+        if rcode == 0 {
+            // NODATA: fine when the same name resolved for the other address family.
+            let otherOK = held.contains { o in
+                o.key.client == l.key.client && o.name == l.name && o.qtype != l.qtype && succeeded(o)
+            }
+            if otherOK { return r }
+            r.outcome = .dnsFailed
+            r.error = "no \(DNSNames.qtype(l.qtype)) record (NODATA)"
+            return r
+        }
+        r.outcome = .dnsFailed
+        r.error = DNSNames.rcode(rcode)
+        return r
+    }
+}
+
+/// Counts UDP/443 flows as QUIC connections, with timing and bytes.
+final class QUICTracker {
+    struct Flow {
+        var client: IPAddress
+        var clientPort: UInt16
+        var server: IPAddress
+        var serverPort: UInt16
+        var first: Nanos
+        var last: Nanos
+        var bytes = [0, 0]
+        var firstReply: Nanos?
+    }
+
+    struct Key: Hashable {
+        var a: IPAddress, ap: UInt16, b: IPAddress, bp: UInt16
+    }
+
+    private unowned let owner: Analyzer
+    private var flows: [Key: Flow] = [:]
+
+    init(owner: Analyzer) { self.owner = owner }
+
+    func process(_ p: DecodedPacket) {
+        let toServer = p.dstPort == 443
+        let key = toServer ? Key(a: p.src, ap: p.srcPort, b: p.dst, bp: p.dstPort) : Key(a: p.dst, ap: p.dstPort, b: p.src, bp: p.srcPort)
+        if flows[key] == nil {
+            flows[key] = Flow(client: key.a, clientPort: key.ap, server: key.b, serverPort: key.bp, first: p.timestamp, last: p.timestamp)
+        }
+        flows[key]!.last = p.timestamp
+        flows[key]!.bytes[toServer ? 0 : 1] += p.wireLength
+        if !toServer && flows[key]!.firstReply == nil { flows[key]!.firstReply = p.timestamp }
+    }
+
+    func expire(now: Nanos) {
+        let idle = owner.options.quicIdleTimeout
+        let done = flows.filter { now == .max || now - $0.value.last >= idle }
+        for (key, f) in done.sorted(by: { $0.value.first < $1.value.first }) {
+            flows.removeValue(forKey: key)
+            var r = CallRecord(kind: .quic, ts: f.first)
+            r.clientIp = f.client.description
+            r.clientPort = Int(f.clientPort)
+            r.serverIp = f.server.description
+            r.serverPort = Int(f.serverPort)
+            r.connectionId = CommunityID.v1(f.client, f.clientPort, f.server, f.serverPort, proto: 17)
+            r.host = owner.dnsName(for: f.server)
+            r.endedAt = f.last
+            r.latencyMicros = (f.last - f.first) / 1000
+            r.ttfbMicros = f.firstReply.map { ($0 - f.first) / 1000 }
+            r.bytesSent = f.bytes[0]
+            r.bytesReceived = f.bytes[1]
+            r.visibility = .encrypted
+            if f.firstReply == nil {
+                r.outcome = .timeout
+                r.error = "no reply from the server"
+            }
+            owner.emit(r)
+        }
+    }
+
+    var earliestOpenStart: Nanos? { flows.values.map(\.first).min() }
+}

@@ -1,0 +1,308 @@
+import CallModel
+import GRDB
+
+/// The calls database: schema and migrations, batched inserts, and queries. Times are stored as
+/// integer microseconds since the epoch, durations as milliseconds, lists as JSON text.
+public final class CallStore: Sendable {
+    public let writer: any DatabaseWriter
+
+    /// Opens (creating if needed) the database at `path` in WAL mode and migrates it.
+    public convenience init(path: String) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        let pool = try DatabasePool(path: path, configuration: config)
+        try self.init(writer: pool)
+    }
+
+    /// An in-memory database, for tests and runs without `--db`.
+    public static func inMemory() throws -> CallStore {
+        try CallStore(writer: DatabaseQueue())
+    }
+
+    public init(writer: any DatabaseWriter) throws {
+        self.writer = writer
+        try Self.migrator.migrate(writer)
+    }
+
+    static let columns: [String] = [
+        "kind", "ts", "ended_at", "latency_ms", "connection_id", "stream_id", "estimated",
+        "session_id", "attribution", "pid", "process", "exe", "cgroup", "agent", "target",
+        "client_ip", "client_port", "server_ip", "server_port",
+        "scheme", "host", "method", "path", "url", "status_code", "http_version",
+        "request_content_type", "response_content_type", "request_body_bytes", "response_body_bytes",
+        "request_summary", "response_summary",
+        "sni", "alpn", "alpn_offered", "tls_version", "tls_cipher", "ja4", "cert_subject", "cert_san",
+        "dns_qtype", "dns_rcode", "dns_answers",
+        "connect_ms", "tls_handshake_ms", "ttfb_ms",
+        "outcome", "error", "weirds", "missed_bytes", "visibility", "bytes_sent", "bytes_received",
+    ]
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: calls and capture statistics") { db in
+            try db.execute(sql: """
+                CREATE TABLE calls (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL,
+                    ts INTEGER NOT NULL,
+                    ended_at INTEGER,
+                    latency_ms REAL,
+                    connection_id TEXT,
+                    stream_id INTEGER,
+                    estimated INTEGER NOT NULL DEFAULT 0,
+                    session_id TEXT,
+                    attribution TEXT,
+                    pid INTEGER,
+                    process TEXT,
+                    exe TEXT,
+                    cgroup TEXT,
+                    agent TEXT,
+                    target TEXT,
+                    client_ip TEXT,
+                    client_port INTEGER,
+                    server_ip TEXT,
+                    server_port INTEGER,
+                    scheme TEXT,
+                    host TEXT,
+                    method TEXT,
+                    path TEXT,
+                    url TEXT,
+                    status_code INTEGER,
+                    http_version TEXT,
+                    request_content_type TEXT,
+                    response_content_type TEXT,
+                    request_body_bytes INTEGER,
+                    response_body_bytes INTEGER,
+                    request_summary TEXT,
+                    response_summary TEXT,
+                    sni TEXT,
+                    alpn TEXT,
+                    alpn_offered TEXT,
+                    tls_version TEXT,
+                    tls_cipher TEXT,
+                    ja4 TEXT,
+                    cert_subject TEXT,
+                    cert_san TEXT,
+                    dns_qtype TEXT,
+                    dns_rcode TEXT,
+                    dns_answers TEXT,
+                    connect_ms REAL,
+                    tls_handshake_ms REAL,
+                    ttfb_ms REAL,
+                    outcome TEXT NOT NULL,
+                    error TEXT,
+                    weirds TEXT,
+                    missed_bytes INTEGER NOT NULL DEFAULT 0,
+                    visibility TEXT,
+                    bytes_sent INTEGER,
+                    bytes_received INTEGER
+                );
+                CREATE INDEX calls_session_ts ON calls(session_id, ts);
+                CREATE INDEX calls_host_ts ON calls(host, ts);
+                CREATE INDEX calls_ts ON calls(ts);
+                CREATE TABLE capture_stats (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    recorded_at INTEGER NOT NULL,
+                    source TEXT NOT NULL,
+                    name TEXT NOT NULL,
+                    value INTEGER NOT NULL
+                );
+                CREATE INDEX capture_stats_recorded ON capture_stats(recorded_at);
+                """)
+        }
+        return m
+    }
+
+    // MARK: Writing
+
+    /// Inserts calls in one transaction through one prepared statement.
+    public func insert(_ records: [CallRecord]) throws {
+        guard !records.isEmpty else { return }
+        let placeholders = Array(repeating: "?", count: Self.columns.count).joined(separator: ",")
+        let sql = "INSERT INTO calls (\(Self.columns.joined(separator: ","))) VALUES (\(placeholders))"
+        try writer.write { db in
+            let statement = try db.cachedStatement(sql: sql)
+            for r in records {
+                try statement.execute(arguments: StatementArguments(Self.values(r)))
+            }
+        }
+    }
+
+    /// Records a set of counters under `source` (a file name or a capture target).
+    public func recordStats(_ stats: CaptureStats, source: String, at time: Int64) throws {
+        try writer.write { db in
+            let statement = try db.cachedStatement(
+                sql: "INSERT INTO capture_stats (recorded_at, source, name, value) VALUES (?, ?, ?, ?)")
+            for (name, value) in stats.fields {
+                try statement.execute(arguments: [time / 1000, source, name, value])
+            }
+        }
+    }
+
+    static func values(_ r: CallRecord) -> [(any DatabaseValueConvertible)?] {
+        func ms(_ micros: Int64?) -> Double? { micros.map { Double($0) / 1000 } }
+        func list(_ v: [String]?) -> String? {
+            guard let v else { return nil }
+            var w = "["
+            for (i, s) in v.enumerated() { if i > 0 { w += "," }; JSONObjectWriter.appendQuoted(s, to: &w) }
+            return w + "]"
+        }
+        return [
+            r.kind.rawValue, r.ts / 1000, r.endedAt.map { $0 / 1000 }, ms(r.latencyMicros), r.connectionId, r.streamId,
+            r.estimated, r.sessionId, r.attribution?.rawValue, r.pid, r.process, r.exe, r.cgroup, r.agent, r.target,
+            r.clientIp, r.clientPort, r.serverIp, r.serverPort,
+            r.scheme, r.host, r.method, r.path, r.url, r.statusCode, r.httpVersion,
+            r.requestContentType, r.responseContentType, r.requestBodyBytes, r.responseBodyBytes,
+            r.requestSummary, r.responseSummary,
+            r.sni, r.alpn, list(r.alpnOffered), r.tlsVersion, r.tlsCipher, r.ja4, r.certSubject, list(r.certSan),
+            r.dnsQtype, r.dnsRcode, list(r.dnsAnswers),
+            ms(r.connectMicros), ms(r.tlsHandshakeMicros), ms(r.ttfbMicros),
+            r.outcome.rawValue, r.error, list(r.weirds), r.missedBytes, r.visibility?.rawValue, r.bytesSent, r.bytesReceived,
+        ]
+    }
+
+    // MARK: Reading
+
+    public struct Filter: Sendable {
+        public var session: String?
+        public var host: String?
+        public var failedOnly = false
+        public var since: Int64?
+        public var until: Int64?
+        public var method: String?
+        public var limit: Int?
+        public init() {}
+    }
+
+    /// Calls matching `filter`, oldest first.
+    public func calls(_ filter: Filter) throws -> [CallRecord] {
+        var clauses: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
+        if let s = filter.session { clauses.append("session_id = ?"); args.append(s) }
+        if let h = filter.host { clauses.append("host = ?"); args.append(h.lowercased()) }
+        if filter.failedOnly { clauses.append("outcome <> 'ok'") }
+        if let t = filter.since { clauses.append("ts >= ?"); args.append(t / 1000) }
+        if let t = filter.until { clauses.append("ts < ?"); args.append(t / 1000) }
+        if let m = filter.method { clauses.append("method = ?"); args.append(m.uppercased()) }
+        var sql = "SELECT \(Self.columns.joined(separator: ",")) FROM calls"
+        if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
+        sql += " ORDER BY ts, id"
+        if let l = filter.limit { sql += " LIMIT \(max(0, l))" }
+        return try writer.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map(Self.record)
+        }
+    }
+
+    public func callCount() throws -> Int {
+        try writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM calls") ?? 0 }
+    }
+
+    /// The latest value of each counter, summed over sources.
+    public func statsTotals() throws -> [String: Int] {
+        try writer.read { db in
+            var out: [String: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT name, SUM(value) AS v FROM capture_stats GROUP BY name") {
+                out[row["name"]] = row["v"]
+            }
+            return out
+        }
+    }
+
+    static func record(_ row: Row) -> CallRecord {
+        func micros(_ ms: Double?) -> Int64? { ms.map { Int64(($0 * 1000).rounded()) } }
+        func list(_ s: String?) -> [String]? { s.flatMap(JSONStringList.parse) }
+        let ts: Int64 = row["ts"]
+        var r = CallRecord(kind: CallKind(rawValue: row["kind"]) ?? .connect, ts: ts * 1000)
+        r.endedAt = (row["ended_at"] as Int64?).map { $0 * 1000 }
+        r.latencyMicros = micros(row["latency_ms"])
+        r.connectionId = row["connection_id"]
+        r.streamId = row["stream_id"]
+        r.estimated = row["estimated"]
+        r.sessionId = row["session_id"]
+        r.attribution = (row["attribution"] as String?).flatMap(Attribution.init(rawValue:))
+        r.pid = row["pid"]
+        r.process = row["process"]
+        r.exe = row["exe"]
+        r.cgroup = row["cgroup"]
+        r.agent = row["agent"]
+        r.target = row["target"]
+        r.clientIp = row["client_ip"]
+        r.clientPort = row["client_port"]
+        r.serverIp = row["server_ip"]
+        r.serverPort = row["server_port"]
+        r.scheme = row["scheme"]
+        r.host = row["host"]
+        r.method = row["method"]
+        r.path = row["path"]
+        r.url = row["url"]
+        r.statusCode = row["status_code"]
+        r.httpVersion = row["http_version"]
+        r.requestContentType = row["request_content_type"]
+        r.responseContentType = row["response_content_type"]
+        r.requestBodyBytes = row["request_body_bytes"]
+        r.responseBodyBytes = row["response_body_bytes"]
+        r.requestSummary = row["request_summary"]
+        r.responseSummary = row["response_summary"]
+        r.sni = row["sni"]
+        r.alpn = row["alpn"]
+        r.alpnOffered = list(row["alpn_offered"])
+        r.tlsVersion = row["tls_version"]
+        r.tlsCipher = row["tls_cipher"]
+        r.ja4 = row["ja4"]
+        r.certSubject = row["cert_subject"]
+        r.certSan = list(row["cert_san"])
+        r.dnsQtype = row["dns_qtype"]
+        r.dnsRcode = row["dns_rcode"]
+        r.dnsAnswers = list(row["dns_answers"])
+        r.connectMicros = micros(row["connect_ms"])
+        r.tlsHandshakeMicros = micros(row["tls_handshake_ms"])
+        r.ttfbMicros = micros(row["ttfb_ms"])
+        r.outcome = Outcome(rawValue: row["outcome"]) ?? .ok
+        r.error = row["error"]
+        r.weirds = list(row["weirds"]) ?? []
+        r.missedBytes = row["missed_bytes"]
+        r.visibility = (row["visibility"] as String?).flatMap(Visibility.init(rawValue:))
+        r.bytesSent = row["bytes_sent"]
+        r.bytesReceived = row["bytes_received"]
+        return r
+    }
+}
+
+/// Reads back the JSON string lists the store writes (`["a","b"]`).
+enum JSONStringList {
+    static func parse(_ text: String) -> [String]? {
+        var out: [String] = []
+        var chars = Substring(text).unicodeScalars.makeIterator()
+        guard chars.next() == "[" else { return nil }
+        var current = ""
+        var inString = false
+        while let c = chars.next() {
+            if inString {
+                if c == "\\" {
+                    guard let e = chars.next() else { return nil }
+                    switch e {
+                    case "n": current += "\n"
+                    case "r": current += "\r"
+                    case "t": current += "\t"
+                    case "u":
+                        var hex = ""
+                        for _ in 0..<4 { if let h = chars.next() { hex.unicodeScalars.append(h) } }
+                        if let v = UInt32(hex, radix: 16), let u = Unicode.Scalar(v) { current.unicodeScalars.append(u) }
+                    default: current.unicodeScalars.append(e)
+                    }
+                } else if c == "\"" {
+                    out.append(current)
+                    current = ""
+                    inString = false
+                } else {
+                    current.unicodeScalars.append(c)
+                }
+            } else if c == "\"" {
+                inString = true
+            } else if c == "]" {
+                return out
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+
+@main
+struct Calltap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calltap",
+        abstract: "What external services did my agent call, at what latency, and did any fail?",
+        discussion: """
+            Exit codes: 0 success; 1 usage or other error; 2 no input could be read; \
+            3 partial read (an input was damaged; calls up to the damage were reported); 4 database error.
+            """,
+        subcommands: [ReadCommand.self, CallsCommand.self]
+    )
+}
+
+/// Exit codes, documented in the README.
+enum ExitStatus {
+    static let usage: Int32 = 1
+    static let unreadable: Int32 = 2
+    static let partialRead: Int32 = 3
+    static let database: Int32 = 4
+}

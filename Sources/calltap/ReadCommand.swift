@@ -1,0 +1,160 @@
+import ArgumentParser
+import CallModel
+import Capture
+import Foundation
+import Pipeline
+import Storage
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, jsonl, none
+}
+
+struct ReadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "read",
+        abstract: "Turn .pcap/.pcapng files into external API calls.",
+        discussion: "Calls are printed in order of their start. Without --db nothing is stored."
+    )
+
+    @Argument(help: "Capture files (pcap or pcapng); - reads standard input.")
+    var files: [String]
+
+    @Option(help: "Tag every call from these files with this session id.")
+    var session: String?
+
+    @Option(help: "Store calls and capture statistics in this SQLite database.")
+    var db: String?
+
+    @Option(help: "Output format: table, jsonl or none.")
+    var format: OutputFormat = .table
+
+    @Option(help: "A BPF filter applied while reading.")
+    var filter: String?
+
+    @Option(name: .customLong("exclude-host"), help: "Leave out calls to this host (and its subdomains). Repeatable.")
+    var excludeHosts: [String] = []
+
+    @Flag(name: .customLong("include-local"), help: "Keep loopback and link-local traffic (left out by default).")
+    var includeLocal = false
+
+    @Flag(help: "Keep short, redacted request/response body summaries.")
+    var summaries = false
+
+    @Flag(help: "Print capture statistics to standard error at the end.")
+    var stats = false
+
+    mutating func run() throws {
+        var options = AnalysisOptions()
+        options.sessionId = session
+        options.includeLocal = includeLocal
+        options.excludeHosts = excludeHosts
+        options.summaries = summaries
+
+        let store: CallStore?
+        do {
+            store = try db.map { try CallStore(path: $0) }
+        } catch {
+            Log.error("cannot open database \(db ?? ""): \(error)")
+            throw ExitCode(ExitStatus.database)
+        }
+        let out = OutputStream()
+        var tableRows: [CallRecord] = []
+        var batch: [CallRecord] = []
+        var storeError: Error?
+        let format = self.format
+        if format == .table { out.line(CallTable.header) }
+        let analyzer = Analyzer(options: options) { record in
+            switch format {
+            case .jsonl: out.line(CallJSON.line(record))
+            case .table:
+                out.line(CallTable.row(record))
+                tableRows.append(record)
+            case .none: break
+            }
+            if let store, storeError == nil {
+                batch.append(record)
+                if batch.count >= 2000 {
+                    do { try store.insert(batch) } catch { storeError = error }
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+        }
+
+        var totalDecoder = DecodeCounters()
+        var anyRead = false
+        var damaged: [String] = []
+        var unreadable: [String] = []
+        let showProgress = Log.stderrIsTTY
+        for path in files {
+            let reader: PcapFileReader
+            do {
+                reader = try PcapFileReader(path: path, filter: filter)
+            } catch {
+                Log.error("\(error)")
+                unreadable.append(path)
+                continue
+            }
+            var decoder = PacketDecoder(linkType: reader.linkType)
+            let fileSize = path == "-" ? 0 : ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+            var lastProgress = Date()
+            var seenBytes = 0
+            let outcome = reader.forEach { frame, wireLength, ts in
+                if let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) {
+                    analyzer.process(p)
+                }
+                if showProgress && fileSize > 50_000_000 {
+                    seenBytes += frame.count + 16
+                    if decoder.counters.packets & 0xFFFF == 0, Date().timeIntervalSince(lastProgress) > 1 {
+                        lastProgress = Date()
+                        Log.progress("\(path): \(seenBytes * 100 / max(fileSize, 1))%")
+                    }
+                }
+            }
+            if showProgress && fileSize > 50_000_000 { Log.progress("") }
+            if outcome.packets > 0 { anyRead = true }
+            if let damage = outcome.damage {
+                Log.error("\(path): damaged after \(outcome.packets) packets: \(damage)")
+                damaged.append(path)
+            }
+            totalDecoder.add(decoder.counters)
+        }
+        analyzer.finish()
+        let statistics = analyzer.statistics(decoder: totalDecoder)
+        if format == .table {
+            for line in CallTable.summary(tableRows) { out.line(line) }
+        }
+        out.flush()
+        if let store {
+            do {
+                if storeError == nil { try store.insert(batch) }
+                try store.recordStats(statistics, source: files.joined(separator: ","),
+                                      at: Int64(Date().timeIntervalSince1970 * 1_000_000_000))
+            } catch {
+                storeError = storeError ?? error
+            }
+            if let storeError {
+                Log.error("cannot write to database \(db ?? ""): \(storeError)")
+                throw ExitCode(ExitStatus.database)
+            }
+        }
+        if stats {
+            let text = statistics.fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+            FileHandle.standardError.write(Data("stats: \(text)\n".utf8))
+        }
+        if !anyRead {
+            if damaged.isEmpty && unreadable.isEmpty { return } // empty but valid captures
+            throw ExitCode(ExitStatus.unreadable)
+        }
+        if !damaged.isEmpty || !unreadable.isEmpty { throw ExitCode(ExitStatus.partialRead) }
+    }
+}
+
+extension DecodeCounters {
+    mutating func add(_ o: DecodeCounters) {
+        packets += o.packets
+        bytes += o.bytes
+        decoded += o.decoded
+        snapTruncated += o.snapTruncated
+        for i in skipped.indices { skipped[i] += o.skipped[i] }
+    }
+}
