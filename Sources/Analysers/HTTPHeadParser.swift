@@ -71,21 +71,26 @@ enum HTTPHeadParser {
         }
     }
 
+    /// "METHOD SP target SP HTTP/x.y". Like Zeek, a line whose version is damaged still yields its
+    /// method and target, and a line with no version at all is taken as HTTP/0.9.
     private static func parseRequestLine(_ line: UnsafeRawBufferPointer.SubSequence, into head: inout HTTPHead) -> Bool {
         guard let sp1 = line.firstIndex(of: 0x20) else { return false }
         let method = line[line.startIndex..<sp1]
         guard !method.isEmpty, method.count <= 32, isToken(method) else { return false }
-        guard let sp2 = line.lastIndex(of: 0x20), sp2 > sp1 else { return false }
-        let version = line[(sp2 + 1)...]
-        guard let v = httpVersion(version) else { return false }
-        var ts = sp1 + 1
-        var te = sp2
+        head.method = String(decoding: method, as: UTF8.self)
+        var te = line.endIndex
+        head.version = "0.9"
+        if let sp2 = line.lastIndex(of: 0x20), sp2 >= sp1 {
+            let version = line[(sp2 + 1)...]
+            if version.count >= 5, equalsLower(version.prefix(5), "http/") {
+                head.version = httpVersion(version) ?? String(decoding: version.dropFirst(5), as: UTF8.self)
+                te = sp2
+            }
+        }
+        var ts = min(sp1 + 1, te) // "OPTIONS HTTP/1.1": the target is empty
         while ts < te && line[ts] == 0x20 { ts += 1 }
         while te > ts && line[te - 1] == 0x20 { te -= 1 }
-        guard ts < te else { return false }
-        head.method = String(decoding: method, as: UTF8.self)
         head.target = String(decoding: line[ts..<te], as: UTF8.self)
-        head.version = v
         return true
     }
 

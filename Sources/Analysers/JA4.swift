@@ -49,6 +49,8 @@ public enum JA4 {
 
     static func alpnChars(_ value: [UInt8]?) -> String {
         guard let value, let first = value.first, let last = value.last else { return "00" }
+        // FoxIO's reference implementation prints "99" when the value starts with a non-ASCII byte.
+        if first >= 0x80 { return "99" }
         func alnum(_ b: UInt8) -> Bool { (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) }
         if alnum(first) && alnum(last) {
             return String(decoding: [first, last], as: UTF8.self)

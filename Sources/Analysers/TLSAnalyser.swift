@@ -24,6 +24,8 @@ public final class TLSAnalyser {
 
     private var sides = [Side(), Side()]
     public private(set) var clientHello: ClientHello?
+    /// Every ClientHello seen (a second follows a HelloRetryRequest), up to four.
+    public private(set) var clientHellos: [ClientHello] = []
     public private(set) var serverHello: ServerHello?
     public private(set) var helloRetryRequest = false
     public private(set) var clientHelloTime: Timestamp?
@@ -108,9 +110,9 @@ public final class TLSAnalyser {
     /// Whether handshake records from side `k` are still plaintext.
     private func handshakeIsPlaintext(_ k: Int) -> Bool {
         if k == 0 {
-            // A client's records after its ChangeCipherSpec are encrypted, except a second
-            // ClientHello answering a HelloRetryRequest (sent after a compatibility CCS).
-            return !sides[0].changedCipher || (helloRetryRequest && serverHello?.isHelloRetryRequest == true)
+            // Until a real ServerHello arrives nothing can be encrypted yet: a second ClientHello (after a
+            // HelloRetryRequest, or a retry after a compatibility CCS) is still plaintext.
+            return !sides[0].changedCipher || serverHello == nil || serverHello?.isHelloRetryRequest == true
         }
         // The server encrypts everything after ServerHello in TLS 1.3, and after its CCS in 1.2.
         if isTLS13 && serverHello?.isHelloRetryRequest == false { return false }
@@ -178,8 +180,13 @@ public final class TLSAnalyser {
                 let body = UnsafeRawBufferPointer(rebasing: raw[4..<(4 + length)])
                 if type == 1 && k == 0 {
                     if let ch = TLSHelloParser.clientHello(body) {
-                        if clientHello == nil { clientHelloTime = time }
-                        clientHello = ch
+                        // The first ClientHello names the connection and gives its JA4; a second one
+                        // (after HelloRetryRequest) only confirms it.
+                        if clientHello == nil {
+                            clientHelloTime = time
+                            clientHello = ch
+                        }
+                        if clientHellos.count < 4 { clientHellos.append(ch) }
                     } else {
                         note(.tlsMalformedHandshake)
                     }

@@ -169,3 +169,20 @@ public final class Analyzer {
         return IPAddress(v4: parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3])
     }
 }
+
+extension Analyzer {
+    /// Analyses one capture file start to end and returns its calls in order, the statistics and how
+    /// the read ended.
+    public static func analyzeFile(_ path: String, options: AnalysisOptions = AnalysisOptions(),
+                                   filter: String? = nil) throws -> (calls: [CallRecord], stats: CaptureStats, read: ReadOutcome) {
+        let reader = try PcapFileReader(path: path, filter: filter)
+        var calls: [CallRecord] = []
+        let analyzer = Analyzer(options: options) { calls.append($0) }
+        var decoder = PacketDecoder(linkType: reader.linkType)
+        let outcome = reader.forEach { frame, wireLength, ts in
+            if let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) { analyzer.process(p) }
+        }
+        analyzer.finish()
+        return (calls, analyzer.statistics(decoder: decoder.counters), outcome)
+    }
+}

@@ -20,7 +20,10 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private var tls: TLSAnalyser?
     /// Set while the HTTP analyser has handed the stream over (CONNECT/101) and detection runs again.
     private var afterSwitch = false
-    /// Client bytes that arrived before the server's first reply during re-detection.
+    /// Client bytes held while undecided: a request line too damaged to recognise is still HTTP
+    /// when the server answers with a status line.
+    private var heldClientBytes: [UInt8] = []
+    private static let maxHeldClientBytes = 8192
     private var httpCalls = 0
     private var unknownBytes = 0
     let communityID: String
@@ -36,6 +39,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         var data = data
         if proto == .undecided {
             detect(c, direction, data)
+            if proto == .undecided { return } // held until the other side speaks
         }
         switch proto {
         case .http:
@@ -99,24 +103,43 @@ final class ConnectionAnalysis: TCPStreamHandler {
 
     private func detect(_ c: TCPConnection, _ direction: Direction, _ data: UnsafeRawBufferPointer) {
         guard !data.isEmpty else { return }
-        if data[0] == 0x16 && data.count >= 3 && data[1] == 0x03 && data[2] <= 0x04 {
+        if direction == .toServer && heldClientBytes.isEmpty && data[0] == 0x16 && data.count >= 3
+            && data[1] == 0x03 && data[2] <= 0x04 {
             proto = .tls
             if tls == nil { tls = TLSAnalyser() }
             return
         }
         if afterSwitch {
-            // Only TLS is analysed inside a tunnel for now; anything else is counted as opaque bytes.
+            // Inside a tunnel only TLS is analysed for now; anything else is counted as opaque bytes.
             proto = .unknown
             return
         }
-        if direction == .toServer ? HTTPDetector.looksLikeRequest(data) : HTTPDetector.looksLikeResponse(data) {
-            proto = .http
-            var limits = owner.options.http
-            if owner.options.summaries { limits.summaryBytes = owner.options.summaryBytes }
-            http = HTTP1Analyser(limits: limits)
+        if direction == .toServer {
+            if heldClientBytes.isEmpty && HTTPDetector.looksLikeRequest(data) {
+                startHTTP()
+            } else if heldClientBytes.count + data.count <= Self.maxHeldClientBytes && data[0] >= 0x20 {
+                heldClientBytes.append(contentsOf: data) // wait for the server's answer to decide
+            } else {
+                proto = .unknown
+            }
             return
         }
-        proto = .unknown
+        guard HTTPDetector.looksLikeResponse(data) else {
+            proto = .unknown
+            return
+        }
+        startHTTP()
+        if !heldClientBytes.isEmpty, let http {
+            heldClientBytes.withUnsafeBytes { _ = http.deliver(.client, $0, at: c.firstDataTime[0] ?? c.firstSeen) }
+            heldClientBytes = []
+        }
+    }
+
+    private func startHTTP() {
+        proto = .http
+        var limits = owner.options.http
+        if owner.options.summaries { limits.summaryBytes = owner.options.summaryBytes }
+        http = HTTP1Analyser(limits: limits)
     }
 
     // MARK: Records
@@ -242,7 +265,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         r.missedBytes = c.totalMissedBytes
         r.weirds = t.weirds.map(\.rawValue)
         // Outcome.
-        let closed = reason != .endOfCapture
+        let closed = reason != .endOfCapture || c.wasClosed
         if let alert = t.alerts.first(where: { $0.isFatal }) {
             r.outcome = .tlsFailed
             r.error = alert.name + (alert.fromClient ? " (from client)" : " (from server)")

@@ -32,6 +32,8 @@ public struct ReassemblyCounters: Sendable {
     public var evictedIdle = 0
     public var evictedForCapacity = 0
     public var packetsAfterClose = 0
+    /// RSTs followed by more data (forged or ignored by the endpoints).
+    public var ignoredResets = 0
     public var maxConcurrentConnections = 0
     public init() {}
 }

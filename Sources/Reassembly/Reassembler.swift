@@ -66,9 +66,11 @@ public final class Reassembler {
         let dir: Direction = (p.src == c.client && p.srcPort == c.clientPort) ? .toServer : .toClient
         segment(c, dir, p)
         if p.flags.contains(.rst) {
+            // Linger rather than finish: a forged or ignored RST (bad MD5, out of window) is followed by
+            // more data, which revives the connection.
             c.resetTime = c.resetTime ?? p.timestamp
             c.resetBy = c.resetBy ?? dir
-            finishConnection(c, key: key, reason: .reset, keepLingering: true)
+            c.closedAt = p.timestamp
         } else if c.halves[0].ended && c.halves[1].ended {
             finishConnection(c, key: key, reason: .closed, keepLingering: true)
         }
@@ -78,7 +80,7 @@ public final class Reassembler {
     /// Finishes every open connection (end of input).
     public func finishAll() {
         for (key, c) in table.sorted(by: { $0.value.firstSeen < $1.value.firstSeen }) {
-            finishConnection(c, key: key, reason: .endOfCapture)
+            finishConnection(c, key: key, reason: c.resetTime != nil ? .reset : .endOfCapture)
         }
         table.removeAll()
     }
@@ -145,7 +147,9 @@ public final class Reassembler {
         for (key, c) in table {
             let idle = now - c.lastSeen
             if let closedAt = c.closedAt {
-                if now - closedAt >= limits.closedLinger / idleScale { expired.append((key, c, .closed)) }
+                if now - closedAt >= limits.closedLinger / idleScale {
+                    expired.append((key, c, c.resetTime != nil ? .reset : .closed))
+                }
             } else if c.synAckTime == nil && c.bytes[0] + c.bytes[1] == 0 && !c.midStream {
                 if idle >= limits.handshakeTimeout / idleScale { expired.append((key, c, .idle)) }
             } else if idle >= limits.idleTimeout / idleScale {
@@ -155,6 +159,7 @@ public final class Reassembler {
         expired.sort { $0.1.firstSeen < $1.1.firstSeen }
         for (key, c, reason) in expired {
             if !c.finished && reason == .idle { counters.evictedIdle += 1 }
+            if c.resetTime != nil && !c.finished { finishConnection(c, key: key, reason: .reset); continue }
             finishConnection(c, key: key, reason: reason)
         }
     }
@@ -259,6 +264,12 @@ public final class Reassembler {
             if c.firstDataTime[d] == nil { c.firstDataTime[d] = time }
             c.lastDataTime[d] = time
             c.halves[d].nextSeq = c.halves[d].nextSeq &+ UInt32(truncatingIfNeeded: slice.count)
+            if let reset = c.resetTime, time > reset {
+                c.resetTime = nil
+                c.resetBy = nil
+                c.closedAt = nil
+                counters.ignoredResets += 1
+            }
             c.handler?.deliver(c, dir, slice, at: time)
         }
         let uncaptured = wireLength - max(skip, payload.count)

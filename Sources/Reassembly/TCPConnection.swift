@@ -88,5 +88,7 @@ public final class TCPConnection {
     }
 
     public var totalMissedBytes: Int { missedBytes[0] + missedBytes[1] }
+    /// The connection was closed by FIN or RST (rather than still open when the capture ended).
+    public var wasClosed: Bool { resetTime != nil || finTime[0] != nil || finTime[1] != nil }
     public var isEstablished: Bool { synAckTime != nil || bytes[0] + bytes[1] > 0 || midStream }
 }
