@@ -33,6 +33,8 @@ public final class HTTP1Analyser {
         var bodyBytes = 0
         var missed = 0
         var seenEOF = false
+        /// Time of the last body byte, which ends a close-delimited message (not the FIN after it).
+        var lastBodyTime: Timestamp = 0
     }
 
     public let limits: HTTPLimits
@@ -115,7 +117,7 @@ public final class HTTP1Analyser {
                 }
             case let .body(remaining):
                 let take = min(remaining, n - i)
-                addBody(side, &s, UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]))
+                addBody(side, &s, UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]), at: time)
                 i += take
                 if take == remaining { messageComplete(side, &s, at: time) } else { s.state = .body(remaining: remaining - take) }
             case .chunkSize, .trailers, .chunkDataEnd:
@@ -145,11 +147,11 @@ public final class HTTP1Analyser {
                 }
             case let .chunkData(remaining):
                 let take = min(remaining, n - i)
-                addBody(side, &s, UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]))
+                addBody(side, &s, UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]), at: time)
                 i += take
                 s.state = take == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - take)
             case .untilClose:
-                addBody(side, &s, UnsafeRawBufferPointer(rebasing: data[i..<n]))
+                addBody(side, &s, UnsafeRawBufferPointer(rebasing: data[i..<n]), at: time)
                 i = n
             case .awaitingSwitch:
                 let room = max(0, limits.maxHeldBytes - heldClientBytes.count)
@@ -197,7 +199,7 @@ public final class HTTP1Analyser {
     public func endOfStream(_ side: HTTPSide, at time: Timestamp) {
         var s = streams[side.rawValue]
         s.seenEOF = true
-        if s.state == .untilClose { messageComplete(side, &s, at: time) }
+        if s.state == .untilClose { messageComplete(side, &s, at: s.bodyBytes > 0 ? s.lastBodyTime : time) }
         streams[side.rawValue] = s
     }
 
@@ -313,8 +315,9 @@ public final class HTTP1Analyser {
         }
     }
 
-    private func addBody(_ side: HTTPSide, _ s: inout Stream, _ bytes: UnsafeRawBufferPointer) {
+    private func addBody(_ side: HTTPSide, _ s: inout Stream, _ bytes: UnsafeRawBufferPointer, at time: Timestamp) {
         s.bodyBytes += bytes.count
+        if !bytes.isEmpty { s.lastBodyTime = time }
         guard limits.summaryBytes > 0 else { return }
         if side == .client, let r = requestIndex, pending[r].requestBodyPrefix.count < limits.summaryBytes {
             let take = min(bytes.count, limits.summaryBytes - pending[r].requestBodyPrefix.count)

@@ -71,8 +71,9 @@ public final class Reassembler {
             c.resetTime = c.resetTime ?? p.timestamp
             c.resetBy = c.resetBy ?? dir
             c.closedAt = p.timestamp
-        } else if c.halves[0].ended && c.halves[1].ended {
-            finishConnection(c, key: key, reason: .closed, keepLingering: true)
+        } else if c.halves[0].ended && c.halves[1].ended && c.closedAt == nil {
+            // Closed both ways: linger briefly so the last ACK still counts, then finish.
+            c.closedAt = p.timestamp
         }
         sweepIfDue(p.timestamp)
     }
@@ -228,7 +229,14 @@ public final class Reassembler {
             if skip > 0 {
                 counters.retransmittedBytes += skip
             }
-            deliverFresh(c, dir, payload: payload, skip: skip, wireLength: wireLength, time: time)
+            // A segment that fills a hole is stamped with the earliest arrival among the bytes it releases,
+            // so a message whose first packet arrived late still starts when its data began to arrive.
+            var stamp = time
+            if let next = c.halves[d].pending.first,
+               seqDiff(next.seq, c.halves[d].nextSeq &+ UInt32(truncatingIfNeeded: wireLength - skip)) <= 0 {
+                stamp = min(time, next.time)
+            }
+            deliverFresh(c, dir, payload: payload, skip: skip, wireLength: wireLength, time: stamp)
             drainPending(c, dir, time: time)
             return
         }
