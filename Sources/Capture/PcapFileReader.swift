@@ -42,22 +42,24 @@ public final class PcapFileReader {
             pcap_close(h)
             throw CaptureError.unsupportedLinkType(path: path, dlt: dlt, name: name)
         }
-        handle = h
-        linkType = lt
         if let filter, !filter.isEmpty {
             var program = bpf_program()
+            // Close by hand only before the stored properties are set; after that deinit owns the handle.
             if pcap_compile(h, &program, filter, 1, PCAP_NETMASK_UNKNOWN) != 0 {
                 let message = String(cString: pcap_geterr(h))
                 pcap_close(h)
                 throw CaptureError.filter(expression: filter, message: message)
             }
-            defer { pcap_freecode(&program) }
-            if pcap_setfilter(h, &program) != 0 {
+            let rc = pcap_setfilter(h, &program)
+            pcap_freecode(&program)
+            if rc != 0 {
                 let message = String(cString: pcap_geterr(h))
                 pcap_close(h)
                 throw CaptureError.filter(expression: filter, message: message)
             }
         }
+        handle = h
+        linkType = lt
     }
 
     deinit { pcap_close(handle) }
