@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Capture"]),
         .testTarget(name: "AnalysersTests", dependencies: ["Analysers"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Capture", "CallModel"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]
 )

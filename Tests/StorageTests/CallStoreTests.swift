@@ -1,0 +1,83 @@
+import CallModel
+import Foundation
+import GRDB
+import Storage
+import Testing
+
+@Suite struct CallStoreTests {
+    static func call(_ host: String, ts: Int64, session: String?, outcome: Outcome = .ok) -> CallRecord {
+        var r = CallRecord(kind: .http, ts: ts)
+        r.host = host
+        r.sessionId = session
+        r.method = "GET"
+        r.path = "/x?key=REDACTED"
+        r.statusCode = outcome == .ok ? 200 : 503
+        r.outcome = outcome
+        r.latencyMicros = 12_345
+        r.alpnOffered = ["h2", "http/1.1"]
+        r.weirds = ["content_gap"]
+        r.endedAt = ts + 12_345_000
+        r.missedBytes = 3
+        r.visibility = .plaintext
+        return r
+    }
+
+    @Test func roundTripKeepsEveryField() throws {
+        let store = try CallStore.inMemory()
+        let original = Self.call("api.example.com", ts: 1_717_243_200_123_456_000, session: "s1")
+        try store.insert([original])
+        let back = try store.calls(CallStore.Filter())
+        #expect(back == [original])
+        #expect(CallJSON.line(back[0]) == CallJSON.line(original))
+    }
+
+    @Test func filtersBySessionHostOutcomeAndTime() throws {
+        let store = try CallStore.inMemory()
+        let base: Int64 = 1_700_000_000_000_000_000
+        try store.insert([
+            Self.call("a.example", ts: base, session: "s1"),
+            Self.call("b.example", ts: base + 1_000_000_000, session: "s1", outcome: .httpError),
+            Self.call("a.example", ts: base + 2_000_000_000, session: "s2", outcome: .timeout),
+        ])
+        var f = CallStore.Filter()
+        f.session = "s1"
+        #expect(try store.calls(f).count == 2)
+        f = CallStore.Filter()
+        f.failedOnly = true
+        #expect(try store.calls(f).map(\.host) == ["b.example", "a.example"])
+        f = CallStore.Filter()
+        f.host = "A.example"
+        f.since = base + 1_000_000
+        #expect(try store.calls(f).map(\.sessionId) == ["s2"])
+        f = CallStore.Filter()
+        f.until = base + 1_500_000_000
+        f.limit = 1
+        #expect(try store.calls(f).count == 1)
+    }
+
+    @Test func fileDatabaseUsesWALAndReopensWithoutMigratingTwice() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-store-\(getpid()).db").path
+        try? FileManager.default.removeItem(atPath: path)
+        do {
+            let store = try CallStore(path: path)
+            try store.insert((0..<5000).map { Self.call("h\($0 % 7)", ts: Int64($0) * 1_000_000, session: nil) })
+            var stats = CaptureStats()
+            stats.packets = 42
+            try store.recordStats(stats, source: "x.pcap", at: 1_000_000_000)
+        }
+        let again = try CallStore(path: path)
+        #expect(try again.callCount() == 5000)
+        #expect(try again.statsTotals()["packets"] == 42)
+        let mode = try again.writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+    }
+
+    @Test func timestampsFormatAndParse() {
+        #expect(Timestamps.iso8601(1_717_243_200_044_890_000) == "2024-06-01T12:00:00.044890Z")
+        #expect(Timestamps.parse("2024-06-01T12:00:00.04489Z") == 1_717_243_200_044_890_000)
+        #expect(Timestamps.parse("2024-06-01T14:00:00+02:00") == 1_717_243_200_000_000_000)
+        #expect(Timestamps.parse("1717243200") == 1_717_243_200_000_000_000)
+        #expect(Timestamps.parse("yesterday") == nil)
+        #expect(Timestamps.iso8601(0) == "1970-01-01T00:00:00.000000Z")
+    }
+}
