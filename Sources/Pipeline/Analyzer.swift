@@ -18,6 +18,8 @@ public final class Analyzer {
     private var sequence = 0
     private var lastHousekeeping: Nanos = 0
     private var now: Nanos = 0
+    /// The latest packet time seen.
+    var captureTime: Nanos { now }
     /// Address → name learned from DNS answers, to name connections without SNI or Host.
     private var names: [IPAddress: String] = [:]
     public private(set) var namesDropped = 0

@@ -318,7 +318,8 @@ final class ConnectionAnalysis: TCPStreamHandler {
             } else if c.resetTime != nil {
                 r.outcome = .reset
                 r.error = "connection reset by client during the handshake"
-            } else if reason == .endOfCapture && c.lastSeen - start < owner.options.reassembly.handshakeTimeout {
+            } else if reason == .endOfCapture && c.synCount < 2 && owner.captureTime - c.lastSeen < 3_000_000_000 {
+                // One SYN just before the capture ended: too early to call it a timeout.
                 r.outcome = .incomplete
                 r.error = "capture ended during the handshake"
             } else {
