@@ -6,8 +6,8 @@ struct Calltap: ParsableCommand {
         commandName: "calltap",
         abstract: "What external services did my agent call, at what latency, and did any fail?",
         discussion: """
-            Exit codes: 0 success; 1 usage or other error; 2 no input could be read; \
-            3 partial read (an input was damaged; calls up to the damage were reported); 4 database error.
+            Exit codes: 0 success (a partial read is reported on stderr); 1 usage error; \
+            2 no input could be read; 3 partial read with --strict; 4 database error.
             """,
         subcommands: [ReadCommand.self, CallsCommand.self]
     )
