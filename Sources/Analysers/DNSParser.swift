@@ -15,7 +15,10 @@ public struct DNSAnswer: Sendable, Equatable {
     public var name: String
     /// 1 = A, 28 = AAAA, 5 = CNAME.
     public var type: UInt16
-    public var data: String
+    /// Network-order address for A (4 bytes) and AAAA (16 bytes); empty for CNAME.
+    public var address: [UInt8] = []
+    /// The alias target for CNAME.
+    public var target: String?
     public var ttl: UInt32
 }
 
@@ -87,14 +90,12 @@ public enum DNSParser {
             let rdataStart = c.position
             guard let rdata = c.slice(Int(rdlen)) else { return .failure(.malformed) }
             switch type {
-            case 1 where rdata.count == 4:
-                m.answers.append(DNSAnswer(name: name, type: 1, data: "\(rdata[0]).\(rdata[1]).\(rdata[2]).\(rdata[3])", ttl: ttl))
-            case 28 where rdata.count == 16:
-                m.answers.append(DNSAnswer(name: name, type: 28, data: ipv6Text(rdata), ttl: ttl))
+            case 1 where rdata.count == 4, 28 where rdata.count == 16:
+                m.answers.append(DNSAnswer(name: name, type: type, address: Array(rdata), ttl: ttl))
             case 5:
                 var rc = ByteCursor(bytes, position: rdataStart)
                 if case .success(let target) = readName(bytes, &rc) {
-                    m.answers.append(DNSAnswer(name: name, type: 5, data: target, ttl: ttl))
+                    m.answers.append(DNSAnswer(name: name, type: 5, target: target, ttl: ttl))
                 }
             default:
                 break
@@ -129,36 +130,5 @@ public enum DNSParser {
         if let resume { _ = cursor.seek(resume) }
         c = cursor
         return .success(String(decoding: out, as: UTF8.self))
-    }
-
-    static func ipv6Text(_ b: UnsafeRawBufferPointer) -> String {
-        var high: UInt64 = 0, low: UInt64 = 0
-        for k in 0..<8 { high = high << 8 | UInt64(b[k]) }
-        for k in 8..<16 { low = low << 8 | UInt64(b[k]) }
-        return IPv6Text.format(high: high, low: low)
-    }
-}
-
-/// RFC 5952 text for an IPv6 address given as two words.
-public enum IPv6Text {
-    public static func format(high: UInt64, low: UInt64) -> String {
-        var groups: [UInt16] = []
-        for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16((high >> UInt64(shift)) & 0xFFFF)) }
-        for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16((low >> UInt64(shift)) & 0xFFFF)) }
-        var bestStart = -1, bestLen = 0, runStart = -1
-        for i in 0...8 {
-            if i < 8 && groups[i] == 0 {
-                if runStart < 0 { runStart = i }
-            } else if runStart >= 0 {
-                let len = i - runStart
-                if len > bestLen && len >= 2 { bestStart = runStart; bestLen = len }
-                runStart = -1
-            }
-        }
-        func hex(_ g: UInt16) -> String { String(g, radix: 16) }
-        if bestStart < 0 { return groups.map(hex).joined(separator: ":") }
-        let head = groups[0..<bestStart].map(hex).joined(separator: ":")
-        let tail = groups[(bestStart + bestLen)...].map(hex).joined(separator: ":")
-        return head + "::" + tail
     }
 }

@@ -110,8 +110,8 @@ public final class Analyzer {
 
     func learn(_ answers: [DNSAnswer], for name: String) {
         guard !name.isEmpty else { return }
-        for a in answers where a.type == 1 || a.type == 28 {
-            guard let ip = Self.parseAddress(a.data) else { continue }
+        for a in answers {
+            guard let ip = DNSTracker.address(a) else { continue }
             if names.count >= options.maxDNSNames {
                 namesDropped += names.count
                 names.removeAll(keepingCapacity: true)
@@ -152,24 +152,6 @@ public final class Analyzer {
         return false
     }
 
-    static func parseAddress(_ text: String) -> IPAddress? {
-        if text.contains(":") {
-            var groups: [UInt16] = []
-            let halves = text.components(separatedBy: "::")
-            guard halves.count <= 2 else { return nil }
-            let head = halves[0].isEmpty ? [] : halves[0].split(separator: ":").compactMap { UInt16($0, radix: 16) }
-            let tail = halves.count == 2 && !halves[1].isEmpty ? halves[1].split(separator: ":").compactMap { UInt16($0, radix: 16) } : []
-            groups = head + Array(repeating: 0, count: max(0, 8 - head.count - tail.count)) + tail
-            guard groups.count == 8 else { return nil }
-            var hi: UInt64 = 0, lo: UInt64 = 0
-            for g in groups[0..<4] { hi = hi << 16 | UInt64(g) }
-            for g in groups[4..<8] { lo = lo << 16 | UInt64(g) }
-            return IPAddress(high: hi, low: lo)
-        }
-        let parts = text.split(separator: ".").compactMap { UInt32($0) }
-        guard parts.count == 4, parts.allSatisfy({ $0 < 256 }) else { return nil }
-        return IPAddress(v4: parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3])
-    }
 }
 
 extension Analyzer {

@@ -110,6 +110,23 @@ final class DNSTracker {
         }
     }
 
+    /// An answer's data as text: the address, or the alias target.
+    static func answerText(_ a: DNSAnswer) -> String {
+        address(a)?.description ?? a.target ?? ""
+    }
+
+    static func address(_ a: DNSAnswer) -> IPAddress? {
+        let b = a.address
+        if b.count == 4 {
+            return IPAddress(v4: UInt32(b[0]) << 24 | UInt32(b[1]) << 16 | UInt32(b[2]) << 8 | UInt32(b[3]))
+        }
+        guard b.count == 16 else { return nil }
+        var high: UInt64 = 0, low: UInt64 = 0
+        for k in 0..<8 { high = high << 8 | UInt64(b[k]) }
+        for k in 8..<16 { low = low << 8 | UInt64(b[k]) }
+        return IPAddress(high: high, low: low)
+    }
+
     private func record(_ l: Lookup) -> CallRecord {
         var r = CallRecord(kind: .dns, ts: l.queryTime)
         r.clientIp = l.key.client.description
@@ -126,7 +143,7 @@ final class DNSTracker {
             r.ttfbMicros = r.latencyMicros
         }
         r.dnsRcode = l.rcode.map(DNSNames.rcode)
-        if !l.answers.isEmpty { r.dnsAnswers = l.answers.map { "\(DNSNames.qtype($0.type)) \($0.data)" } }
+        if !l.answers.isEmpty { r.dnsAnswers = l.answers.map { "\(DNSNames.qtype($0.type)) \(Self.answerText($0))" } }
         guard let rcode = l.rcode else {
             r.outcome = .dnsFailed
             r.error = "no answer"

@@ -130,7 +130,8 @@ enum TLSBuilder {
         let m = try msg.withUnsafeBytes { try DNSParser.parse($0).get() }
         #expect(m.id == 0x1234 && m.isResponse && m.rcode == 0)
         #expect(m.questionName == "api.example.com" && m.questionType == 1)
-        #expect(m.answers.map(\.data) == ["edge.example.com", "192.0.2.7"])
+        #expect(m.answers.map(\.target) == ["edge.example.com", nil])
+        #expect(m.answers.map(\.address) == [[], [192, 0, 2, 7]])
     }
 
     func u16(_ v: Int) -> [UInt8] { Self.u16(v) }
