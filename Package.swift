@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -37,14 +39,31 @@ let package = Package(
             "CallModel",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        // The HTTP API, /metrics and the dashboard, reading the store.
+        .target(
+            name: "Server",
+            dependencies: [
+                "CallModel", "Storage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            resources: [
+                .embedInCode("Assets/index.html"),
+                .embedInCode("Assets/openapi.json"),
+            ]
+        ),
         .executableTarget(name: "calltap", dependencies: [
-            "Capture", "Pipeline", "CallModel", "Storage",
+            "Capture", "Pipeline", "CallModel", "Storage", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Capture"]),
         .testTarget(name: "AnalysersTests", dependencies: ["Analysers"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Capture", "CallModel"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "Storage", "CallModel", "Pipeline",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]

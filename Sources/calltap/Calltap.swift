@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct Calltap: ParsableCommand {
+struct Calltap: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "calltap",
         abstract: "What external services did my agent call, at what latency, and did any fail?",
@@ -9,7 +9,7 @@ struct Calltap: ParsableCommand {
             Exit codes: 0 success (a partial read is reported on stderr); 1 usage error; \
             2 no input could be read; 3 partial read with --strict; 4 database error.
             """,
-        subcommands: [ReadCommand.self, CallsCommand.self]
+        subcommands: [ReadCommand.self, CallsCommand.self, ServeCommand.self]
     )
 }
 

@@ -35,6 +35,10 @@ enum Log {
         FileHandle.standardError.write(Data("calltap: \(message)\n".utf8))
     }
 
+    static func info(_ message: String) {
+        FileHandle.standardError.write(Data("calltap: \(message)\n".utf8))
+    }
+
     static func progress(_ message: String) {
         FileHandle.standardError.write(Data("\r\u{1B}[K\(message)".utf8))
     }

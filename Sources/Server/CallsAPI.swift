@@ -1,0 +1,169 @@
+import CallModel
+import Hummingbird
+import Storage
+
+/// The JSON API over the store. Every bad parameter is a 400 with {"error": "..."}; a store failure
+/// is a 503, never a crash.
+struct CallsAPI: Sendable {
+    let store: CallStore
+
+    static let outcomes = Set(Outcome.allCases.map(\.rawValue) + ["failed"])
+    static let knownCallParameters: Set<String> = ["session", "session_id", "host", "since", "until", "outcome",
+                                                   "method", "limit", "before"]
+
+    struct BadRequest: Error { var message: String }
+
+    func calls(_ q: QueryParameters) -> Response {
+        do {
+            let f = try Self.pageFilter(q)
+            let page = try store.page(f)
+            var out = "{\"session\":" + (f.session.map(JSONObjectWriter.quoted) ?? "null") + ",\"calls\":["
+            for (i, c) in page.calls.enumerated() {
+                if i > 0 { out += "," }
+                out += CallJSON.line(c)
+            }
+            out += "],\"count\":\(page.calls.count),\"next_cursor\":" + (page.next.map { JSONObjectWriter.quoted($0.text) } ?? "null") + "}"
+            return JSONResponse.ok(out)
+        } catch let e as BadRequest {
+            return JSONResponse.error(.badRequest, e.message)
+        } catch {
+            return JSONResponse.error(.serviceUnavailable, "database unavailable: \(error)")
+        }
+    }
+
+    func summary(_ q: QueryParameters) -> Response {
+        do {
+            let session = try Self.session(q)
+            let since = try Self.time(q, "since"), until = try Self.time(q, "until")
+            let hosts = try store.hostSummaries(session: session, since: since, until: until)
+            var out = "{\"session\":" + (session.map(JSONObjectWriter.quoted) ?? "null") + ",\"hosts\":["
+            for (i, h) in hosts.enumerated() {
+                if i > 0 { out += "," }
+                var w = JSONObjectWriter()
+                w.string("host", h.host)
+                w.int("calls", h.calls)
+                w.int("failures", h.failures)
+                w.double("failure_rate", h.calls > 0 ? (Double(h.failures) / Double(h.calls) * 10_000).rounded() / 10_000 : 0)
+                w.millis("p50_ms", Self.percentile(h.httpLatencies, 0.50))
+                w.millis("p95_ms", Self.percentile(h.httpLatencies, 0.95))
+                w.millis("max_ms", h.httpLatencies.last)
+                w.int("bytes", h.bytes)
+                if let f = h.lastFailure {
+                    var lf = JSONObjectWriter()
+                    lf.string("ts", Timestamps.iso8601(f.ts))
+                    lf.string("kind", f.kind.rawValue)
+                    lf.string("outcome", f.outcome.rawValue)
+                    lf.string("error", f.error)
+                    lf.string("method", f.method)
+                    lf.string("path", f.path)
+                    lf.int("status_code", f.statusCode)
+                    w.raw("last_failure", lf.finish())
+                } else {
+                    w.raw("last_failure", "null")
+                }
+                out += w.finish()
+            }
+            return JSONResponse.ok(out + "]}")
+        } catch let e as BadRequest {
+            return JSONResponse.error(.badRequest, e.message)
+        } catch {
+            return JSONResponse.error(.serviceUnavailable, "database unavailable: \(error)")
+        }
+    }
+
+    func sessions() -> Response {
+        do {
+            var out = "{\"sessions\":["
+            for (i, s) in try store.sessions().enumerated() {
+                if i > 0 { out += "," }
+                var w = JSONObjectWriter()
+                w.string("session_id", s.sessionId)
+                w.int("calls", s.calls)
+                w.int("failures", s.failures)
+                w.string("first_ts", Timestamps.iso8601(s.firstTs))
+                w.string("last_ts", Timestamps.iso8601(s.lastTs))
+                out += w.finish()
+            }
+            return JSONResponse.ok(out + "]}")
+        } catch {
+            return JSONResponse.error(.serviceUnavailable, "database unavailable: \(error)")
+        }
+    }
+
+    func stats() -> Response {
+        do {
+            let totals = try store.statsTotals()
+            var w = JSONObjectWriter()
+            for (name, _) in CaptureStats().fields { w.int(name, totals[name] ?? 0) }
+            w.int("stored_calls", try store.callCount())
+            return JSONResponse.ok(w.finish())
+        } catch {
+            return JSONResponse.error(.serviceUnavailable, "database unavailable: \(error)")
+        }
+    }
+
+    // MARK: Parameters
+
+    static func pageFilter(_ q: QueryParameters) throws -> CallStore.PageFilter {
+        for (name, _) in q.pairs where !knownCallParameters.contains(name) {
+            throw BadRequest(message: "unknown parameter '\(name)'")
+        }
+        var f = CallStore.PageFilter()
+        f.session = try session(q)
+        f.host = try text(q, "host")
+        if let o = try text(q, "outcome") {
+            guard outcomes.contains(o) else {
+                throw BadRequest(message: "outcome must be one of: \(outcomes.sorted().joined(separator: ", "))")
+            }
+            f.outcome = o
+        }
+        if let m = try text(q, "method") {
+            guard m.count <= 32, m.allSatisfy({ $0.isLetter || $0 == "-" || $0 == "_" }) else {
+                throw BadRequest(message: "method must be an HTTP method name")
+            }
+            f.method = m
+        }
+        f.since = try time(q, "since")
+        f.until = try time(q, "until")
+        if let l = try text(q, "limit") {
+            guard let n = Int(l), (1...1000).contains(n) else { throw BadRequest(message: "limit must be an integer from 1 to 1000") }
+            f.limit = n
+        }
+        if let b = try text(q, "before") {
+            guard let c = CallStore.Cursor(text: b) else { throw BadRequest(message: "before must be a next_cursor value") }
+            f.before = c
+        }
+        return f
+    }
+
+    static func session(_ q: QueryParameters) throws -> String? {
+        try text(q, "session") ?? text(q, "session_id")
+    }
+
+    static func text(_ q: QueryParameters, _ name: String) throws -> String? {
+        let values = q.pairs.filter { $0.0 == name }.map(\.1)
+        guard let v = values.first else { return nil }
+        guard values.count == 1 else { throw BadRequest(message: "\(name) given more than once") }
+        guard !v.isEmpty else { throw BadRequest(message: "\(name) is empty") }
+        guard v.count <= 512 else { throw BadRequest(message: "\(name) is too long") }
+        return String(v)
+    }
+
+    static func time(_ q: QueryParameters, _ name: String) throws -> Int64? {
+        guard let t = try text(q, name) else { return nil }
+        guard let v = Timestamps.parse(t) else { throw BadRequest(message: "\(name) must be ISO-8601 or epoch seconds") }
+        return v
+    }
+
+    /// Nearest-rank percentile over ascending values.
+    static func percentile(_ sorted: [Int64], _ p: Double) -> Int64? {
+        guard !sorted.isEmpty else { return nil }
+        let rank = Int((p * Double(sorted.count)).rounded(.up))
+        return sorted[max(0, min(sorted.count - 1, rank - 1))]
+    }
+}
+
+/// Query parameters as name/value pairs, values percent-decoded.
+struct QueryParameters: Sendable {
+    var pairs: [(String, String)]
+}

@@ -1,0 +1,74 @@
+import CallModel
+import Foundation
+import Hummingbird
+import Prometheus
+import Storage
+
+/// Prometheus exposition of the stored calls and capture counters. Calls are folded in incrementally
+/// (by row id) at each scrape; host labels are capped, the rest counted under host="other".
+final class MetricsExporter: @unchecked Sendable {
+    private let store: CallStore
+    private let registry: PrometheusCollectorRegistry
+    private let maxHostLabels: Int
+    private let lock = NSLock()
+    private var lastId: Int64 = 0
+    private var hosts: Set<String> = []
+    private var stats: [String: Gauge] = [:]
+    static let latencyBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+    init(store: CallStore, registry: PrometheusCollectorRegistry, maxHostLabels: Int) {
+        self.store = store
+        self.registry = registry
+        self.maxHostLabels = maxHostLabels
+    }
+
+    func scrape() -> Response {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            try update()
+        } catch {
+            return JSONResponse.error(.serviceUnavailable, "database unavailable: \(error)")
+        }
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: .init(byteBuffer: ByteBuffer(string: registry.emitToString())))
+    }
+
+    private func hostLabel(_ host: String) -> String {
+        if hosts.contains(host) { return host }
+        if hosts.count < maxHostLabels {
+            hosts.insert(host)
+            return host
+        }
+        return "other"
+    }
+
+    private func update() throws {
+        while true {
+            let batch = try store.calls(afterId: lastId)
+            for c in batch.calls {
+                let host = hostLabel(c.host ?? c.serverIp ?? "unknown")
+                let labels = [("host", host), ("kind", c.kind.rawValue)]
+                registry.makeCounter(name: "calltap_calls_total", labels: labels,
+                                     help: "Calls seen, by host and kind.").increment()
+                if c.outcome != .ok {
+                    registry.makeCounter(name: "calltap_call_failures_total", labels: labels + [("outcome", c.outcome.rawValue)],
+                                         help: "Failed calls, by host, kind and outcome.").increment()
+                }
+                if c.kind == .http, let l = c.latencyMicros {
+                    registry.makeValueHistogram(name: "calltap_http_latency_seconds", labels: [("host", host)],
+                                                buckets: Self.latencyBuckets,
+                                                help: "HTTP call latency, request start to last response byte.")
+                        .record(Double(l) / 1_000_000)
+                }
+            }
+            lastId = batch.lastId
+            if batch.calls.count < 10_000 { break }
+        }
+        for (name, value) in try store.statsTotals() {
+            let gauge = stats[name] ?? registry.makeGauge(name: "calltap_capture_\(name)", help: "Capture counter \(name).")
+            stats[name] = gauge
+            gauge.set(Double(value))
+        }
+    }
+}

@@ -1,0 +1,131 @@
+import CallModel
+import GRDB
+
+/// Read-side queries for the API: paging, per-session and per-host summaries.
+extension CallStore {
+    /// A position in the newest-first listing: calls strictly older than (ts, id).
+    public struct Cursor: Sendable, Equatable {
+        public var ts: Int64
+        public var id: Int64
+        public init(ts: Int64, id: Int64) { self.ts = ts; self.id = id }
+
+        /// "<ts µs>-<id>"
+        public var text: String { "\(ts)-\(id)" }
+
+        public init?(text: String) {
+            let parts = text.split(separator: "-")
+            guard parts.count == 2, let t = Int64(parts[0]), let i = Int64(parts[1]), t >= 0, i >= 0 else { return nil }
+            ts = t
+            id = i
+        }
+    }
+
+    public struct PageFilter: Sendable {
+        public var session: String?
+        public var host: String?
+        /// An outcome name, or "failed" for anything but ok.
+        public var outcome: String?
+        public var method: String?
+        public var since: Int64?
+        public var until: Int64?
+        public var before: Cursor?
+        public var limit = 100
+        public init() {}
+    }
+
+    /// Calls newest first, with the cursor of the next page when there may be more.
+    public func page(_ f: PageFilter) throws -> (calls: [CallRecord], next: Cursor?) {
+        var clauses: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
+        if let s = f.session { clauses.append("session_id = ?"); args.append(s) }
+        if let h = f.host { clauses.append("host = ?"); args.append(h.lowercased()) }
+        if let o = f.outcome {
+            if o == "failed" { clauses.append("outcome <> 'ok'") } else { clauses.append("outcome = ?"); args.append(o) }
+        }
+        if let m = f.method { clauses.append("method = ?"); args.append(m.uppercased()) }
+        if let t = f.since { clauses.append("ts >= ?"); args.append(t / 1000) }
+        if let t = f.until { clauses.append("ts < ?"); args.append(t / 1000) }
+        if let c = f.before { clauses.append("(ts < ? OR (ts = ? AND id < ?))"); args += [c.ts, c.ts, c.id] }
+        var sql = "SELECT id, \(Self.columns.joined(separator: ",")) FROM calls"
+        if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
+        sql += " ORDER BY ts DESC, id DESC LIMIT \(max(1, f.limit) + 1)"
+        return try writer.read { db in
+            let rows = try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args))
+            let more = rows.count > f.limit
+            let kept = rows.prefix(f.limit)
+            let next = more ? kept.last.map { Cursor(ts: $0["ts"], id: $0["id"]) } : nil
+            return (kept.map(Self.record), next)
+        }
+    }
+
+    public struct SessionSummary: Sendable {
+        public var sessionId: String?
+        public var calls: Int
+        public var failures: Int
+        public var firstTs: Int64
+        public var lastTs: Int64
+    }
+
+    /// Every session with its call counts and activity span, most recent first.
+    public func sessions() throws -> [SessionSummary] {
+        try writer.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT session_id, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
+                       MIN(ts) AS first_ts, MAX(COALESCE(ended_at, ts)) AS last_ts
+                FROM calls GROUP BY session_id ORDER BY last_ts DESC
+                """).map {
+                SessionSummary(sessionId: $0["session_id"], calls: $0["calls"], failures: $0["failures"],
+                               firstTs: ($0["first_ts"] as Int64) * 1000, lastTs: ($0["last_ts"] as Int64) * 1000)
+            }
+        }
+    }
+
+    public struct HostSummary: Sendable {
+        public var host: String
+        public var calls: Int
+        public var failures: Int
+        /// Latencies of `kind: http` calls, in microseconds, ascending.
+        public var httpLatencies: [Int64]
+        public var bytes: Int
+        public var lastFailure: CallRecord?
+    }
+
+    /// Per host (server address when unnamed): calls, failures, HTTP latencies, bytes, last failure.
+    public func hostSummaries(session: String?, since: Int64? = nil, until: Int64? = nil) throws -> [HostSummary] {
+        var clauses: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
+        if let s = session { clauses.append("session_id = ?"); args.append(s) }
+        if let t = since { clauses.append("ts >= ?"); args.append(t / 1000) }
+        if let t = until { clauses.append("ts < ?"); args.append(t / 1000) }
+        let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
+        return try writer.read { db in
+            var out: [String: HostSummary] = [:]
+            let sql = """
+                SELECT id, \(Self.columns.joined(separator: ",")) FROM calls\(filter) ORDER BY ts, id
+                """
+            let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(args))
+            while let row = try cursor.next() {
+                let r = Self.record(row)
+                let host = r.host ?? r.serverIp ?? "unknown"
+                var s = out[host] ?? HostSummary(host: host, calls: 0, failures: 0, httpLatencies: [], bytes: 0, lastFailure: nil)
+                s.calls += 1
+                if r.outcome != .ok { s.failures += 1; s.lastFailure = r }
+                if r.kind == .http, let l = r.latencyMicros { s.httpLatencies.append(l) }
+                s.bytes += (r.requestBodyBytes ?? 0) + (r.responseBodyBytes ?? 0)
+                if r.kind != .http { s.bytes += (r.bytesSent ?? 0) + (r.bytesReceived ?? 0) }
+                out[host] = s
+            }
+            return out.values.map { var s = $0; s.httpLatencies.sort(); return s }
+                .sorted { $0.calls != $1.calls ? $0.calls > $1.calls : $0.host < $1.host }
+        }
+    }
+
+    /// Calls with an id above `after`, oldest first, for incremental metrics.
+    public func calls(afterId after: Int64, limit: Int = 10_000) throws -> (calls: [CallRecord], lastId: Int64) {
+        try writer.read { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT id, \(Self.columns.joined(separator: ",")) FROM calls WHERE id > ? ORDER BY id LIMIT ?",
+                                        arguments: [after, limit])
+            return (rows.map(Self.record), rows.last?["id"] ?? after)
+        }
+    }
+}

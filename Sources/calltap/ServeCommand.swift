@@ -1,0 +1,45 @@
+import ArgumentParser
+import Server
+import Storage
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the external-calls API, /metrics and the dashboard from a database.",
+        discussion: "Binds to loopback by default; any other address requires --token (bearer authentication)."
+    )
+
+    @Option(help: "The SQLite database written by calltap read or calltap capture (created if missing).")
+    var db: String
+
+    @Option(help: "Address and port to listen on, e.g. 127.0.0.1:8477 or [::1]:8477.")
+    var listen = "127.0.0.1:8477"
+
+    @Option(help: "Require 'Authorization: Bearer TOKEN' on the API and /metrics.")
+    var token: String?
+
+    mutating func run() async throws {
+        guard let address = ServerOptions.parseListen(listen) else {
+            throw ValidationError("--listen: expected HOST:PORT, got '\(listen)'")
+        }
+        var options = ServerOptions()
+        options.host = address.host
+        options.port = address.port
+        options.token = token
+        let store: CallStore
+        do {
+            store = try CallStore(path: db)
+        } catch {
+            Log.error("cannot open database \(db): \(error)")
+            throw ExitCode(ExitStatus.database)
+        }
+        do {
+            let app = try buildApplication(store: store, options: options)
+            Log.info("serving \(db) on http://\(listen)/")
+            try await app.runService()
+        } catch let e as ServerError {
+            Log.error(e.description)
+            throw ExitCode(ExitStatus.usage)
+        }
+    }
+}
