@@ -1,0 +1,220 @@
+import CallModel
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Pipeline
+@testable import Server
+import Storage
+import Testing
+
+/// The API against a real server on loopback, over a database made from committed captures.
+@Suite struct APITests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let corpus = root.deletingLastPathComponent().appendingPathComponent("shared/corpus")
+
+    /// Two sessions: the bundled sample as "agent-a", two corpus traces as "agent-b".
+    static func makeStore() throws -> (CallStore, [String: [CallRecord]]) {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-api-\(UUID().uuidString).db").path
+        let store = try CallStore(path: path)
+        var bySession: [String: [CallRecord]] = [:]
+        let inputs = [("agent-a", root.appendingPathComponent("Samples/agent-demo.pcap").path),
+                      ("agent-b", corpus.appendingPathComponent("zeek/http/pipelined-requests.pcap").path),
+                      ("agent-b", corpus.appendingPathComponent("zeek/http/wikipedia.pcap").path)]
+        for (session, file) in inputs {
+            var options = AnalysisOptions()
+            options.sessionId = session
+            let result = try Analyzer.analyzeFile(file, options: options)
+            try store.insert(result.calls)
+            try store.recordStats(result.stats, source: file, at: 1)
+            bySession[session, default: []] += result.calls
+        }
+        return (store, bySession)
+    }
+
+    static func json(_ response: TestResponse) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(buffer: response.body)) as? [String: Any] ?? [:]
+    }
+
+    static func options(token: String? = nil) -> ServerOptions {
+        var o = ServerOptions()
+        o.port = 0
+        o.token = token
+        return o
+    }
+
+    @Test func sessionFilterReturnsExactlyThatSessionsCalls() async throws {
+        let (store, sessions) = try Self.makeStore()
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            for (session, calls) in sessions {
+                for key in ["session", "session_id"] {
+                    let r = try await client.execute(uri: "/api/external-calls?\(key)=\(session)&limit=1000", method: .get)
+                    #expect(r.status == .ok)
+                    let body = try Self.json(r)
+                    let got = body["calls"] as? [[String: Any]] ?? []
+                    #expect(body["session"] as? String == session)
+                    #expect(body["count"] as? Int == calls.count)
+                    #expect(got.count == calls.count && got.allSatisfy { $0["session_id"] as? String == session })
+                    #expect(body["next_cursor"] is NSNull)
+                    // Each object carries the contract fields, in ClawMetry's names where they exist.
+                    #expect(got.first.map { Set($0.keys).isSuperset(of: ["ts", "host", "method", "status_code", "latency_ms", "url"]) } == true)
+                }
+            }
+        }
+    }
+
+    @Test func pagingVisitsEveryCallOnceNewestFirst() async throws {
+        let (store, sessions) = try Self.makeStore()
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            var seen: [String] = []
+            var cursor: String?
+            var pages = 0
+            repeat {
+                let uri = "/api/external-calls?session=agent-a&limit=4" + (cursor.map { "&before=\($0)" } ?? "")
+                let body = try Self.json(try await client.execute(uri: uri, method: .get))
+                let calls = body["calls"] as? [[String: Any]] ?? []
+                seen += calls.map { "\($0["ts"] ?? "")|\($0["connection_id"] ?? "")|\($0["path"] ?? "")|\($0["kind"] ?? "")" }
+                cursor = body["next_cursor"] as? String
+                pages += 1
+            } while cursor != nil && pages < 50
+            let expected = sessions["agent-a"]!.count
+            #expect(seen.count == expected && Set(seen).count == expected)
+            #expect(pages == (expected + 3) / 4)
+            let times = seen.map { String($0.split(separator: "|")[0]) }
+            #expect(times == times.sorted(by: >))
+        }
+    }
+
+    @Test func everyFilter() async throws {
+        let (store, sessions) = try Self.makeStore()
+        let a = sessions["agent-a"]!
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            func count(_ q: String) async throws -> Int {
+                let r = try await client.execute(uri: "/api/external-calls?limit=1000&" + q, method: .get)
+                #expect(r.status == .ok, "\(q)")
+                return try Self.json(r)["count"] as? Int ?? -1
+            }
+            let expected1 = a.filter { $0.host == "api.agent.test" }.count
+            let got1 = try await count("host=api.agent.test")
+            #expect(got1 == expected1, "host=api.agent.test")
+            let expected2 = a.filter { $0.outcome != .ok }.count
+            let got2 = try await count("session=agent-a&outcome=failed")
+            #expect(got2 == expected2, "session=agent-a&outcome=failed")
+            let expected3 = sessions.values.joined().filter { $0.outcome == .httpError }.count
+            let got3 = try await count("outcome=http_error")
+            #expect(got3 == expected3, "outcome=http_error")
+            let expected4 = a.filter { $0.method == "POST" }.count
+            let got4 = try await count("session=agent-a&method=post")
+            #expect(got4 == expected4, "session=agent-a&method=post")
+            let mid = a[a.count / 2].ts
+            let iso = Timestamps.iso8601(mid)
+            let expected5 = a.filter { $0.ts / 1000 >= mid / 1000 }.count
+            let got5 = try await count("session=agent-a&since=\(iso)")
+            #expect(got5 == expected5, "session=agent-a&since=\(iso)")
+            let expected6 = a.filter { $0.ts / 1000 < mid / 1000 }.count
+            let got6 = try await count("session=agent-a&until=\(iso)")
+            #expect(got6 == expected6, "session=agent-a&until=\(iso)")
+            let expected7 = a.count
+            let got7 = try await count("session=agent-a&since=\(mid / 1_000_000_000 - 3600)")
+            #expect(got7 == expected7, "session=agent-a&since=\(mid / 1_000_000_000 - 3600)") // epoch seconds
+            let expected8 = 0
+            let got8 = try await count("session=nobody")
+            #expect(got8 == expected8, "session=nobody")
+        }
+    }
+
+    @Test(arguments: ["limit=0", "limit=1001", "limit=abc", "since=yesterday", "until=2024-13-01", "outcome=bogus",
+                      "before=xyz", "method=GET%20X", "colour=red", "session=a&session=b", "host="])
+    func badParametersAre400(query: String) async throws {
+        let (store, _) = try Self.makeStore()
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            let r = try await client.execute(uri: "/api/external-calls?" + query, method: .get)
+            #expect(r.status == .badRequest)
+            #expect((try Self.json(r)["error"] as? String)?.isEmpty == false)
+        }
+    }
+
+    @Test func summarySessionsStatsAndHealth() async throws {
+        let (store, sessions) = try Self.makeStore()
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            let summary = try Self.json(try await client.execute(uri: "/api/external-calls/summary?session=agent-a", method: .get))
+            let hosts = summary["hosts"] as? [[String: Any]] ?? []
+            let api = try #require(hosts.first { $0["host"] as? String == "api.agent.test" })
+            let calls = sessions["agent-a"]!.filter { $0.host == "api.agent.test" }
+            #expect(api["calls"] as? Int == calls.count)
+            #expect(api["failures"] as? Int == calls.filter { $0.outcome != .ok }.count)
+            #expect((api["p95_ms"] as? Double ?? 0) >= 400) // the /slow call
+            #expect((api["last_failure"] as? [String: Any])?["outcome"] != nil)
+            let list = try Self.json(try await client.execute(uri: "/api/sessions", method: .get))["sessions"] as? [[String: Any]] ?? []
+            #expect(Set(list.compactMap { $0["session_id"] as? String }) == ["agent-a", "agent-b"])
+            let stats = try Self.json(try await client.execute(uri: "/api/stats", method: .get))
+            #expect((stats["packets"] as? Int ?? 0) > 0 && stats["stored_calls"] as? Int == sessions.values.joined().count)
+            let status1 = try await client.execute(uri: "/healthz", method: .get).status
+            #expect(status1 == .ok)
+            let page = try await client.execute(uri: "/", method: .get)
+            #expect(String(buffer: page.body).contains("External API calls"))
+            let spec = try await client.execute(uri: "/openapi.json", method: .get)
+            let committed = try Data(contentsOf: Self.root.appendingPathComponent("Sources/Server/Assets/openapi.json"))
+            #expect(Data(buffer: spec.body) == committed)
+        }
+    }
+
+    @Test func tokenIsRequiredWhenSetAndOffLoopback() async throws {
+        let (store, _) = try Self.makeStore()
+        var open = Self.options()
+        open.host = "0.0.0.0"
+        #expect(throws: ServerError.self) { try buildApplication(store: store, options: open) }
+        let app = try buildApplication(store: store, options: Self.options(token: "s3cret"))
+        try await app.test(.live) { client in
+            let status2 = try await client.execute(uri: "/api/external-calls", method: .get).status
+            #expect(status2 == .unauthorized)
+            let status3 = try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer wrong"]).status
+            #expect(status3 == .unauthorized)
+            let status4 = try await client.execute(uri: "/api/external-calls", method: .get, headers: [.authorization: "Bearer s3cret"]).status
+            #expect(status4 == .ok)
+            let status5 = try await client.execute(uri: "/healthz", method: .get).status
+            #expect(status5 == .ok)
+        }
+    }
+
+    @Test func metricsCountCallsPerHostWithSeparateRegistries() async throws {
+        let (store, sessions) = try Self.makeStore()
+        let all = Array(sessions.values.joined())
+        for _ in 0..<2 { // two servers, two registries, one process
+            let app = try buildApplication(store: store, options: Self.options())
+            try await app.test(.live) { client in
+                for _ in 0..<2 { // scraping twice must not double count
+                    let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+                    let http = all.filter { $0.kind == .http && $0.host == "www.mozilla.org" }.count
+                    #expect(text.contains("calltap_calls_total{host=\"www.mozilla.org\",kind=\"http\"} \(http)"))
+                    #expect(text.contains("calltap_http_latency_seconds_bucket{host=\"www.mozilla.org\""))
+                    #expect(text.contains("calltap_capture_packets "))
+                }
+            }
+        }
+    }
+
+    @Test func hostLabelsAreCapped() async throws {
+        let (store, _) = try Self.makeStore()
+        var options = Self.options()
+        options.maxHostLabels = 2
+        let app = try buildApplication(store: store, options: options)
+        try await app.test(.live) { client in
+            let text = String(buffer: try await client.execute(uri: "/metrics", method: .get).body)
+            let hosts = Set(text.split(separator: "\n").filter { $0.hasPrefix("calltap_calls_total{") }
+                .compactMap { $0.split(separator: "\"").dropFirst().first.map(String.init) })
+            #expect(hosts.count == 3 && hosts.contains("other"))
+        }
+    }
+
+    @Test func listenAddressesParse() {
+        #expect(ServerOptions.parseListen("127.0.0.1:8477")! == ("127.0.0.1", 8477))
+        #expect(ServerOptions.parseListen("[::1]:9000")! == ("::1", 9000))
+        #expect(ServerOptions.parseListen(":80")! == ("127.0.0.1", 80))
+        #expect(ServerOptions.parseListen("host:99999") == nil)
+    }
+}
