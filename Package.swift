@@ -53,7 +53,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "calltap", dependencies: [
-            "Capture", "Pipeline", "CallModel", "Storage", "Server",
+            "Capture", "Analysers", "Pipeline", "CallModel", "Storage", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),

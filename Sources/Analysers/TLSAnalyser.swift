@@ -17,6 +17,16 @@ public final class TLSAnalyser {
         var bytes = 0
         var lastByte: Timestamp?
         var firstApplicationData: Timestamp?
+        /// Decryption, when keys are known: the current protection, the record being collected,
+        /// decrypted handshake bytes, and the application secret (for KeyUpdate).
+        var protection: RecordProtection?
+        var decryptThisRecord = false
+        var recordVersion: (UInt8, UInt8) = (3, 3)
+        var body: [UInt8] = []
+        var innerHandshake: [UInt8] = []
+        var applicationSecret: [UInt8]?
+        /// TLS 1.3 client with 0-RTT: handshake keys wait until EndOfEarlyData (or the first record they open).
+        var pendingProtection: RecordProtection?
     }
 
     public static let maxRecordLength = (1 << 14) + 2048
@@ -37,7 +47,25 @@ public final class TLSAnalyser {
     /// Whether the first bytes looked like TLS at all.
     public private(set) var isTLS = true
 
-    public init() {}
+    /// Secrets for decryption; nil analyses metadata only.
+    public let keyLog: KeyLog?
+    /// Receives decrypted application data, in order, per direction.
+    public var onPlaintext: ((_ fromClient: Bool, _ data: UnsafeRawBufferPointer, _ time: Timestamp) -> Void)?
+    /// Records decrypted, and records that could not be (no keys, unsupported cipher, bad tag).
+    public private(set) var decryptedRecords = 0
+    public private(set) var undecryptableRecords = 0
+    /// Why records stay encrypted, when they do.
+    public private(set) var undecryptableReason: String?
+    /// ALPN from EncryptedExtensions (TLS 1.3, with keys).
+    public private(set) var encryptedALPN: String?
+    private var cipher: CipherSpec?
+    private var keysTried = false
+
+    public init(keyLog: KeyLog? = nil) {
+        self.keyLog = keyLog
+    }
+
+    public var isDecrypting: Bool { sides[0].protection != nil || sides[1].protection != nil }
 
     public var clientBytes: Int { sides[0].bytes }
     public var serverBytes: Int { sides[1].bytes }
@@ -82,14 +110,23 @@ public final class TLSAnalyser {
                 }
                 sides[k].recordType = type
                 sides[k].recordRemaining = length
+                sides[k].recordVersion = (h[1], h[2])
                 recordStarted(k, type: type, time: sides[k].recordStart)
+                sides[k].decryptThisRecord = sides[k].protection != nil && type != 20
+                    && (type != 22 || !handshakeIsPlaintext(k)) && (type != 21 || !handshakeIsPlaintext(k))
+                sides[k].body.removeAll(keepingCapacity: true)
                 if length == 0 { continue }
             }
             let take = min(sides[k].recordRemaining, n - i)
             let fragment = UnsafeRawBufferPointer(rebasing: data[i..<(i + take)])
             i += take
             sides[k].recordRemaining -= take
-            recordBytes(k, fragment, time: time)
+            if sides[k].decryptThisRecord {
+                sides[k].body.append(contentsOf: fragment)
+                if sides[k].recordRemaining == 0 { decryptRecord(k, time: sides[k].recordStart) }
+            } else {
+                recordBytes(k, fragment, time: time)
+            }
         }
     }
 
@@ -123,6 +160,7 @@ public final class TLSAnalyser {
         switch type {
         case 20:
             sides[k].changedCipher = true
+            if !isTLS13 { setUpTLS12Keys(k) }
         case 22:
             if !handshakeIsPlaintext(k) {
                 sides[k].encryptedRecords += 1
@@ -187,6 +225,7 @@ public final class TLSAnalyser {
                             clientHello = ch
                         }
                         if clientHellos.count < 4 { clientHellos.append(ch) }
+                        setUpEarlyDataKeys()
                     } else {
                         note(.tlsMalformedHandshake)
                     }
@@ -195,6 +234,7 @@ public final class TLSAnalyser {
                         if sh.isHelloRetryRequest { helloRetryRequest = true }
                         if serverHelloTime == nil || serverHello?.isHelloRetryRequest == true { serverHelloTime = time }
                         serverHello = sh
+                        if isTLS13 && !sh.isHelloRetryRequest { setUpTLS13HandshakeKeys() }
                     } else {
                         note(.tlsMalformedHandshake)
                     }
@@ -262,6 +302,7 @@ public enum TLSHelloParser {
         sh.legacyVersion = v
         sh.cipherSuite = suite
         sh.isHelloRetryRequest = random.elementsEqual(helloRetryRandom)
+        sh.random = Array(random)
         guard let extLen = c.u16(), let exts = c.slice(Int(extLen)) else { return sh }
         var e = ByteCursor(exts)
         while let type = e.u16() {
@@ -279,3 +320,171 @@ public enum TLSHelloParser {
         return sh
     }
 }
+
+// MARK: - Decryption with a key log
+
+extension TLSAnalyser {
+    private func noteUndecryptable(_ reason: String) {
+        if undecryptableReason == nil { undecryptableReason = reason }
+    }
+
+    private func spec() -> CipherSpec? {
+        if let cipher { return cipher }
+        guard let suite = serverHello?.cipherSuite else { return nil }
+        cipher = CipherSpec.forSuite(suite)
+        if cipher == nil { noteUndecryptable("cipher suite \(TLSNames.cipher(suite)) is not decrypted (CBC or unsupported)") }
+        return cipher
+    }
+
+    /// TLS 1.2: at each side's ChangeCipherSpec, its records become protected by the key block.
+    fileprivate func setUpTLS12Keys(_ k: Int) {
+        guard let keyLog, let ch = clientHello, let sh = serverHello else { return }
+        guard let spec = spec() else { return }
+        guard let master = keyLog.secret(.clientRandom, clientRandom: ch.random) else {
+            noteUndecryptable("no key for this connection in the key log")
+            return
+        }
+        let keys = TLSKeys.tls12(spec: spec, masterSecret: master, clientRandom: ch.random, serverRandom: sh.random)
+        sides[k].protection = k == 0 ? keys.client : keys.server
+    }
+
+    /// TLS 1.3: after ServerHello both sides switch to handshake traffic keys.
+    fileprivate func setUpTLS13HandshakeKeys() {
+        guard let keyLog, let ch = clientHello, let spec = spec() else { return }
+        guard let c = keyLog.secret(.clientHandshakeTrafficSecret, clientRandom: ch.random),
+              let s = keyLog.secret(.serverHandshakeTrafficSecret, clientRandom: ch.random) else {
+            noteUndecryptable("no key for this connection in the key log")
+            return
+        }
+        let clientHandshake = TLSKeys.tls13(spec: spec, trafficSecret: c)
+        if sides[0].protection != nil {
+            sides[0].pendingProtection = clientHandshake // 0-RTT keys stay until EndOfEarlyData
+        } else {
+            sides[0].protection = clientHandshake
+        }
+        sides[1].protection = TLSKeys.tls13(spec: spec, trafficSecret: s)
+    }
+
+    /// 0-RTT: early data is protected by the early traffic secret, with the resumed session's cipher
+    /// suite, which is not yet known: take the first offered suite we can decrypt.
+    fileprivate func setUpEarlyDataKeys() {
+        guard let keyLog, let ch = clientHello, sides[0].protection == nil, serverHello == nil,
+              let secret = keyLog.secret(.clientEarlyTrafficSecret, clientRandom: ch.random),
+              let suite = ch.cipherSuites.first(where: { ($0 >> 8) == 0x13 && CipherSpec.forSuite($0) != nil }),
+              let spec = CipherSpec.forSuite(suite) else { return }
+        sides[0].protection = TLSKeys.tls13(spec: spec, trafficSecret: secret)
+    }
+
+    private func switchToApplicationKeys(_ k: Int) {
+        guard let keyLog, let ch = clientHello, let spec = spec() else { return }
+        let label: KeyLog.Label = k == 0 ? .clientTrafficSecret0 : .serverTrafficSecret0
+        guard let secret = keyLog.secret(label, clientRandom: ch.random) else {
+            sides[k].protection = nil
+            noteUndecryptable("no application traffic secret in the key log")
+            return
+        }
+        sides[k].applicationSecret = secret
+        sides[k].protection = TLSKeys.tls13(spec: spec, trafficSecret: secret)
+    }
+
+    fileprivate func decryptRecord(_ k: Int, time: Timestamp) {
+        guard var protection = sides[k].protection else { return }
+        let type = sides[k].recordType
+        let plain = protection.open(type: type, version: sides[k].recordVersion, body: sides[k].body)
+        sides[k].protection = protection
+        guard var plaintext = plain else {
+            if k == 0, var pending = sides[0].pendingProtection,
+               let p = pending.open(type: type, version: sides[k].recordVersion, body: sides[k].body) {
+                // The server declined early data: the client went straight to its handshake keys.
+                sides[0].protection = pending
+                sides[0].pendingProtection = nil
+                handleDecrypted(k, p, innerTLS13: true, time: time)
+                return
+            }
+            undecryptableRecords += 1
+            noteUndecryptable("records failed authentication (wrong key or damaged)")
+            // A TLS 1.3 client may send early data we cannot open; anything else means the keys are wrong.
+            if !(isTLS13 && k == 0 && handshakeDoneTime == nil) { sides[k].protection = nil }
+            return
+        }
+        handleDecrypted(k, plaintext, innerTLS13: protection.tls13, time: time)
+    }
+
+    private func handleDecrypted(_ k: Int, _ decrypted: [UInt8], innerTLS13: Bool, time: Timestamp) {
+        var plaintext = decrypted
+        let type = sides[k].recordType
+        decryptedRecords += 1
+        var innerType = type
+        if innerTLS13 {
+            while let last = plaintext.last, last == 0 { plaintext.removeLast() }
+            guard let t = plaintext.popLast() else { return }
+            innerType = t
+        }
+        switch innerType {
+        case 23:
+            plaintext.withUnsafeBytes { onPlaintext?(k == 0, $0, time) }
+        case 21:
+            var i = 0
+            while i + 1 < plaintext.count {
+                var a = TLSAlert(fromClient: k == 0, level: plaintext[i], description: plaintext[i + 1], time: time)
+                a.decrypted = true
+                alerts.append(a)
+                i += 2
+            }
+        case 22 where innerTLS13:
+            sides[k].innerHandshake += plaintext
+            parseInnerHandshake(k)
+        default:
+            break // TLS 1.2 Finished, or padding records
+        }
+    }
+
+    /// Decrypted TLS 1.3 handshake messages: EncryptedExtensions (ALPN), Finished, KeyUpdate.
+    private func parseInnerHandshake(_ k: Int) {
+        while sides[k].innerHandshake.count >= 4 {
+            let hs = sides[k].innerHandshake
+            let length = Int(hs[1]) << 16 | Int(hs[2]) << 8 | Int(hs[3])
+            guard length <= Self.maxHandshakeMessage else { sides[k].innerHandshake = []; return }
+            guard hs.count >= 4 + length else { return }
+            let type = hs[0]
+            if type == 8 {
+                hs.withUnsafeBytes { raw in
+                    encryptedALPN = TLSHelloParser.alpnFromExtensions(UnsafeRawBufferPointer(rebasing: raw[4..<(4 + length)]))
+                }
+            }
+            sides[k].innerHandshake.removeFirst(4 + length)
+            if type == 5, let pending = sides[k].pendingProtection { // EndOfEarlyData
+                sides[k].protection = pending
+                sides[k].pendingProtection = nil
+                continue
+            }
+            if type == 20 {
+                switchToApplicationKeys(k)
+                sides[k].innerHandshake = []
+                return
+            }
+            if type == 24, let secret = sides[k].applicationSecret, let spec = cipher {
+                let next = TLSKeys.nextTrafficSecret(sha384: spec.sha384, secret)
+                sides[k].applicationSecret = next
+                sides[k].protection = TLSKeys.tls13(spec: spec, trafficSecret: next)
+            }
+        }
+    }
+}
+
+extension TLSHelloParser {
+    /// The selected ALPN protocol in an EncryptedExtensions body.
+    static func alpnFromExtensions(_ body: UnsafeRawBufferPointer) -> String? {
+        var c = ByteCursor(body)
+        guard let len = c.u16(), let exts = c.slice(Int(len)) else { return nil }
+        var e = ByteCursor(exts)
+        while let type = e.u16(), let l = e.u16(), let data = e.slice(Int(l)) {
+            if type == 0x0010 {
+                var d = ByteCursor(data)
+                if let _ = d.u16(), let n = d.u8(), let proto = d.slice(Int(n)) { return proto.text }
+            }
+        }
+        return nil
+    }
+}
+

@@ -27,6 +27,7 @@ public struct ServerHello: Sendable {
     public var cipherSuite: UInt16 = 0
     public var alpn: String?
     public var isHelloRetryRequest = false
+    public var random: [UInt8] = []
 
     public init() {}
 
@@ -35,6 +36,8 @@ public struct ServerHello: Sendable {
 
 public struct TLSAlert: Sendable {
     public var fromClient: Bool
+    /// Read from a decrypted record (with keys), rather than in the clear.
+    public var decrypted = false
     public var level: UInt8
     public var description: UInt8
     public var time: Timestamp

@@ -27,6 +27,9 @@ public struct CaptureStats: Sendable, Equatable {
     public var calls = 0
     public var excludedLocal = 0
     public var excludedHost = 0
+    public var decryptedRecords = 0
+    public var undecryptableRecords = 0
+    public var http2Connections = 0
     public var kernelDrops = 0
     public var unattributedConnections = 0
 
@@ -45,7 +48,8 @@ public struct CaptureStats: Sendable, Equatable {
             ("parse_errors", parseErrors), ("http_pending_dropped", httpPendingDropped),
             ("dns_malformed", dnsMalformed), ("dns_unanswered", dnsUnanswered), ("dns_folded", dnsFolded),
             ("calls", calls), ("excluded_local", excludedLocal), ("excluded_host", excludedHost),
-            ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
+            ("decrypted_records", decryptedRecords), ("undecryptable_records", undecryptableRecords),
+            ("http2_connections", http2Connections), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
         ]
     }
 
@@ -59,6 +63,7 @@ public struct CaptureStats: Sendable, Equatable {
         evictedForCapacity += o.evictedForCapacity; parseErrors += o.parseErrors
         httpPendingDropped += o.httpPendingDropped; dnsMalformed += o.dnsMalformed; dnsUnanswered += o.dnsUnanswered
         dnsFolded += o.dnsFolded; calls += o.calls; excludedLocal += o.excludedLocal; excludedHost += o.excludedHost
-        kernelDrops += o.kernelDrops; unattributedConnections += o.unattributedConnections
+        decryptedRecords += o.decryptedRecords; undecryptableRecords += o.undecryptableRecords
+        http2Connections += o.http2Connections; kernelDrops += o.kernelDrops; unattributedConnections += o.unattributedConnections
     }
 }

@@ -8,6 +8,8 @@ public struct AnalysisOptions: Sendable {
     public var includeLocal = false
     /// Drop calls to these hosts (exact, or a suffix after a dot: "example.com" drops "api.example.com").
     public var excludeHosts: [String] = []
+    /// TLS secrets (SSLKEYLOGFILE contents, pcapng Decryption Secrets Blocks): HTTPS is decrypted when set.
+    public var keyLog: KeyLog?
     /// Keep short, redacted request/response summaries (opt-in).
     public var summaries = false
     public var summaryBytes = 256

@@ -160,6 +160,13 @@ extension Analyzer {
     public static func analyzeFile(_ path: String, options: AnalysisOptions = AnalysisOptions(),
                                    filter: String? = nil) throws -> (calls: [CallRecord], stats: CaptureStats, read: ReadOutcome) {
         let reader = try PcapFileReader(path: path, filter: filter)
+        var options = options
+        let embedded = DecryptionSecrets.tlsKeyLogs(path: path)
+        if !embedded.isEmpty {
+            let keyLog = options.keyLog ?? KeyLog()
+            for text in embedded { keyLog.add(text: text) }
+            options.keyLog = keyLog
+        }
         var calls: [CallRecord] = []
         let analyzer = Analyzer(options: options) { calls.append($0) }
         var decoder = PacketDecoder(linkType: reader.linkType)

@@ -25,6 +25,9 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private var heldClientBytes: [UInt8] = []
     private static let maxHeldClientBytes = 8192
     private var httpCalls = 0
+    /// HTTP/1 inside decrypted TLS.
+    private var innerHTTP: HTTP1Analyser?
+    private var innerUnknown = false
     private var unknownBytes = 0
     let communityID: String
 
@@ -89,6 +92,13 @@ final class ConnectionAnalysis: TCPStreamHandler {
             owner.stats.httpPendingDropped += http.droppedPendingRequests
         }
         if let tls {
+            if let inner = innerHTTP {
+                inner.finish()
+                emitInnerHTTP(c, finishing: reason)
+                owner.stats.parseErrors += inner.malformedMessages
+            }
+            owner.stats.decryptedRecords += tls.decryptedRecords
+            owner.stats.undecryptableRecords += tls.undecryptableRecords
             if !tls.weirds.isEmpty { owner.stats.parseErrors += tls.weirds.filter { $0 != .tlsGap }.count }
             owner.emit(tlsRecord(c, tls, reason: reason))
         } else if http == nil || httpCalls == 0 {
@@ -106,7 +116,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         if direction == .toServer && heldClientBytes.isEmpty && data[0] == 0x16 && data.count >= 3
             && data[1] == 0x03 && data[2] <= 0x04 {
             proto = .tls
-            if tls == nil { tls = TLSAnalyser() }
+            if tls == nil { startTLS(c) }
             return
         }
         if afterSwitch {
@@ -132,6 +142,59 @@ final class ConnectionAnalysis: TCPStreamHandler {
         if !heldClientBytes.isEmpty, let http {
             heldClientBytes.withUnsafeBytes { _ = http.deliver(.client, $0, at: c.firstDataTime[0] ?? c.firstSeen) }
             heldClientBytes = []
+        }
+    }
+
+    private func startTLS(_ c: TCPConnection) {
+        let t = TLSAnalyser(keyLog: owner.options.keyLog)
+        if owner.options.keyLog != nil {
+            t.onPlaintext = { [unowned self, unowned c] fromClient, data, time in
+                self.decrypted(c, fromClient: fromClient, data, at: time)
+            }
+        }
+        tls = t
+    }
+
+    /// Decrypted application data: detected, then analysed like plaintext HTTP/1.
+    private func decrypted(_ c: TCPConnection, fromClient: Bool, _ data: UnsafeRawBufferPointer, at time: Nanos) {
+        if innerHTTP == nil && !innerUnknown {
+            let looksHTTP = fromClient ? HTTPDetector.looksLikeRequest(data) : HTTPDetector.looksLikeResponse(data)
+            if HTTPDetector.looksLikeHTTP2Preface(data) {
+                innerUnknown = true
+                owner.stats.http2Connections += 1
+            } else if looksHTTP {
+                var limits = owner.options.http
+                if owner.options.summaries { limits.summaryBytes = owner.options.summaryBytes }
+                innerHTTP = HTTP1Analyser(limits: limits)
+            } else {
+                innerUnknown = true
+            }
+        }
+        guard let inner = innerHTTP else { return }
+        inner.deliver(fromClient ? .client : .server, data, at: time)
+        emitInnerHTTP(c)
+    }
+
+    private func emitInnerHTTP(_ c: TCPConnection, finishing: FinishReason? = nil) {
+        guard let inner = innerHTTP, let tls else { return }
+        for x in inner.takeCompleted() {
+            var r = httpRecord(c, x, finishing: finishing)
+            r.scheme = "https"
+            r.visibility = .decrypted
+            if let path = r.path, let host = r.host {
+                r.url = "https://\(host)\(c.serverPort == 443 ? "" : ":\(c.serverPort)")\(path)"
+            }
+            r.sni = tls.clientHello?.serverName
+            r.alpn = tls.serverHello?.alpn ?? tls.encryptedALPN
+            r.alpnOffered = tls.clientHello.map { $0.alpnNames.isEmpty ? nil : $0.alpnNames } ?? nil
+            r.tlsVersion = tls.serverHello.map { TLSNames.version($0.version) }
+            r.tlsCipher = tls.serverHello.map { TLSNames.cipher($0.cipherSuite) }
+            if httpCalls == 0, let ch = tls.clientHelloTime, let done = tls.handshakeDoneTime, done >= ch {
+                r.tlsHandshakeMicros = (done - ch) / 1000
+            }
+            if r.host == nil { r.host = Self.hostName(r.sni) }
+            owner.emit(r)
+            httpCalls += 1
         }
     }
 
@@ -249,8 +312,9 @@ final class ConnectionAnalysis: TCPStreamHandler {
         if let sh = t.serverHello {
             r.tlsVersion = TLSNames.version(sh.version)
             r.tlsCipher = TLSNames.cipher(sh.cipherSuite)
-            r.alpn = sh.alpn
+            r.alpn = sh.alpn ?? t.encryptedALPN
         }
+        if t.decryptedRecords > 0 { r.visibility = .decrypted }
         let end = c.lastSeen
         r.endedAt = end
         r.latencyMicros = (end - start) / 1000
@@ -280,7 +344,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
                 r.outcome = .incomplete
                 r.error = "capture ended during the handshake"
             }
-        } else if t.isTLS13 {
+        } else if t.isTLS13 && !t.isDecrypting {
             // Alerts after ServerHello are encrypted: a client that sent nothing beyond its Finished
             // (or an alert in its place) and then closed, failed the handshake.
             if t.clientEncryptedRecords < 2 && closed {

@@ -15,6 +15,12 @@ final class MetricsExporter: @unchecked Sendable {
     private var hosts: Set<String> = []
     private var stats: [String: Gauge] = [:]
     static let latencyBuckets: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+    private let calls = MetricNameDescriptor(namespace: "calltap", metricName: "calls", unitName: "total",
+                                            helpText: "Calls seen, by host and kind.")
+    private let failures = MetricNameDescriptor(namespace: "calltap", subsystem: "call", metricName: "failures", unitName: "total",
+                                               helpText: "Failed calls, by host, kind and outcome.")
+    private let latency = MetricNameDescriptor(namespace: "calltap", subsystem: "http", metricName: "latency", unitName: "seconds",
+                                              helpText: "HTTP call latency, request start to last response byte.")
 
     init(store: CallStore, registry: PrometheusCollectorRegistry, maxHostLabels: Int) {
         self.store = store
@@ -49,16 +55,12 @@ final class MetricsExporter: @unchecked Sendable {
             for c in batch.calls {
                 let host = hostLabel(c.host ?? c.serverIp ?? "unknown")
                 let labels = [("host", host), ("kind", c.kind.rawValue)]
-                registry.makeCounter(name: "calltap_calls_total", labels: labels,
-                                     help: "Calls seen, by host and kind.").increment()
+                registry.makeCounter(descriptor: calls, labels: labels).increment()
                 if c.outcome != .ok {
-                    registry.makeCounter(name: "calltap_call_failures_total", labels: labels + [("outcome", c.outcome.rawValue)],
-                                         help: "Failed calls, by host, kind and outcome.").increment()
+                    registry.makeCounter(descriptor: failures, labels: labels + [("outcome", c.outcome.rawValue)]).increment()
                 }
                 if c.kind == .http, let l = c.latencyMicros {
-                    registry.makeValueHistogram(name: "calltap_http_latency_seconds", labels: [("host", host)],
-                                                buckets: Self.latencyBuckets,
-                                                help: "HTTP call latency, request start to last response byte.")
+                    registry.makeValueHistogram(descriptor: latency, labels: [("host", host)], buckets: Self.latencyBuckets)
                         .record(Double(l) / 1_000_000)
                 }
             }
@@ -66,7 +68,8 @@ final class MetricsExporter: @unchecked Sendable {
             if batch.calls.count < 10_000 { break }
         }
         for (name, value) in try store.statsTotals() {
-            let gauge = stats[name] ?? registry.makeGauge(name: "calltap_capture_\(name)", help: "Capture counter \(name).")
+            let gauge = stats[name] ?? registry.makeGauge(descriptor: MetricNameDescriptor(
+                namespace: "calltap", subsystem: "capture", metricName: name, unitName: "", helpText: "Capture counter \(name)."))
             stats[name] = gauge
             gauge.set(Double(value))
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CallModel
+import Analysers
 import Capture
 import Foundation
 import Pipeline
@@ -37,6 +38,9 @@ struct ReadCommand: ParsableCommand {
     @Flag(name: .customLong("include-local"), help: "Keep loopback and link-local traffic (left out by default).")
     var includeLocal = false
 
+    @Option(name: .customLong("keylog"), help: "TLS key log (SSLKEYLOGFILE format) for decrypting HTTPS. Repeatable.")
+    var keylogs: [String] = []
+
     @Flag(help: "Keep short, redacted request/response body summaries.")
     var summaries = false
 
@@ -52,6 +56,20 @@ struct ReadCommand: ParsableCommand {
         options.includeLocal = includeLocal
         options.excludeHosts = excludeHosts
         options.summaries = summaries
+        let keyLog = KeyLog()
+        for path in keylogs {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                Log.error("cannot read key log \(path)")
+                throw ExitCode(ExitStatus.unreadable)
+            }
+            keyLog.add(text: text)
+        }
+        // Secrets embedded in pcapng files (Decryption Secrets Blocks), anywhere in the file.
+        for path in files where path != "-" {
+            for text in DecryptionSecrets.tlsKeyLogs(path: path) { keyLog.add(text: text) }
+        }
+        if keyLog.malformedLines > 0 { Log.error("key log: \(keyLog.malformedLines) malformed lines skipped") }
+        if !keyLog.isEmpty { options.keyLog = keyLog }
 
         let store: CallStore?
         do {

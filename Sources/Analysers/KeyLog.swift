@@ -1,0 +1,65 @@
+/// TLS secrets in the NSS key log format (SSLKEYLOGFILE; RFC 9850): `LABEL <client random hex> <secret hex>`
+/// per line, with `#` comments and blank lines. Secrets are never logged or stored.
+public final class KeyLog: @unchecked Sendable {
+    public enum Label: String, CaseIterable, Sendable {
+        case clientRandom = "CLIENT_RANDOM"
+        case clientEarlyTrafficSecret = "CLIENT_EARLY_TRAFFIC_SECRET"
+        case clientHandshakeTrafficSecret = "CLIENT_HANDSHAKE_TRAFFIC_SECRET"
+        case serverHandshakeTrafficSecret = "SERVER_HANDSHAKE_TRAFFIC_SECRET"
+        case clientTrafficSecret0 = "CLIENT_TRAFFIC_SECRET_0"
+        case serverTrafficSecret0 = "SERVER_TRAFFIC_SECRET_0"
+        case exporterSecret = "EXPORTER_SECRET"
+        case earlyExporterSecret = "EARLY_EXPORTER_SECRET"
+    }
+
+    private var secrets: [Label: [[UInt8]: [UInt8]]] = [:]
+    public private(set) var entries = 0
+    public private(set) var malformedLines = 0
+
+    public init() {}
+
+    /// Adds every line of `text`; malformed lines are counted and skipped.
+    public func add(text: String) {
+        for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
+            add(line: line)
+        }
+    }
+
+    public func add(line: Substring) {
+        let trimmed = line.drop { $0 == " " || $0 == "\t" }
+        if trimmed.isEmpty || trimmed.hasPrefix("#") { return }
+        let parts = trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        guard parts.count == 3, let label = Label(rawValue: String(parts[0])),
+              let random = Self.hex(parts[1]), random.count == 32,
+              let secret = Self.hex(parts[2]), !secret.isEmpty, secret.count <= 64 else {
+            malformedLines += 1
+            return
+        }
+        if secrets[label, default: [:]][random] == nil { entries += 1 }
+        secrets[label, default: [:]][random] = secret
+    }
+
+    public func secret(_ label: Label, clientRandom: [UInt8]) -> [UInt8]? {
+        secrets[label]?[clientRandom]
+    }
+
+    public var isEmpty: Bool { entries == 0 }
+
+    static func hex(_ s: Substring) -> [UInt8]? {
+        guard s.utf8.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count / 2)
+        var high: UInt8?
+        for c in s.utf8 {
+            let v: UInt8
+            switch c {
+            case 0x30...0x39: v = c - 0x30
+            case 0x41...0x46: v = c - 0x41 + 10
+            case 0x61...0x66: v = c - 0x61 + 10
+            default: return nil
+            }
+            if let h = high { out.append(h << 4 | v); high = nil } else { high = v }
+        }
+        return out
+    }
+}
