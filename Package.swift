@@ -59,7 +59,10 @@ let package = Package(
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Capture"]),
         .testTarget(name: "AnalysersTests", dependencies: ["Analysers"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Capture", "CallModel"]),
+        .testTarget(name: "PipelineTests", dependencies: [
+            "Pipeline", "Capture", "CallModel", "Analysers", "Reassembly",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "Storage", "CallModel", "Pipeline",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

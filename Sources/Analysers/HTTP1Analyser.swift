@@ -205,6 +205,9 @@ public final class HTTP1Analyser {
 
     /// The connection is over: every exchange still open is handed out as it stands.
     public func finish() {
+        // Messages cut short keep the body bytes seen so far.
+        if let r = requestIndex { pending[r].requestBodyBytes = streams[0].bodyBytes }
+        if let r = responseIndex, pending[r].response != nil { pending[r].responseBodyBytes = streams[1].bodyBytes }
         completed.append(contentsOf: pending)
         pending.removeAll()
         requestIndex = nil

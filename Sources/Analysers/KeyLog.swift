@@ -16,6 +16,8 @@ public final class KeyLog: @unchecked Sendable {
     public private(set) var entries = 0
     public private(set) var malformedLines = 0
 
+    static let ignoredLabels: Set<String> = ["RSA", "PMS_CLIENT_RANDOM"]
+
     public init() {}
 
     /// Adds every line of `text`; malformed lines are counted and skipped.
@@ -29,6 +31,8 @@ public final class KeyLog: @unchecked Sendable {
         let trimmed = line.drop { $0 == " " || $0 == "\t" }
         if trimmed.isEmpty || trimmed.hasPrefix("#") { return }
         let parts = trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        // Labels for key exchanges we do not use (RSA pre-master secrets) are valid lines, not errors.
+        if let first = parts.first, Self.ignoredLabels.contains(String(first)) { return }
         guard parts.count == 3, let label = Label(rawValue: String(parts[0])),
               let random = Self.hex(parts[1]), random.count == 32,
               let secret = Self.hex(parts[2]), !secret.isEmpty, secret.count <= 64 else {
