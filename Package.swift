@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -26,7 +28,11 @@ let package = Package(
         // Flow table, per-direction TCP streams, out-of-order queue, gaps, eviction.
         .target(name: "Reassembly", dependencies: ["Capture"]),
         // Pure incremental parsers over bytes: HTTP/1, TLS, DNS. No I/O, no clock.
-        .target(name: "Analysers", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Analysers", dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHPACK", package: "swift-nio-http2"),
+        ]),
         // The call record (the JSONL contract) shared by the pipeline, storage and CLI.
         .target(name: "CallModel"),
         // Protocol detection, analyser wiring, and turning analyser events into calls.
@@ -58,7 +64,11 @@ let package = Package(
         ]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Capture"]),
-        .testTarget(name: "AnalysersTests", dependencies: ["Analysers"]),
+        .testTarget(name: "AnalysersTests", dependencies: [
+            "Analysers",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHPACK", package: "swift-nio-http2"),
+        ]),
         .testTarget(name: "PipelineTests", dependencies: [
             "Pipeline", "Capture", "CallModel", "Analysers", "Reassembly",
             .product(name: "Crypto", package: "swift-crypto"),

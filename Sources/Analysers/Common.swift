@@ -18,6 +18,12 @@ public enum Weird: String, Sendable, CaseIterable {
     case tlsHandshakeTooLong = "tls_handshake_too_long"
     case tlsMalformedHandshake = "tls_malformed_handshake"
     case tlsGap = "tls_gap"
+    case http2BadPreface = "http2_bad_preface"
+    case http2FrameTooLarge = "http2_frame_too_large"
+    case http2MalformedFrame = "http2_malformed_frame"
+    case http2HPACKError = "http2_hpack_error"
+    case http2Gap = "http2_gap"
+    case http2StreamsCap = "http2_streams_cap"
     case dnsMalformed = "dns_malformed"
     case dnsPointerLoop = "dns_pointer_loop"
 }

@@ -195,6 +195,14 @@ public enum HTTPDetector {
         data.count >= 5 && equalsLower(data.prefix(5), "http/")
     }
 
+    /// A server's opening HTTP/2 SETTINGS frame (servers may speak first with prior knowledge).
+    public static func looksLikeHTTP2Settings(_ data: UnsafeRawBufferPointer) -> Bool {
+        guard data.count >= 9 else { return false }
+        let length = Int(data[0]) << 16 | Int(data[1]) << 8 | Int(data[2])
+        return data[3] == 0x04 && data[4] & 0xFE == 0 && data[5] == 0 && data[6] == 0 && data[7] == 0 && data[8] == 0
+            && length % 6 == 0 && length <= 16384
+    }
+
     /// The HTTP/2 connection preface "PRI * HTTP/2.0".
     public static func looksLikeHTTP2Preface(_ data: UnsafeRawBufferPointer) -> Bool {
         let preface: [UInt8] = Array("PRI * HTTP/2.0".utf8)

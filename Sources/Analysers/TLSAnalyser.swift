@@ -392,7 +392,7 @@ extension TLSAnalyser {
         let type = sides[k].recordType
         let plain = protection.open(type: type, version: sides[k].recordVersion, body: sides[k].body)
         sides[k].protection = protection
-        guard var plaintext = plain else {
+        guard let plaintext = plain else {
             if k == 0, var pending = sides[0].pendingProtection,
                let p = pending.open(type: type, version: sides[k].recordVersion, body: sides[k].body) {
                 // The server declined early data: the client went straight to its handshake keys.

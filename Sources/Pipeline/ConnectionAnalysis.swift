@@ -7,6 +7,7 @@ import Reassembly
 enum StreamProtocol {
     case undecided
     case http
+    case http2
     case tls
     case unknown
 }
@@ -25,6 +26,12 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private var heldClientBytes: [UInt8] = []
     private static let maxHeldClientBytes = 8192
     private var httpCalls = 0
+    /// HTTP/2 in the clear: prior knowledge, or after an Upgrade: h2c.
+    private var h2: HTTP2Analyser?
+    /// The last HTTP/1 exchange that switched protocols (its Upgrade decides what follows).
+    private var switchedExchange: HTTPExchange?
+    /// HTTP/2 inside decrypted TLS.
+    private var innerHTTP2: HTTP2Analyser?
     /// HTTP/1 inside decrypted TLS.
     private var innerHTTP: HTTP1Analyser?
     private var innerUnknown = false
@@ -54,6 +61,13 @@ final class ConnectionAnalysis: TCPStreamHandler {
                 let held = http.heldClientBytes
                 proto = .undecided
                 afterSwitch = true
+                if let x = switchedExchange, x.request?.upgrade?.contains("h2c") == true, x.response?.status == 101 {
+                    let a = HTTP2Analyser()
+                    a.adoptUpgradedRequest(method: x.request?.method, path: x.request?.target, authority: x.request?.host,
+                                           start: x.requestStart, end: x.requestEnd)
+                    h2 = a
+                    proto = .http2
+                }
                 if !held.isEmpty {
                     held.withUnsafeBytes { deliver(c, .toServer, $0, at: time) }
                 }
@@ -64,6 +78,9 @@ final class ConnectionAnalysis: TCPStreamHandler {
             }
         case .tls:
             tls?.deliver(fromClient: direction == .toServer, data, at: time)
+        case .http2:
+            h2?.deliver(fromClient: direction == .toServer, data, at: time)
+            emitHTTP2(c, h2, tls: nil)
         case .unknown, .undecided:
             unknownBytes += data.count
         }
@@ -72,7 +89,10 @@ final class ConnectionAnalysis: TCPStreamHandler {
     func gap(_ c: TCPConnection, _ direction: Direction, length: Int, at time: Nanos) {
         switch proto {
         case .http: http?.gap(direction == .toServer ? .client : .server, length: length, at: time)
-        case .tls: tls?.gap(fromClient: direction == .toServer, length: length)
+        case .tls:
+            tls?.gap(fromClient: direction == .toServer, length: length)
+            innerHTTP2?.gap(fromClient: direction == .toServer, length: length)
+        case .http2: h2?.gap(fromClient: direction == .toServer, length: length)
         default: break
         }
     }
@@ -85,6 +105,10 @@ final class ConnectionAnalysis: TCPStreamHandler {
     }
 
     func finish(_ c: TCPConnection, reason: FinishReason) {
+        if let h2 {
+            h2.finish()
+            emitHTTP2(c, h2, tls: nil, finishing: reason)
+        }
         if let http {
             http.finish()
             emitHTTP(c, finishing: reason)
@@ -97,11 +121,15 @@ final class ConnectionAnalysis: TCPStreamHandler {
                 emitInnerHTTP(c, finishing: reason)
                 owner.stats.parseErrors += inner.malformedMessages
             }
+            if let inner = innerHTTP2 {
+                inner.finish()
+                emitHTTP2(c, inner, tls: tls, finishing: reason)
+            }
             owner.stats.decryptedRecords += tls.decryptedRecords
             owner.stats.undecryptableRecords += tls.undecryptableRecords
             if !tls.weirds.isEmpty { owner.stats.parseErrors += tls.weirds.filter { $0 != .tlsGap }.count }
             owner.emit(tlsRecord(c, tls, reason: reason))
-        } else if http == nil || httpCalls == 0 {
+        } else if (http == nil && h2 == nil) || httpCalls == 0 {
             if let r = connectRecord(c, reason: reason) { owner.emit(r) }
         }
     }
@@ -125,13 +153,21 @@ final class ConnectionAnalysis: TCPStreamHandler {
             return
         }
         if direction == .toServer {
-            if heldClientBytes.isEmpty && HTTPDetector.looksLikeRequest(data) {
+            if heldClientBytes.isEmpty && HTTPDetector.looksLikeHTTP2Preface(data) {
+                h2 = HTTP2Analyser()
+                proto = .http2
+            } else if heldClientBytes.isEmpty && HTTPDetector.looksLikeRequest(data) {
                 startHTTP()
             } else if heldClientBytes.count + data.count <= Self.maxHeldClientBytes && data[0] >= 0x20 {
                 heldClientBytes.append(contentsOf: data) // wait for the server's answer to decide
             } else {
                 proto = .unknown
             }
+            return
+        }
+        if heldClientBytes.isEmpty && HTTPDetector.looksLikeHTTP2Settings(data) {
+            h2 = HTTP2Analyser()
+            proto = .http2
             return
         }
         guard HTTPDetector.looksLikeResponse(data) else {
@@ -157,10 +193,11 @@ final class ConnectionAnalysis: TCPStreamHandler {
 
     /// Decrypted application data: detected, then analysed like plaintext HTTP/1.
     private func decrypted(_ c: TCPConnection, fromClient: Bool, _ data: UnsafeRawBufferPointer, at time: Nanos) {
-        if innerHTTP == nil && !innerUnknown {
+        if innerHTTP == nil && innerHTTP2 == nil && !innerUnknown {
             let looksHTTP = fromClient ? HTTPDetector.looksLikeRequest(data) : HTTPDetector.looksLikeResponse(data)
-            if HTTPDetector.looksLikeHTTP2Preface(data) {
-                innerUnknown = true
+            let alpn = tls?.serverHello?.alpn ?? tls?.encryptedALPN
+            if HTTPDetector.looksLikeHTTP2Preface(data) || alpn == "h2" {
+                innerHTTP2 = HTTP2Analyser(expectPreface: true)
                 owner.stats.http2Connections += 1
             } else if looksHTTP {
                 var limits = owner.options.http
@@ -170,9 +207,84 @@ final class ConnectionAnalysis: TCPStreamHandler {
                 innerUnknown = true
             }
         }
+        if let inner2 = innerHTTP2 {
+            inner2.deliver(fromClient: fromClient, data, at: time)
+            emitHTTP2(c, inner2, tls: tls)
+            return
+        }
         guard let inner = innerHTTP else { return }
         inner.deliver(fromClient ? .client : .server, data, at: time)
         emitInnerHTTP(c)
+    }
+
+    /// One call per finished HTTP/2 stream.
+    private func emitHTTP2(_ c: TCPConnection, _ a: HTTP2Analyser?, tls: TLSAnalyser?, finishing: FinishReason? = nil) {
+        guard let a else { return }
+        for st in a.takeCompleted() {
+            var r = http2Record(c, st, finishing: finishing)
+            if let tls {
+                r.scheme = "https"
+                r.visibility = .decrypted
+                r.sni = tls.clientHello?.serverName
+                r.alpn = tls.serverHello?.alpn ?? tls.encryptedALPN
+                r.alpnOffered = tls.clientHello.map { $0.alpnNames.isEmpty ? nil : $0.alpnNames } ?? nil
+                r.tlsVersion = tls.serverHello.map { TLSNames.version($0.version) }
+                r.tlsCipher = tls.serverHello.map { TLSNames.cipher($0.cipherSuite) }
+                if httpCalls == 0, let ch = tls.clientHelloTime, let done = tls.handshakeDoneTime, done >= ch {
+                    r.tlsHandshakeMicros = (done - ch) / 1000
+                }
+                if r.host == nil { r.host = Self.hostName(r.sni) }
+            }
+            if let path = r.path, let host = r.host, let scheme = r.scheme {
+                let defaultPort = (scheme == "https" && c.serverPort == 443) || (scheme == "http" && c.serverPort == 80)
+                r.url = "\(scheme)://\(host)\(defaultPort ? "" : ":\(c.serverPort)")\(path)"
+            }
+            if httpCalls == 0 { r.connectMicros = connectMicros(c) } else { r.connectMicros = nil }
+            r.weirds += a.weirds.map(\.rawValue)
+            owner.emit(r)
+            httpCalls += 1
+        }
+    }
+
+    private func http2Record(_ c: TCPConnection, _ st: HTTP2Stream, finishing: FinishReason?) -> CallRecord {
+        let start = st.requestStart ?? st.responseStart ?? c.firstSeen
+        var r = base(c, kind: .http, ts: start)
+        r.visibility = .plaintext
+        r.scheme = st.scheme ?? "http"
+        r.streamId = Int(st.id)
+        r.httpVersion = st.upgraded ? "1.1→2" : "2"
+        r.method = st.method
+        r.path = st.path.map(Redaction.target)
+        r.host = Self.hostName(st.authority) ?? owner.dnsName(for: c.server)
+        r.statusCode = st.status
+        r.requestContentType = st.requestContentType
+        r.responseContentType = st.responseContentType
+        r.requestBodyBytes = st.requestBodyBytes
+        if st.status != nil { r.responseBodyBytes = st.responseBodyBytes }
+        if let end = st.responseEnd { r.endedAt = end; r.latencyMicros = (end - start) / 1000 }
+        if let first = st.responseStart { r.ttfbMicros = (first - start) / 1000 }
+        if st.afterGap {
+            r.outcome = .incomplete
+            r.error = "capture gap earlier on the connection: headers unreliable"
+        } else if let code = st.resetCode, !(st.responseComplete && code == 0) {
+            r.outcome = .reset
+            r.error = "RST_STREAM \(HTTP2Analyser.errorName(code)) from \(st.resetByClient ? "client" : "server")"
+        } else if let code = st.goAwayCode {
+            r.outcome = .noResponse
+            r.error = "GOAWAY \(HTTP2Analyser.errorName(code)): stream not processed"
+        } else if st.responseComplete, let status = st.status {
+            if status >= 400 { r.outcome = .httpError; r.error = "HTTP \(status)" }
+        } else if c.resetTime != nil {
+            r.outcome = .reset
+            r.error = "connection reset"
+        } else if st.status != nil {
+            r.outcome = .incomplete
+            r.error = finishing == .endOfCapture ? "capture ended during the response" : "response cut short"
+        } else {
+            r.outcome = .noResponse
+            r.error = finishing == .endOfCapture ? "capture ended before a response" : "connection closed without a response"
+        }
+        return r
     }
 
     private func emitInnerHTTP(_ c: TCPConnection, finishing: FinishReason? = nil) {
@@ -226,6 +338,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private func emitHTTP(_ c: TCPConnection, finishing: FinishReason? = nil) {
         guard let http else { return }
         for x in http.takeCompleted() {
+            if x.switchedProtocols { switchedExchange = x }
             owner.emit(httpRecord(c, x, finishing: finishing))
             httpCalls += 1
         }

@@ -205,6 +205,37 @@ import Testing
         return out
     }
 
+    /// Every HTTP/2 stream (cleartext prior knowledge, h2c Upgrade, and over TLS 1.2/1.3 with keys) is a call
+    /// with tshark's method, authority, path and status.
+    @Test func http2StreamsMatchTshark() throws {
+        var checked = 0
+        for entry in try Corpus.entries() {
+            let expected = entry.rows.filter { $0.str("type") == "http2" }
+            guard !expected.isEmpty else { continue }
+            var options = Self.options()
+            options.keyLog = try Self.keyLog(entry)
+            let result = try Analyzer.analyzeFile(entry.capture.path, options: options)
+            let name = entry.capture.lastPathComponent
+            for row in expected {
+                checked += 1
+                let stream = row.int("stream_id")
+                guard let call = result.calls.first(where: {
+                    $0.kind == .http && $0.streamId == stream && $0.clientPort == row.int("orig_p") && $0.path == row.str("path")
+                }) else {
+                    Issue.record("\(name): no call for stream \(stream ?? -1) \(row.str("path") ?? "")")
+                    continue
+                }
+                #expect(call.method == row.str("method"), "\(name) stream \(stream ?? -1)")
+                #expect(call.host == Self.normalizedHost(row.str("authority")), "\(name) stream \(stream ?? -1) authority")
+                #expect(call.statusCode == row.int("status"), "\(name) stream \(stream ?? -1) status")
+                if row.int("status") == nil { #expect(call.outcome == .noResponse) }
+                #expect(call.httpVersion?.hasSuffix("2") == true)
+                if options.keyLog != nil { #expect(call.visibility == .decrypted && call.scheme == "https") }
+            }
+        }
+        #expect(checked == 11)
+    }
+
     /// Decrypted application data that is not HTTP, record by record, against tshark's digests.
     @Test func decryptedPayloadsMatchTshark() throws {
         var checked = 0
