@@ -58,6 +58,9 @@ public final class TLSAnalyser {
     public private(set) var undecryptableReason: String?
     /// ALPN from EncryptedExtensions (TLS 1.3, with keys).
     public private(set) var encryptedALPN: String?
+    /// Request/response exchanges estimated from the direction changes of application-data records,
+    /// for HTTP/1.1 over TLS without keys.
+    public private(set) var estimatedExchanges: [EstimatedExchange] = []
     private var cipher: CipherSpec?
     private var keysTried = false
 
@@ -169,6 +172,7 @@ public final class TLSAnalyser {
             }
         case 23:
             sides[k].encryptedRecords += 1
+            noteApplicationRecord(k, length: sides[k].recordRemaining, time: time)
             if isTLS13 {
                 if k == 0 {
                     if handshakeDoneTime == nil && serverHello != nil { handshakeDoneTime = time }
@@ -485,6 +489,51 @@ extension TLSHelloParser {
             }
         }
         return nil
+    }
+}
+
+/// One request/response exchange guessed from encrypted records: the client's burst, then the server's.
+public struct EstimatedExchange: Sendable {
+    public var start: Timestamp
+    public var requestEnd: Timestamp
+    public var responseStart: Timestamp?
+    public var responseEnd: Timestamp?
+    public var requestBytes: Int
+    public var responseBytes = 0
+}
+
+extension TLSAnalyser {
+    /// Application data records after the handshake, by direction: a client record after server
+    /// records starts a new exchange. Server records before any request (TLS 1.3 session tickets)
+    /// are not counted.
+    fileprivate func noteApplicationRecord(_ k: Int, length: Int, time: Timestamp) {
+        guard handshakeDoneTime != nil, !isDecrypting else { return }
+        // TLS 1.3: the client's first encrypted record is its Finished, not a request; and a 19-byte
+        // record (2 alert bytes, the inner type and a 16-byte tag) is an encrypted alert such as close_notify.
+        if isTLS13 && k == 0 && sides[0].encryptedRecords <= 1 { return }
+        if isTLS13 && length == 19 { return }
+        if k == 0 {
+            if var last = estimatedExchanges.last, last.responseStart == nil {
+                last.requestEnd = time
+                last.requestBytes += length
+                estimatedExchanges[estimatedExchanges.count - 1] = last
+            } else {
+                estimatedExchanges.append(EstimatedExchange(start: time, requestEnd: time, requestBytes: length))
+            }
+        } else if var last = estimatedExchanges.last {
+            if last.responseStart == nil { last.responseStart = time }
+            last.responseEnd = time
+            last.responseBytes += length
+            estimatedExchanges[estimatedExchanges.count - 1] = last
+        }
+    }
+
+    /// Whether the connection can only be HTTP/1.1 (so direction changes mark exchanges): the server
+    /// chose http/1.1, or the client offered no h2.
+    public var isHTTP1OnlyConnection: Bool {
+        if let alpn = serverHello?.alpn ?? encryptedALPN { return alpn == "http/1.1" }
+        guard let offered = clientHello?.alpnNames else { return true }
+        return !offered.contains("h2")
     }
 }
 

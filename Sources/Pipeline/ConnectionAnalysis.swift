@@ -129,6 +129,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
             owner.stats.undecryptableRecords += tls.undecryptableRecords
             if !tls.weirds.isEmpty { owner.stats.parseErrors += tls.weirds.filter { $0 != .tlsGap }.count }
             owner.emit(tlsRecord(c, tls, reason: reason))
+            if !tls.isDecrypting && tls.isHTTP1OnlyConnection { emitEstimated(c, tls, reason: reason) }
         } else if (http == nil && h2 == nil) || httpCalls == 0 {
             if let r = connectRecord(c, reason: reason) { owner.emit(r) }
         }
@@ -215,6 +216,39 @@ final class ConnectionAnalysis: TCPStreamHandler {
         guard let inner = innerHTTP else { return }
         inner.deliver(fromClient ? .client : .server, data, at: time)
         emitInnerHTTP(c)
+    }
+
+    /// Without keys: one estimated call per request/response exchange seen in the encrypted records.
+    private func emitEstimated(_ c: TCPConnection, _ t: TLSAnalyser, reason: FinishReason) {
+        for (i, x) in t.estimatedExchanges.enumerated() {
+            var r = base(c, kind: .http, ts: x.start)
+            r.estimated = true
+            r.visibility = .encrypted
+            r.scheme = "https"
+            r.httpVersion = "1.1"
+            r.sni = t.clientHello?.serverName
+            r.alpn = t.serverHello?.alpn
+            r.tlsVersion = t.serverHello.map { TLSNames.version($0.version) }
+            r.host = Self.hostName(r.sni) ?? owner.dnsName(for: c.server)
+            r.bytesSent = x.requestBytes
+            r.bytesReceived = x.responseBytes
+            if i == 0 {
+                r.connectMicros = connectMicros(c)
+                if let ch = t.clientHelloTime, let done = t.handshakeDoneTime, done >= ch { r.tlsHandshakeMicros = (done - ch) / 1000 }
+            }
+            if let first = x.responseStart { r.ttfbMicros = (first - x.start) / 1000 }
+            if let end = x.responseEnd {
+                r.endedAt = end
+                r.latencyMicros = (end - x.start) / 1000
+            } else if c.resetTime != nil {
+                r.outcome = .reset
+                r.error = "connection reset before a response"
+            } else {
+                r.outcome = .noResponse
+                r.error = reason == .endOfCapture ? "capture ended before a response" : "connection closed without a response"
+            }
+            owner.emit(r)
+        }
     }
 
     /// One call per finished HTTP/2 stream.

@@ -236,6 +236,32 @@ import Testing
         #expect(checked == 11)
     }
 
+    /// Without keys, the same HTTPS connections give one estimated call per decrypted request, starting
+    /// with the record that carried it.
+    @Test func estimatesWithoutKeysMatchTheDecryptedTruth() throws {
+        var compared = 0
+        for entry in try Corpus.entries() {
+            guard let keyLog = try Self.keyLog(entry) else { continue }
+            var keyed = Self.options()
+            keyed.keyLog = keyLog
+            let truth = try Analyzer.analyzeFile(entry.capture.path, options: keyed).calls
+                .filter { $0.kind == .http && $0.visibility == .decrypted && $0.streamId == nil }
+            guard !truth.isEmpty else { continue }
+            let estimates = try Analyzer.analyzeFile(entry.capture.path, options: Self.options()).calls
+                .filter { $0.kind == .http && $0.estimated }
+            let name = entry.capture.lastPathComponent
+            if name == "tls13-rfc8446.pcap" { continue } // its 0-RTT request rides in early data, before the handshake ends
+            if !DecryptionSecrets.tlsKeyLogs(path: entry.capture.path).isEmpty { continue } // keys travel inside the file
+            #expect(estimates.count == truth.count, "\(name)")
+            #expect(estimates.map { $0.ts } == truth.map { $0.ts }, "\(name): start times")
+            #expect(zip(estimates, truth).allSatisfy { $0.visibility == .encrypted && $0.sni == $1.sni && $0.connectionId == $1.connectionId },
+                    "\(name): same connection, SNI")
+            compared += truth.count
+        }
+        #expect(compared >= 20)
+        print("corpus: \(compared) HTTPS requests estimated without keys, count and start time as decrypted")
+    }
+
     /// Decrypted application data that is not HTTP, record by record, against tshark's digests.
     @Test func decryptedPayloadsMatchTshark() throws {
         var checked = 0

@@ -56,7 +56,7 @@ import Testing
         let gen = try Self.generate()
         let result = try Analyzer.analyzeFile(gen.pcap)
         #expect(result.read.damage == nil)
-        var http = result.calls.filter { $0.kind == .http }
+        var http = result.calls.filter { $0.kind == .http && !$0.estimated } // estimates are checked below
         var tls = result.calls.filter { $0.kind == .tls }
         var dns = result.calls.filter { $0.kind == .dns }
         var failedConnects = result.calls.filter { $0.kind == .connect }
@@ -166,4 +166,25 @@ import Testing
         }
         #expect((counts["http"]?.total ?? 0) > 800)
     }
+
+    /// Without keys, HTTP/1.1-only TLS connections get one estimated call per exchange.
+    @Test func estimatedExchangesOverTLSWithoutKeys() throws {
+        let gen = try Self.generate()
+        let calls = try Analyzer.analyzeFile(gen.pcap).calls.filter { $0.kind == .http && $0.estimated }
+        #expect(calls.allSatisfy { $0.visibility == .encrypted && $0.method == nil && $0.sni != nil || $0.sni == nil })
+        var perConnection: [String: Int] = [:]
+        for c in calls { perConnection["\(c.clientIp ?? "")|\(c.clientPort ?? 0)", default: 0] += 1 }
+        var exact = 0, total = 0
+        for row in gen.truth where row.str("type") == "tls" {
+            let offered = row["alpn_offered"] as? [String]
+            let http1Only = row.str("alpn").map { $0 == "http/1.1" } ?? !(offered?.contains("h2") ?? false)
+            guard http1Only else { continue }
+            let c = Self.endpoint(row.str("client"))
+            total += 1
+            if perConnection["\(c.0)|\(c.1)"] == row.int("requests") { exact += 1 }
+        }
+        print("gen_pcap --mb 20: estimated exchanges exact on \(exact)/\(total) HTTP/1.1-only TLS connections")
+        #expect(total > 40 && Double(exact) >= 0.95 * Double(total))
+    }
 }
+
