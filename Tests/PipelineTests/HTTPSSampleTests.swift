@@ -1,0 +1,61 @@
+import Analysers
+import CallModel
+import Foundation
+import Pipeline
+import Testing
+
+/// Real clients writing their TLS secrets (curl, Python httpx, Node fetch) against nginx, recorded by
+/// Scripts/make-https-sample: TLS 1.2 and 1.3, HTTP/1.1 and HTTP/2, AES-GCM and ChaCha20.
+@Suite struct HTTPSSampleTests {
+    static let prefix = Corpus.packageRoot.appendingPathComponent("Samples/https-demo").path
+
+    static func expected() throws -> [[String: Any]] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: prefix + ".expected.jsonl"))
+        return try data.split(separator: 0x0A).filter { !$0.isEmpty }.map {
+            try JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] ?? [:]
+        }
+    }
+
+    @Test func everyCallIsDecryptedWithMethodHostPathAndStatus() throws {
+        let keyLog = KeyLog()
+        keyLog.add(text: try String(contentsOfFile: Self.prefix + ".keylog", encoding: .utf8))
+        #expect(keyLog.malformedLines == 0)
+        var options = AnalysisOptions()
+        options.keyLog = keyLog
+        let calls = try Analyzer.analyzeFile(Self.prefix + ".pcap", options: options).calls
+        var http = calls.filter { $0.kind == .http }
+        let want = try Self.expected()
+        #expect(want.count == 11)
+        for row in want {
+            guard let i = http.firstIndex(where: {
+                $0.method == row.str("method") && $0.path == row.str("path") && $0.statusCode == row.int("status")
+                    && $0.httpVersion == row.str("http_version") && $0.tlsVersion == row.str("tls")
+            }) else {
+                Issue.record("no decrypted call for \(row)")
+                continue
+            }
+            let c = http.remove(at: i)
+            #expect(c.host == "api.tls.test" && c.sni == "api.tls.test" && c.visibility == .decrypted && c.scheme == "https")
+            #expect(c.url?.hasPrefix("https://api.tls.test/") == true)
+            #expect((c.statusCode ?? 0) >= 400 ? c.outcome == .httpError : c.outcome == .ok)
+        }
+        #expect(http.isEmpty, "unexpected calls: \(http.map { "\($0.method ?? "") \($0.path ?? "")" })")
+        let tls = calls.filter { $0.kind == .tls }
+        #expect(tls.allSatisfy { $0.visibility == .decrypted && $0.outcome == .ok })
+        #expect(Set(tls.compactMap(\.tlsCipher)).isSuperset(of: ["TLS_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"]))
+        // Secrets never reach a record.
+        #expect(!calls.map(CallJSON.line).joined().contains("sk-demo"))
+    }
+
+    @Test func withoutKeysHostTimingAndFailuresRemain() throws {
+        let calls = try Analyzer.analyzeFile(Self.prefix + ".pcap").calls
+        let tls = calls.filter { $0.kind == .tls }
+        #expect(tls.count == 9)
+        #expect(tls.allSatisfy { $0.host == "api.tls.test" && $0.visibility == .encrypted && $0.tlsHandshakeMicros != nil
+            && $0.connectMicros != nil && $0.outcome == .ok })
+        // HTTP/1.1-only connections get estimated exchanges; HTTP/2-capable ones only their connection record.
+        let estimated = calls.filter { $0.kind == .http && $0.estimated }
+        #expect(estimated.count == 6)
+        #expect(estimated.allSatisfy { $0.method == nil && $0.ttfbMicros != nil && $0.latencyMicros != nil })
+    }
+}
