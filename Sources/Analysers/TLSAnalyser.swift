@@ -56,6 +56,8 @@ public final class TLSAnalyser {
     public private(set) var undecryptableRecords = 0
     /// Why records stay encrypted, when they do.
     public private(set) var undecryptableReason: String?
+    /// The server's first certificate (DER): in the clear in TLS 1.2, decrypted in TLS 1.3.
+    public private(set) var serverCertificate: [UInt8]?
     /// ALPN from EncryptedExtensions (TLS 1.3, with keys).
     public private(set) var encryptedALPN: String?
     /// Request/response exchanges estimated from the direction changes of application-data records,
@@ -233,6 +235,8 @@ public final class TLSAnalyser {
                     } else {
                         note(.tlsMalformedHandshake)
                     }
+                } else if type == 11 && k == 1 {
+                    serverCertificate = serverCertificate ?? TLSHelloParser.firstCertificate(body, tls13: false)
                 } else if type == 2 && k == 1 {
                     if let sh = TLSHelloParser.serverHello(body) {
                         if sh.isHelloRetryRequest { helloRetryRequest = true }
@@ -451,9 +455,11 @@ extension TLSAnalyser {
             guard length <= Self.maxHandshakeMessage else { sides[k].innerHandshake = []; return }
             guard hs.count >= 4 + length else { return }
             let type = hs[0]
-            if type == 8 {
+            if type == 8 || type == 11 {
                 hs.withUnsafeBytes { raw in
-                    encryptedALPN = TLSHelloParser.alpnFromExtensions(UnsafeRawBufferPointer(rebasing: raw[4..<(4 + length)]))
+                    let body = UnsafeRawBufferPointer(rebasing: raw[4..<(4 + length)])
+                    if type == 8 { encryptedALPN = TLSHelloParser.alpnFromExtensions(body) }
+                    if type == 11 && k == 1 { serverCertificate = serverCertificate ?? TLSHelloParser.firstCertificate(body, tls13: true) }
                 }
             }
             sides[k].innerHandshake.removeFirst(4 + length)
@@ -477,6 +483,15 @@ extension TLSAnalyser {
 }
 
 extension TLSHelloParser {
+    /// The first (leaf) certificate of a Certificate message body; TLS 1.3 adds a request context
+    /// before the list and extensions after each entry.
+    static func firstCertificate(_ body: UnsafeRawBufferPointer, tls13: Bool) -> [UInt8]? {
+        var c = ByteCursor(body)
+        if tls13 { guard let ctx = c.u8(), c.skip(Int(ctx)) else { return nil } }
+        guard let _ = c.u24(), let len = c.u24(), len > 0, let der = c.slice(len) else { return nil }
+        return Array(der)
+    }
+
     /// The selected ALPN protocol in an EncryptedExtensions body.
     static func alpnFromExtensions(_ body: UnsafeRawBufferPointer) -> String? {
         var c = ByteCursor(body)

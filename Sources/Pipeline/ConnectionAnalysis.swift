@@ -2,6 +2,7 @@ import Analysers
 import CallModel
 import Capture
 import Reassembly
+import X509
 
 /// What a TCP stream turned out to carry, decided from its first bytes.
 enum StreamProtocol {
@@ -462,6 +463,14 @@ final class ConnectionAnalysis: TCPStreamHandler {
             r.alpn = sh.alpn ?? t.encryptedALPN
         }
         if t.decryptedRecords > 0 { r.visibility = .decrypted }
+        if let der = t.serverCertificate, let cert = try? Certificate(derEncoded: der) {
+            r.certSubject = cert.subject.description
+            let names = (try? cert.extensions.subjectAlternativeNames)??.compactMap { name -> String? in
+                if case let .dnsName(n) = name { return n }
+                return nil
+            }
+            r.certSan = names.map { Array($0.prefix(32)) }
+        }
         let end = c.lastSeen
         r.endedAt = end
         r.latencyMicros = (end - start) / 1000

@@ -43,6 +43,9 @@ import Testing
         let tls = calls.filter { $0.kind == .tls }
         #expect(tls.allSatisfy { $0.visibility == .decrypted && $0.outcome == .ok })
         #expect(Set(tls.compactMap(\.tlsCipher)).isSuperset(of: ["TLS_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"]))
+        // The leaf certificate: decrypted in TLS 1.3 (a resumed session shows none).
+        let certified = tls.filter { $0.certSubject == "CN=api.tls.test" && $0.certSan == ["api.tls.test"] }
+        #expect(certified.count >= tls.count - 1)
         // Secrets never reach a record.
         #expect(!calls.map(CallJSON.line).joined().contains("sk-demo"))
     }
@@ -53,6 +56,9 @@ import Testing
         #expect(tls.count == 9)
         #expect(tls.allSatisfy { $0.host == "api.tls.test" && $0.visibility == .encrypted && $0.tlsHandshakeMicros != nil
             && $0.connectMicros != nil && $0.outcome == .ok })
+        // TLS 1.2 sends its certificate in the clear.
+        #expect(tls.filter { $0.tlsVersion == "1.2" }.allSatisfy { $0.certSubject == "CN=api.tls.test" })
+        #expect(tls.filter { $0.tlsVersion == "1.3" }.allSatisfy { $0.certSubject == nil })
         // HTTP/1.1-only connections get estimated exchanges; HTTP/2-capable ones only their connection record.
         let estimated = calls.filter { $0.kind == .http && $0.estimated }
         #expect(estimated.count == 6)
