@@ -1,3 +1,5 @@
+import Foundation
+
 /// TLS secrets in the NSS key log format (SSLKEYLOGFILE; RFC 9850): `LABEL <client random hex> <secret hex>`
 /// per line, with `#` comments and blank lines. Secrets are never logged or stored.
 public final class KeyLog: @unchecked Sendable {
@@ -12,9 +14,16 @@ public final class KeyLog: @unchecked Sendable {
         case earlyExporterSecret = "EARLY_EXPORTER_SECRET"
     }
 
+    // A daemon adds lines from a file follower while capture threads look keys up.
+    private let lock = NSLock()
     private var secrets: [Label: [[UInt8]: [UInt8]]] = [:]
-    public private(set) var entries = 0
-    public private(set) var malformedLines = 0
+    private var _entries = 0
+    private var _malformed = 0
+    private var _generation = 0
+    public var entries: Int { lock.withLock { _entries } }
+    public var malformedLines: Int { lock.withLock { _malformed } }
+    /// Changes whenever a secret is added, so waiting connections know to look again.
+    public var generation: Int { lock.withLock { _generation } }
 
     static let ignoredLabels: Set<String> = ["RSA", "PMS_CLIENT_RANDOM"]
 
@@ -36,15 +45,18 @@ public final class KeyLog: @unchecked Sendable {
         guard parts.count == 3, let label = Label(rawValue: String(parts[0])),
               let random = Self.hex(parts[1]), random.count == 32,
               let secret = Self.hex(parts[2]), !secret.isEmpty, secret.count <= 64 else {
-            malformedLines += 1
+            lock.withLock { _malformed += 1 }
             return
         }
-        if secrets[label, default: [:]][random] == nil { entries += 1 }
-        secrets[label, default: [:]][random] = secret
+        lock.withLock {
+            if secrets[label, default: [:]][random] == nil { _entries += 1 }
+            secrets[label, default: [:]][random] = secret
+            _generation += 1
+        }
     }
 
     public func secret(_ label: Label, clientRandom: [UInt8]) -> [UInt8]? {
-        secrets[label]?[clientRandom]
+        lock.withLock { secrets[label]?[clientRandom] }
     }
 
     public var isEmpty: Bool { entries == 0 }

@@ -21,6 +21,8 @@ public final class TLSAnalyser {
         /// decrypted handshake bytes, and the application secret (for KeyUpdate).
         var protection: RecordProtection?
         var decryptThisRecord = false
+        /// Keys are not known yet: the record is kept (bounded) until they arrive.
+        var holdThisRecord = false
         var recordVersion: (UInt8, UInt8) = (3, 3)
         var body: [UInt8] = []
         var innerHandshake: [UInt8] = []
@@ -64,7 +66,17 @@ public final class TLSAnalyser {
     /// for HTTP/1.1 over TLS without keys.
     public private(set) var estimatedExchanges: [EstimatedExchange] = []
     private var cipher: CipherSpec?
-    private var keysTried = false
+    /// Late keys (a daemon following a key log that is written after the handshake): the setups
+    /// still waiting, the key log generation last looked at, and the encrypted records held meanwhile.
+    private var pendingTLS12Sides: Set<Int> = []
+    private var pendingTLS13 = false
+    private var seenKeyGeneration = 0
+    private var held: [HeldRecord] = []
+    private var heldBytes = 0
+    public static let maxHeldBytes = 1 << 20
+    /// Encrypted records dropped because keys did not arrive within the hold cap.
+    public private(set) var droppedWhileWaitingForKeys = 0
+    public var isWaitingForKeys: Bool { pendingTLS13 || !pendingTLS12Sides.isEmpty }
 
     public init(keyLog: KeyLog? = nil) {
         self.keyLog = keyLog
@@ -113,12 +125,14 @@ public final class TLSAnalyser {
                     sides[k].lost = true
                     return
                 }
+                if isWaitingForKeys, let keyLog, keyLog.generation != seenKeyGeneration { retryKeys() }
                 sides[k].recordType = type
                 sides[k].recordRemaining = length
                 sides[k].recordVersion = (h[1], h[2])
                 recordStarted(k, type: type, time: sides[k].recordStart)
-                sides[k].decryptThisRecord = sides[k].protection != nil && type != 20
-                    && (type != 22 || !handshakeIsPlaintext(k)) && (type != 21 || !handshakeIsPlaintext(k))
+                let protected = type == 23 || ((type == 22 || type == 21) && !handshakeIsPlaintext(k))
+                sides[k].decryptThisRecord = sides[k].protection != nil && protected
+                sides[k].holdThisRecord = sides[k].protection == nil && protected && isWaitingForKeys
                 sides[k].body.removeAll(keepingCapacity: true)
                 if length == 0 { continue }
             }
@@ -129,6 +143,9 @@ public final class TLSAnalyser {
             if sides[k].decryptThisRecord {
                 sides[k].body.append(contentsOf: fragment)
                 if sides[k].recordRemaining == 0 { decryptRecord(k, time: sides[k].recordStart) }
+            } else if sides[k].holdThisRecord {
+                sides[k].body.append(contentsOf: fragment)
+                if sides[k].recordRemaining == 0 { hold(k) }
             } else {
                 recordBytes(k, fragment, time: time)
             }
@@ -349,9 +366,11 @@ extension TLSAnalyser {
         guard let keyLog, let ch = clientHello, let sh = serverHello else { return }
         guard let spec = spec() else { return }
         guard let master = keyLog.secret(.clientRandom, clientRandom: ch.random) else {
-            noteUndecryptable("no key for this connection in the key log")
+            pendingTLS12Sides.insert(k)
+            seenKeyGeneration = keyLog.generation
             return
         }
+        pendingTLS12Sides.remove(k)
         let keys = TLSKeys.tls12(spec: spec, masterSecret: master, clientRandom: ch.random, serverRandom: sh.random)
         sides[k].protection = k == 0 ? keys.client : keys.server
     }
@@ -361,9 +380,11 @@ extension TLSAnalyser {
         guard let keyLog, let ch = clientHello, let spec = spec() else { return }
         guard let c = keyLog.secret(.clientHandshakeTrafficSecret, clientRandom: ch.random),
               let s = keyLog.secret(.serverHandshakeTrafficSecret, clientRandom: ch.random) else {
-            noteUndecryptable("no key for this connection in the key log")
+            pendingTLS13 = true
+            seenKeyGeneration = keyLog.generation
             return
         }
+        pendingTLS13 = false
         let clientHandshake = TLSKeys.tls13(spec: spec, trafficSecret: c)
         if sides[0].protection != nil {
             sides[0].pendingProtection = clientHandshake // 0-RTT keys stay until EndOfEarlyData
@@ -381,6 +402,53 @@ extension TLSAnalyser {
               let suite = ch.cipherSuites.first(where: { ($0 >> 8) == 0x13 && CipherSpec.forSuite($0) != nil }),
               let spec = CipherSpec.forSuite(suite) else { return }
         sides[0].protection = TLSKeys.tls13(spec: spec, trafficSecret: secret)
+    }
+
+    /// Keeps an encrypted record until its keys arrive, within the hold cap.
+    private func hold(_ k: Int) {
+        let body = sides[k].body
+        guard heldBytes + body.count <= Self.maxHeldBytes else {
+            droppedWhileWaitingForKeys += 1 + held.count
+            held = []
+            heldBytes = 0
+            pendingTLS12Sides = []
+            pendingTLS13 = false
+            noteUndecryptable("no key for this connection in the key log")
+            return
+        }
+        held.append(HeldRecord(side: k, type: sides[k].recordType, version: sides[k].recordVersion, body: body,
+                               time: sides[k].recordStart))
+        heldBytes += body.count
+    }
+
+    /// Looks for keys again (the key log grew); once found, held records are decrypted in order.
+    public func retryKeys() {
+        guard let keyLog, isWaitingForKeys else { return }
+        seenKeyGeneration = keyLog.generation
+        if pendingTLS13 { setUpTLS13HandshakeKeys() }
+        for k in pendingTLS12Sides.sorted() { setUpTLS12Keys(k) }
+        guard !held.isEmpty, sides[0].protection != nil || sides[1].protection != nil else { return }
+        let records = held
+        held = []
+        heldBytes = 0
+        let saved = (sides[0].recordType, sides[0].recordVersion, sides[0].body, sides[1].recordType, sides[1].recordVersion, sides[1].body)
+        for r in records where sides[r.side].protection != nil {
+            sides[r.side].recordType = r.type
+            sides[r.side].recordVersion = r.version
+            sides[r.side].body = r.body
+            decryptRecord(r.side, time: r.time)
+        }
+        (sides[0].recordType, sides[0].recordVersion, sides[0].body, sides[1].recordType, sides[1].recordVersion, sides[1].body) = saved
+    }
+
+    /// At the end of the connection: whatever still waits for keys is undecryptable.
+    public func finishWaitingForKeys() {
+        retryKeys()
+        if isWaitingForKeys || !held.isEmpty {
+            noteUndecryptable("no key for this connection in the key log")
+            undecryptableRecords += held.count
+            held = []
+        }
     }
 
     private func switchToApplicationKeys(_ k: Int) {
@@ -505,6 +573,14 @@ extension TLSHelloParser {
         }
         return nil
     }
+}
+
+struct HeldRecord {
+    var side: Int
+    var type: UInt8
+    var version: (UInt8, UInt8)
+    var body: [UInt8]
+    var time: Timestamp
 }
 
 /// One request/response exchange guessed from encrypted records: the client's burst, then the server's.

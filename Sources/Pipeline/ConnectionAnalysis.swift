@@ -117,6 +117,8 @@ final class ConnectionAnalysis: TCPStreamHandler {
             owner.stats.httpPendingDropped += http.droppedPendingRequests
         }
         if let tls {
+            tls.finishWaitingForKeys()
+            owner.stats.undecryptableRecords += tls.droppedWhileWaitingForKeys
             if let inner = innerHTTP {
                 inner.finish()
                 emitInnerHTTP(c, finishing: reason)

@@ -1,4 +1,5 @@
 import Analysers
+import Capture
 import CallModel
 import Foundation
 import Pipeline
@@ -64,4 +65,29 @@ import Testing
         #expect(estimated.count == 6)
         #expect(estimated.allSatisfy { $0.method == nil && $0.ttfbMicros != nil && $0.latencyMicros != nil })
     }
+
+    /// Keys that show up after the handshake (a daemon following a key log) still decrypt: records
+    /// wait, bounded, until the key log grows.
+    @Test func keysArrivingLateStillDecrypt() throws {
+        let keyText = try String(contentsOfFile: Self.prefix + ".keylog", encoding: .utf8)
+        let keyLog = KeyLog() // empty at first
+        var options = AnalysisOptions()
+        options.keyLog = keyLog
+        var calls: [CallRecord] = []
+        let analyzer = Analyzer(options: options) { calls.append($0) }
+        let reader = try PcapFileReader(path: Self.prefix + ".pcap")
+        var decoder = PacketDecoder(linkType: reader.linkType)
+        var packets = 0
+        _ = reader.forEach { frame, len, ts in
+            packets += 1
+            // Each connection's secrets appear a little after its handshake: here, every 40 packets.
+            if packets % 40 == 0 { keyLog.add(text: keyText) }
+            if let p = decoder.decode(frame, wireLength: len, timestamp: ts) { analyzer.process(p) }
+        }
+        keyLog.add(text: keyText)
+        analyzer.finish()
+        let decrypted = calls.filter { $0.kind == .http && $0.visibility == .decrypted }
+        #expect(decrypted.count == 11)
+    }
 }
+
