@@ -42,6 +42,8 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "X509", package: "swift-certificates"),
         ]),
+        // Connection → process → agent session: socket tables, /proc, the session registry. The only module that reads procfs.
+        .target(name: "Attribution", dependencies: ["Capture"]),
         // SQLite through GRDB: schema, migrations, batched writer, queries.
         .target(name: "Storage", dependencies: [
             "CallModel",
@@ -61,7 +63,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "calltap", dependencies: [
-            "Capture", "Analysers", "Pipeline", "CallModel", "Storage", "Server",
+            "Capture", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),

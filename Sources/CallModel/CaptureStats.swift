@@ -66,4 +66,11 @@ public struct CaptureStats: Sendable, Equatable {
         decryptedRecords += o.decryptedRecords; undecryptableRecords += o.undecryptableRecords
         http2Connections += o.http2Connections; kernelDrops += o.kernelDrops; unattributedConnections += o.unattributedConnections
     }
+
+    /// Counters of `self` as name/value pairs less those of `earlier` (for per-interval rows).
+    public func delta(since earlier: CaptureStats) -> [(String, Int)] {
+        let before = Dictionary(earlier.fields, uniquingKeysWith: { a, _ in a })
+        return fields.map { ($0.0, $0.1 - (before[$0.0] ?? 0)) }
+    }
 }
+

@@ -1,9 +1,39 @@
 import Analysers
+import Capture
 import Reassembly
+
+/// The process and session behind a connection, as the attribution stage found them.
+public struct ConnectionOwner: Sendable {
+    public var pid: Int?
+    public var process: String?
+    public var exe: String?
+    public var cgroup: String?
+    public var sessionId: String?
+    public var attribution: String
+    public var agent: String?
+
+    public init(pid: Int?, process: String?, exe: String?, cgroup: String?, sessionId: String?, attribution: String, agent: String?) {
+        self.pid = pid
+        self.process = process
+        self.exe = exe
+        self.cgroup = cgroup
+        self.sessionId = sessionId
+        self.attribution = attribution
+        self.agent = agent
+    }
+}
 
 public struct AnalysisOptions: Sendable {
     /// Tag every call with this session.
     public var sessionId: String?
+    /// The capture target (namespace or interface) calls are tagged with.
+    public var target: String?
+    /// Looks up who owns a new TCP connection (client address and port, server address and port, and
+    /// the time of its first packet), called on that packet.
+    public var attribute: (@Sendable (IPAddress, UInt16, IPAddress, UInt16, Int64) -> ConnectionOwner?)?
+    /// Release calls in order of their start (offline reading). Live capture releases each call as
+    /// soon as it completes instead, so a long-lived connection never holds others back.
+    public var orderedOutput = true
     /// Keep loopback and link-local traffic (dropped by default).
     public var includeLocal = false
     /// Drop calls to these hosts (exact, or a suffix after a dot: "example.com" drops "api.example.com").

@@ -87,6 +87,17 @@ public final class Analyzer {
         }
     }
 
+    /// Live capture: lets time pass without packets (wall clock), so idle connections, DNS lookups
+    /// and QUIC flows are finished on time.
+    public func tick(now wall: Nanos) {
+        if wall > now { now = wall }
+        reassembler.advance(to: now)
+        lastHousekeeping = now
+        dns.expire(now: now)
+        quic.expire(now: now)
+        release(upTo: watermark())
+    }
+
     /// Ends the input: every open connection and lookup is reported and all calls are released.
     public func finish() {
         reassembler.finishAll()
@@ -103,7 +114,12 @@ public final class Analyzer {
             stats.excludedHost += 1
             return
         }
-        r.sessionId = options.sessionId
+        if let session = options.sessionId { r.sessionId = session }
+        if !options.orderedOutput {
+            stats.calls += 1
+            sink(r)
+            return
+        }
         ready.append((r, sequence))
         sequence += 1
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Analysers
 import CallModel
 import Capture
@@ -39,9 +40,14 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private var unknownBytes = 0
     let communityID: String
 
+    /// Who opened the connection, looked up on its first packet.
+    private let processOwner: ConnectionOwner?
+
     init(owner: Analyzer, connection c: TCPConnection) {
         self.owner = owner
         communityID = CommunityID.v1(c.client, c.clientPort, c.server, c.serverPort, proto: 6)
+        processOwner = owner.options.attribute?(c.client, c.clientPort, c.server, c.serverPort, c.firstSeen)
+        if owner.options.attribute != nil && processOwner == nil { owner.stats.unattributedConnections += 1 }
     }
 
     // MARK: TCPStreamHandler
@@ -295,6 +301,10 @@ final class ConnectionAnalysis: TCPStreamHandler {
         r.host = Self.hostName(st.authority) ?? owner.dnsName(for: c.server)
         r.statusCode = st.status
         r.requestContentType = st.requestContentType
+        if let session = Self.sessionFromHeaders(st.sessionHints) {
+            r.sessionId = session
+            r.attribution = .exact
+        }
         r.responseContentType = st.responseContentType
         r.requestBodyBytes = st.requestBodyBytes
         if st.status != nil { r.responseBodyBytes = st.responseBodyBytes }
@@ -364,7 +374,33 @@ final class ConnectionAnalysis: TCPStreamHandler {
         r.serverIp = c.server.description
         r.serverPort = Int(c.serverPort)
         r.estimated = c.midStream
+        r.target = owner.options.target
+        if let o = processOwner {
+            r.pid = o.pid
+            r.process = o.process
+            r.exe = o.exe
+            r.cgroup = o.cgroup
+            r.sessionId = o.sessionId
+            r.attribution = Attribution(rawValue: o.attribution)
+            r.agent = o.agent
+        } else if owner.options.attribute != nil {
+            r.attribution = Attribution.none
+        }
         return r
+    }
+
+    /// A session named by the request itself (`baggage: session.id=…` or `x-session-id`) decides.
+    static func sessionFromHeaders(_ hints: [String: String]) -> String? {
+        if let baggage = hints["baggage"] {
+            for member in baggage.split(separator: ",") {
+                let kv = member.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
+                if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == "session.id" {
+                    let v = kv[1].trimmingCharacters(in: .whitespaces)
+                    return v.removingPercentEncoding ?? v
+                }
+            }
+        }
+        return hints["x-session-id"]
     }
 
     private var connectMicros: (TCPConnection) -> Int64? = { c in
@@ -399,6 +435,10 @@ final class ConnectionAnalysis: TCPStreamHandler {
             }
             r.requestBodyBytes = x.requestBodyBytes
             r.weirds += req.weirds.map(\.rawValue)
+            if let session = Self.sessionFromHeaders(req.sessionHints) {
+                r.sessionId = session
+                r.attribution = .exact
+            }
         } else {
             r.host = owner.dnsName(for: c.server)
         }

@@ -78,6 +78,11 @@ public final class Reassembler {
         sweepIfDue(p.timestamp)
     }
 
+    /// Lets capture time pass without a packet (live capture): expired connections are finished.
+    public func advance(to now: Nanos) {
+        sweepIfDue(now)
+    }
+
     /// Finishes every open connection (end of input).
     public func finishAll() {
         for (key, c) in table.sorted(by: { $0.value.firstSeen < $1.value.firstSeen }) {

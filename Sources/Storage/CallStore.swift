@@ -130,10 +130,15 @@ public final class CallStore: Sendable {
 
     /// Records a set of counters under `source` (a file name or a capture target).
     public func recordStats(_ stats: CaptureStats, source: String, at time: Int64) throws {
+        try recordStats(stats.fields, source: source, at: time)
+    }
+
+    /// Records name/value counters (for a live capture: what changed during one interval).
+    public func recordStats(_ fields: [(String, Int)], source: String, at time: Int64) throws {
         try writer.write { db in
             let statement = try db.cachedStatement(
                 sql: "INSERT INTO capture_stats (recorded_at, source, name, value) VALUES (?, ?, ?, ?)")
-            for (name, value) in stats.fields {
+            for (name, value) in fields where value != 0 {
                 try statement.execute(arguments: [time / 1000, source, name, value])
             }
         }

@@ -1,0 +1,126 @@
+import Foundation
+
+/// The processes of one network namespace over time, from frequent /proc scans: when they were first
+/// and last seen, and their session. When a connection is too short-lived for its socket to be seen
+/// (a one-shot `curl` to a nearby server can open, use and close its socket in under a millisecond),
+/// the processes alive in the namespace when it started still name its session.
+final class ProcessTracker {
+    struct Record {
+        var facts: ProcessFacts
+        var firstSeen: Int64
+        var lastSeen: Int64
+        /// From the process connector: exact end of life (nil while alive or when only polled).
+        var exited: Int64?
+        var sessionId: String?
+        var attribution: String
+        var agent: String?
+    }
+
+    private var records: [Int: Record] = [:]
+    private var namespaceLink: String?
+    private var registryGeneration = -1
+    private let registry: SessionRegistry?
+    static let retention: Int64 = 30_000_000_000
+
+    init(registry: SessionRegistry?) {
+        self.registry = registry
+    }
+
+    /// Called from a thread inside the target namespace.
+    func scan(now: Int64) {
+        if namespaceLink == nil { namespaceLink = Self.link("/proc/thread-self/ns/net") }
+        guard let ns = namespaceLink else { return }
+        for pid in ProcessTable.allPIDs() {
+            if records[pid] != nil {
+                if records[pid]!.exited == nil { records[pid]!.lastSeen = now }
+                continue
+            }
+            guard Self.link("/proc/\(pid)/ns/net") == ns, let facts = ProcessTable.facts(pid) else { continue }
+            var r = Record(facts: facts, firstSeen: now, lastSeen: now, exited: nil, sessionId: nil, attribution: "none", agent: nil)
+            if let (entry, depth) = sessionOf(facts, at: now) {
+                r.sessionId = entry.sessionId
+                r.agent = entry.agent
+                r.attribution = depth == 0 ? "exact" : "inherited"
+            }
+            records[pid] = r
+        }
+        records = records.filter { now - ($0.value.exited ?? $0.value.lastSeen) < Self.retention }
+        // A registry line may arrive after its process was first seen: look again for those without a session.
+        if let registry, registry.generation != registryGeneration {
+            registryGeneration = registry.generation
+            for (pid, r) in records where r.sessionId == nil {
+                if let (entry, depth) = sessionOf(r.facts, at: r.firstSeen) {
+                    records[pid]?.sessionId = entry.sessionId
+                    records[pid]?.agent = entry.agent
+                    records[pid]?.attribution = depth == 0 ? "exact" : "inherited"
+                }
+            }
+        }
+    }
+
+    /// The owner of a connection that started at `time`, inferred from the processes alive then:
+    /// the session is certain when every such process belongs to it; the PID is the youngest of them.
+    func infer(at time: Int64, uid: Int? = nil) -> Owner? {
+        let slack: Int64 = 3_000_000
+        let alive = records.values.filter { $0.firstSeen <= time + slack && ($0.exited ?? $0.lastSeen) >= time - slack }
+        guard !alive.isEmpty else { return nil }
+        let withSession = alive.filter { $0.sessionId != nil }
+        let sessions = Set(withSession.compactMap(\.sessionId))
+        let pool = withSession.isEmpty ? alive : withSession
+        guard let youngest = pool.max(by: { $0.facts.startTime < $1.facts.startTime }) else { return nil }
+        var o = Owner(pid: youngest.facts.pid, uid: uid ?? -1, process: youngest.facts.comm, exe: youngest.facts.exe,
+                      cgroup: youngest.facts.cgroup, sessionId: youngest.sessionId, attribution: youngest.attribution,
+                      agent: youngest.agent)
+        if sessions.count > 1 {
+            o.sessionId = nil
+            o.attribution = "ambiguous"
+        }
+        return o
+    }
+
+    /// A process connector event (called with the tracker's lock held by the owner).
+    func handle(_ event: ProcessEvents.Event, now: Int64) {
+        switch event {
+        case let .fork(parent, child):
+            guard let ns = namespaceLink, Self.link("/proc/\(child)/ns/net") == ns else { return }
+            var facts = ProcessTable.facts(child) ?? records[parent]?.facts
+                ?? ProcessFacts(pid: child, ppid: parent, comm: "?", exe: nil, cgroup: nil, startTime: 0)
+            facts.pid = child
+            facts.ppid = parent
+            var r = Record(facts: facts, firstSeen: now, lastSeen: now, exited: nil, sessionId: nil, attribution: "none", agent: nil)
+            if let (entry, depth) = sessionOf(facts, at: now) {
+                r.sessionId = entry.sessionId
+                r.agent = entry.agent
+                r.attribution = depth == 0 ? "exact" : "inherited"
+            }
+            records[child] = r
+        case let .exec(pid):
+            guard records[pid] != nil, let facts = ProcessTable.facts(pid) else { return }
+            records[pid]!.facts.comm = facts.comm
+            records[pid]!.facts.exe = facts.exe
+            records[pid]!.facts.cgroup = facts.cgroup
+        case let .exit(pid):
+            records[pid]?.exited = now
+        }
+    }
+
+    private func sessionOf(_ facts: ProcessFacts, at time: Int64) -> (RegistryEntry, Int)? {
+        guard let registry else { return nil }
+        var current: ProcessFacts? = facts
+        var depth = 0
+        while let f = current, depth < 64 {
+            if let e = registry.entry(pid: f.pid, startTime: f.startTime, at: time) { return (e, depth) }
+            guard f.ppid > 1 else { return nil }
+            current = records[f.ppid]?.facts ?? ProcessTable.facts(f.ppid)
+            depth += 1
+        }
+        return nil
+    }
+
+    static func link(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+
+/// One line of the PID → session registry file (JSON Lines, written by agent runtimes).
+public struct RegistryEntry: Sendable, Equatable {
+    public var pid: Int
+    public var sessionId: String
+    public var startedAt: Int64?
+    public var endedAt: Int64?
+    public var agent: String?
+    public var pidStartTime: UInt64?
+}
+
+/// Follows the registry file as it grows, is truncated, or is replaced by rename. Malformed lines are
+/// counted and the first one is reported once; the others still count.
+public final class SessionRegistry: @unchecked Sendable {
+    public let path: String
+    private let lock = NSLock()
+    private var byPID: [Int: [RegistryEntry]] = [:]
+    private var offset: UInt64 = 0
+    private var inode: UInt64 = 0
+    private var partial = ""
+    private var _malformed = 0
+    private var _firstProblem: String?
+    private var reported = false
+    private var _generation = 0
+    /// Changes whenever entries are added or the file starts over.
+    public var generation: Int { lock.withLock { _generation } }
+    /// Called once with the first malformed line's description.
+    public var onFirstProblem: (@Sendable (String) -> Void)?
+
+    public init(path: String) {
+        self.path = path
+    }
+
+    public var malformedLines: Int { lock.withLock { _malformed } }
+    public var registeredPIDs: [Int] { lock.withLock { Array(byPID.keys) } }
+
+    /// Reads whatever was appended since the last call (or everything, after truncation or replacement).
+    public func poll() {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return }
+        let currentInode = UInt64(st.st_ino)
+        let size = UInt64(st.st_size)
+        lock.lock()
+        if currentInode != inode || size < offset {
+            // Replaced by rename, or truncated: start over.
+            inode = currentInode
+            offset = 0
+            partial = ""
+            byPID = [:]
+        }
+        let start = offset
+        lock.unlock()
+        guard size > start, let handle = FileHandle(forReadingAtPath: path) else { return }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: start)
+        guard let data = try? handle.readToEnd() else { return }
+        lock.lock()
+        offset = start + UInt64(data.count)
+        var text = partial + String(decoding: data, as: UTF8.self)
+        if let lastNewline = text.lastIndex(of: "\n") {
+            partial = String(text[text.index(after: lastNewline)...])
+            text = String(text[...lastNewline])
+        } else {
+            partial = text
+            text = ""
+        }
+        var problem: String?
+        for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            if let e = Self.parse(line) {
+                byPID[e.pid, default: []].append(e)
+                _generation += 1
+            } else {
+                _malformed += 1
+                if _firstProblem == nil { _firstProblem = "registry \(path): malformed line skipped: \(line.prefix(120))"; problem = _firstProblem }
+            }
+        }
+        lock.unlock()
+        if let problem, !reported {
+            reported = true
+            onFirstProblem?(problem)
+        }
+    }
+
+    /// The entry for `pid` that covers `time` (and matches the process start time when the line gave one).
+    public func entry(pid: Int, startTime: UInt64?, at time: Int64) -> RegistryEntry? {
+        lock.withLock {
+            byPID[pid]?.last { e in
+                if let want = e.pidStartTime, let have = startTime, want != have { return false }
+                if let s = e.startedAt, time < s - 5_000_000_000 { return false }
+                if let end = e.endedAt, time > end { return false }
+                return true
+            }
+        }
+    }
+
+    static func parse(_ line: Substring) -> RegistryEntry? {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let pid = (obj["pid"] as? NSNumber)?.intValue, pid > 0,
+              let session = obj["session_id"] as? String, !session.isEmpty else { return nil }
+        func time(_ v: Any?) -> Int64? {
+            if let n = v as? NSNumber { return Int64(n.doubleValue * 1_000_000_000) }
+            if let s = v as? String { return parseISO(s) }
+            return nil
+        }
+        if obj["started_at"] != nil && time(obj["started_at"]) == nil { return nil }
+        return RegistryEntry(pid: pid, sessionId: session, startedAt: time(obj["started_at"]), endedAt: time(obj["ended_at"]),
+                             agent: obj["agent"] as? String,
+                             pidStartTime: (obj["pid_start_time"] as? NSNumber)?.uint64Value)
+    }
+
+    static func parseISO(_ s: String) -> Int64? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: s) { return Int64(d.timeIntervalSince1970 * 1_000_000_000) }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: s).map { Int64($0.timeIntervalSince1970 * 1_000_000_000) }
+    }
+}

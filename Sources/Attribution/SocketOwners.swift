@@ -1,0 +1,163 @@
+import Capture
+import Foundation
+
+/// Who owns a connection: the process holding the socket and the agent session it belongs to.
+public struct Owner: Sendable {
+    public var pid: Int
+    public var uid: Int
+    public var process: String?
+    public var exe: String?
+    public var cgroup: String?
+    public var sessionId: String?
+    /// "exact" (the process is registered), "inherited" (an ancestor is), or "none".
+    public var attribution: String
+    public var agent: String?
+}
+
+public struct AttributionCounters: Sendable {
+    public var lookups = 0
+    public var found = 0
+    public var unattributed = 0
+    /// Owners inferred from the processes alive at connection start (socket gone before it was seen).
+    public var inferred = 0
+    public var scans = 0
+}
+
+/// Socket → process → session, learned ahead of time: a watcher polls the namespace's socket table
+/// every few milliseconds and resolves each new socket's owner while the process is alive, so even a
+/// one-shot `curl` that exits before its packets are analysed keeps its owner. Lookups that still miss
+/// are retried synchronously, then counted.
+public final class SocketOwners: @unchecked Sendable {
+    private let lock = NSLock()
+    private let registry: SessionRegistry?
+    private var owners: [SocketKey: (owner: Owner, seen: Int64)] = [:]
+    private var inodeOwner: [UInt64: Owner] = [:]
+    private var _counters = AttributionCounters()
+    private let maxEntries = 65_536
+    private let tracker: ProcessTracker
+
+    public init(registry: SessionRegistry?) {
+        self.registry = registry
+        tracker = ProcessTracker(registry: registry)
+    }
+
+    public var counters: AttributionCounters { lock.withLock { _counters } }
+
+    /// Reads the socket table of the calling thread's namespace and resolves owners of new sockets.
+    public func refresh(now: Int64 = Int64(Date().timeIntervalSince1970 * 1e9)) {
+        lock.withLock { tracker.scan(now: now) }
+        let table = SocketTable.read()
+        var unknown: [SocketKey: SocketTable.Entry] = [:]
+        lock.withLock {
+            for (key, entry) in table {
+                if let o = inodeOwner[entry.inode] {
+                    owners[key] = (o, now)
+                } else if owners[key] == nil {
+                    unknown[key] = entry
+                }
+            }
+        }
+        guard !unknown.isEmpty else { return }
+        let wanted = Set(unknown.values.map(\.inode))
+        let found = findHolders(of: wanted)
+        lock.withLock {
+            _counters.scans += 1
+            for (key, entry) in unknown {
+                guard let pid = found[entry.inode] else { continue }
+                let o = resolve(pid: pid, uid: entry.uid, at: now)
+                inodeOwner[entry.inode] = o
+                owners[key] = (o, now)
+            }
+            if owners.count > maxEntries {
+                // Forget the oldest half: connections that old were looked up long ago.
+                let cutoff = owners.values.map(\.seen).sorted()[owners.count / 2]
+                owners = owners.filter { $0.value.seen > cutoff }
+                inodeOwner = [:]
+            }
+        }
+    }
+
+    /// Feeds a process connector event (from a thread in the initial namespace).
+    public func handle(_ event: ProcessEvents.Event) {
+        let now = Int64(Date().timeIntervalSince1970 * 1e9)
+        lock.withLock { tracker.handle(event, now: now) }
+    }
+
+    /// The owner of the client side of a connection (the agent is the client) that started at `time`.
+    public func owner(client: IPAddress, clientPort: UInt16, server: IPAddress, serverPort: UInt16, at time: Int64,
+                      retry: Bool) -> Owner? {
+        let key = SocketKey(local: client, localPort: clientPort, remote: server, remotePort: serverPort)
+        if let o = lock.withLock({ owners[key]?.owner }) {
+            lock.withLock { _counters.lookups += 1; _counters.found += 1 }
+            return o
+        }
+        if retry { refresh() }
+        return lock.withLock {
+            _counters.lookups += 1
+            if let o = owners[key]?.owner { _counters.found += 1; return o }
+            if let o = tracker.infer(at: time) { _counters.inferred += 1; return o }
+            _counters.unattributed += 1
+            return nil
+        }
+    }
+
+    /// PIDs seen at the previous scan: a new socket most often belongs to a process started since.
+    private var knownPIDs: Set<Int> = []
+
+    /// Scans /proc for the processes holding `inodes`: processes started since the last scan first
+    /// (a one-shot client is found in a fraction of a millisecond, before it exits), then registered
+    /// processes and their descendants, then everything else.
+    private func findHolders(of inodes: Set<UInt64>) -> [UInt64: Int] {
+        var found: [UInt64: Int] = [:]
+        let all = ProcessTable.allPIDs()
+        let fresh = all.filter { !knownPIDs.contains($0) }.sorted(by: >)
+        knownPIDs = Set(all)
+        func scan(_ pids: [Int]) -> Bool {
+            for pid in pids {
+                for inode in ProcessTable.socketInodes(pid) where inodes.contains(inode) && found[inode] == nil {
+                    found[inode] = pid
+                }
+                if found.count == inodes.count { return true }
+            }
+            return false
+        }
+        if scan(fresh) { return found }
+        var order: [Int] = []
+        if let registered = registry?.registeredPIDs, !registered.isEmpty {
+            let children = ProcessTable.childrenMap(all)
+            var queue = registered
+            var seen = Set<Int>()
+            while let p = queue.popLast() {
+                guard seen.insert(p).inserted else { continue }
+                order.append(p)
+                queue += children[p] ?? []
+            }
+        }
+        let first = Set(order).union(fresh)
+        order += all.filter { !first.contains($0) }.sorted(by: >)
+        _ = scan(order)
+        return found
+    }
+
+    /// Process facts and session: the process's own registry entry, else its nearest registered ancestor.
+    private func resolve(pid: Int, uid: Int, at time: Int64) -> Owner {
+        let facts = ProcessTable.facts(pid)
+        var o = Owner(pid: pid, uid: uid, process: facts?.comm, exe: facts?.exe, cgroup: facts?.cgroup,
+                      sessionId: nil, attribution: "none", agent: nil)
+        guard let registry else { return o }
+        var current = facts
+        var depth = 0
+        while let f = current, depth < 64 {
+            if let e = registry.entry(pid: f.pid, startTime: f.startTime, at: time) {
+                o.sessionId = e.sessionId
+                o.agent = e.agent
+                o.attribution = depth == 0 ? "exact" : "inherited"
+                break
+            }
+            guard f.ppid > 1 else { break }
+            current = ProcessTable.facts(f.ppid)
+            depth += 1
+        }
+        return o
+    }
+}

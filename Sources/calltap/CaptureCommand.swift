@@ -1,0 +1,346 @@
+import Analysers
+import ArgumentParser
+import Attribution
+import CallModel
+import Capture
+import Foundation
+import Pipeline
+import Server
+import Storage
+
+struct CaptureCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "capture",
+        abstract: "Capture live inside agents' network namespaces and record every call with its process and session.",
+        discussion: """
+            Each target gets its own capture thread, which alone enters the namespace (setns); the rest of \
+            the process stays where it started. SIGINT/SIGTERM stop capture, flush open calls and exit 0.
+            """
+    )
+
+    @Option(help: "A network namespace to capture in: a name from `ip netns`, or a path like /proc/PID/ns/net. Repeatable.")
+    var netns: [String] = []
+
+    @Option(name: .customLong("pid"), help: "Capture in this process's network namespace. Repeatable.")
+    var pids: [Int] = []
+
+    @Option(name: [.customShort("i"), .customLong("interface")], help: "Interface inside the target namespace.")
+    var interface = "any"
+
+    @Option(help: "BPF filter.")
+    var filter: String?
+
+    @Option(help: "Bytes captured per packet.")
+    var snaplen: Int32 = 262_144
+
+    @Option(name: .customLong("buffer-size"), help: "Kernel capture buffer, in MB.")
+    var bufferSize: Int32 = 32
+
+    @Flag(help: "Deliver packets immediately (more kernel drops under load).")
+    var immediate = false
+
+    @Option(help: "Store calls and per-interval capture statistics in this SQLite database.")
+    var db: String?
+
+    @Option(help: "Also serve the API and dashboard here (as calltap serve --listen).")
+    var listen: String?
+
+    @Option(help: "Bearer token for --listen.")
+    var token: String?
+
+    @Option(help: "PID → session registry file (JSON Lines), followed as it changes.")
+    var registry: String?
+
+    @Option(name: .customLong("keylog"), help: "TLS key log to follow for decrypting HTTPS. Repeatable.")
+    var keylogs: [String] = []
+
+    @Option(help: "Print calls to standard output: jsonl, table or none.")
+    var format: OutputFormat = .none
+
+    @Flag(name: .customLong("include-local"), help: "Keep loopback and link-local traffic.")
+    var includeLocal = false
+
+    @Option(name: .customLong("stats-interval"), help: "Seconds between statistics rows (and status lines on a terminal).")
+    var statsInterval = 10
+
+    mutating func run() async throws {
+        var targets: [(name: String, path: String?)] = netns.map { n in
+            (n, n.contains("/") ? n : "/var/run/netns/\(n)")
+        }
+        targets += pids.map { ("pid:\($0)", "/proc/\($0)/ns/net") }
+        if targets.isEmpty { targets = [("host", nil)] }
+        for t in targets {
+            if let p = t.path, !FileManager.default.fileExists(atPath: p) {
+                Log.error("no network namespace at \(p)")
+                throw ExitCode(ExitStatus.unreadable)
+            }
+        }
+        let store: CallStore?
+        do { store = try db.map { try CallStore(path: $0) } } catch {
+            Log.error("cannot open database \(db ?? ""): \(error)")
+            throw ExitCode(ExitStatus.database)
+        }
+        let registry = self.registry.map { SessionRegistry(path: $0) }
+        registry?.onFirstProblem = { Log.error($0) }
+        registry?.poll()
+        let keyLog = keylogs.isEmpty ? nil : KeyLog()
+        let followers = keylogs.map { FileFollower(path: $0) }
+
+        var base = AnalysisOptions()
+        base.includeLocal = includeLocal
+        base.keyLog = keyLog
+        base.orderedOutput = false
+        var live = LiveCaptureOptions()
+        live.interface = interface
+        live.filter = filter
+        live.snaplen = snaplen
+        live.bufferSize = bufferSize << 20
+        live.immediate = immediate
+
+        let outbox = CallOutbox()
+        var workers: [CaptureWorker] = []
+        for t in targets {
+            var options = base
+            options.target = t.name
+            let w = CaptureWorker(target: t.name, namespacePath: t.path, live: live, options: options,
+                                  registry: registry, outbox: outbox)
+            workers.append(w)
+            w.start()
+        }
+        // Fail fast when a target could not start (bad interface, no permission, bad filter).
+        try await Task.sleep(nanoseconds: 300_000_000)
+        for w in workers { if let e = w.startError { Log.error("\(w.target): \(e)"); throw ExitCode(ExitStatus.unreadable) } }
+        Log.info("capturing on \(targets.map(\.name).joined(separator: ", ")) (interface \(interface))")
+
+        let format = self.format
+        let out = OutputStream()
+        let interval = max(1, statsInterval)
+        let showStatus = Log.stderrIsTTY
+        var server: Task<Void, Error>?
+        if let listen {
+            guard let address = ServerOptions.parseListen(listen), let store else {
+                Log.error(store == nil ? "--listen needs --db" : "--listen: expected HOST:PORT")
+                throw ExitCode(ExitStatus.usage)
+            }
+            var so = ServerOptions()
+            so.host = address.host
+            so.port = address.port
+            so.token = token
+            do {
+                let app = try buildApplication(store: store, options: so)
+                server = Task { try await app.run() }
+            } catch let e as ServerError {
+                Log.error(e.description)
+                throw ExitCode(ExitStatus.usage)
+            }
+        }
+
+        let signals = SignalWaiter(signals: [SIGINT, SIGTERM])
+        var lastStats: [String: CaptureStats] = [:]
+        var lastStatsTime = Date()
+        var total = 0
+        func flush(final: Bool) {
+            registry?.poll()
+            for f in followers { if let text = f.readNew() { keyLog?.add(text: text) } }
+            let calls = outbox.take()
+            total += calls.count
+            if let store, !calls.isEmpty {
+                do { try store.insert(calls) } catch { Log.error("cannot write to database: \(error)") }
+            }
+            for c in calls {
+                switch format {
+                case .jsonl: out.line(CallJSON.line(c))
+                case .table: out.line(CallTable.row(c))
+                case .none: break
+                }
+            }
+            out.flush()
+            if final || Date().timeIntervalSince(lastStatsTime) >= Double(interval) {
+                lastStatsTime = Date()
+                let now = Int64(Date().timeIntervalSince1970 * 1e9)
+                var line: [String] = []
+                for w in workers {
+                    let s = w.statistics()
+                    if let store {
+                        try? store.recordStats(s.delta(since: lastStats[w.target] ?? CaptureStats()), source: w.target, at: now)
+                    }
+                    lastStats[w.target] = s
+                    line.append("\(w.target): \(s.packets) packets, \(s.kernelDrops) drops, \(s.unattributedConnections) unattributed")
+                }
+                if showStatus || final {
+                    Log.info("\(total) calls; " + line.joined(separator: "; ") + "; sessions: \(registry?.registeredPIDs.count ?? 0) pids registered")
+                }
+            }
+        }
+        while !signals.fired {
+            try? await Task.sleep(nanoseconds: 250_000_000)
+            flush(final: false)
+            for w in workers where w.failure != nil {
+                Log.error("\(w.target): capture stopped: \(w.failure!)")
+            }
+        }
+        Log.info("stopping: flushing open calls")
+        for w in workers { w.stop() }
+        for w in workers { w.join() }
+        flush(final: true)
+        server?.cancel()
+    }
+}
+
+/// Calls handed from capture threads to the flusher.
+final class CallOutbox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var calls: [CallRecord] = []
+    func put(_ c: CallRecord) { lock.withLock { calls.append(c) } }
+    func take() -> [CallRecord] { lock.withLock { defer { calls.removeAll(keepingCapacity: true) }; return calls } }
+}
+
+/// Reads what was appended to a file since the last call (restarting after truncation or replacement).
+final class FileFollower: @unchecked Sendable {
+    let path: String
+    private var offset: UInt64 = 0
+    private var inode: UInt64 = 0
+    init(path: String) { self.path = path }
+
+    func readNew() -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        if UInt64(st.st_ino) != inode || UInt64(st.st_size) < offset { inode = UInt64(st.st_ino); offset = 0 }
+        guard UInt64(st.st_size) > offset, let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        try? h.seek(toOffset: offset)
+        guard let data = try? h.readToEnd(), let lastNewline = data.lastIndex(of: 0x0A) else { return nil }
+        let complete = data[...lastNewline]
+        offset += UInt64(complete.count)
+        return String(decoding: complete, as: UTF8.self)
+    }
+}
+
+/// Turns SIGINT/SIGTERM into a flag the main loop polls.
+final class SignalWaiter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _fired = false
+    private var sources: [DispatchSourceSignal] = []
+
+    init(signals: [Int32]) {
+        for s in signals {
+            signal(s, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
+            source.setEventHandler { [weak self] in self?.lock.withLock { self?._fired = true } }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    var fired: Bool { lock.withLock { _fired } }
+}
+
+/// One capture target: a thread that enters the namespace, watches its sockets, and runs libpcap and
+/// the analysis pipeline.
+final class CaptureWorker: @unchecked Sendable {
+    let target: String
+    private let namespacePath: String?
+    private let live: LiveCaptureOptions
+    private var options: AnalysisOptions
+    private let registry: SessionRegistry?
+    private let outbox: CallOutbox
+    private let lock = NSLock()
+    private var capture: LiveCapture?
+    private var analyzer: Analyzer?
+    private var decoder: PacketDecoder?
+    private var owners: SocketOwners?
+    private var watcherStop = false
+    private var _startError: String?
+    private var _failure: String?
+    private var latest = CaptureStats()
+    private let done = DispatchSemaphore(value: 0)
+    private let watcherDone = DispatchSemaphore(value: 0)
+
+    init(target: String, namespacePath: String?, live: LiveCaptureOptions, options: AnalysisOptions,
+         registry: SessionRegistry?, outbox: CallOutbox) {
+        self.target = target
+        self.namespacePath = namespacePath
+        self.live = live
+        self.options = options
+        self.registry = registry
+        self.outbox = outbox
+    }
+
+    var startError: String? { lock.withLock { _startError } }
+    var failure: String? { lock.withLock { _failure } }
+
+    func statistics() -> CaptureStats { lock.withLock { latest } }
+
+    func start() {
+        let owners = SocketOwners(registry: registry)
+        self.owners = owners
+        options.attribute = { client, clientPort, server, serverPort, time in
+            owners.owner(client: client, clientPort: clientPort, server: server, serverPort: serverPort, at: time, retry: true).map {
+                ConnectionOwner(pid: $0.pid, process: $0.process, exe: $0.exe, cgroup: $0.cgroup, sessionId: $0.sessionId,
+                                attribution: $0.attribution, agent: $0.agent)
+            }
+        }
+        // The watcher learns socket owners while processes are alive, ahead of packet analysis.
+        let watcher = Thread { [self] in
+            defer { watcherDone.signal() }
+            if let p = namespacePath { guard (try? LiveCapture.enterNetworkNamespace(path: p)) != nil else { return } }
+            while !lock.withLock({ watcherStop }) {
+                owners.refresh()
+                usleep(1_000)
+            }
+        }
+        watcher.name = "calltap-sockets-\(target)"
+        watcher.start()
+        // Process lifetimes and lineage as they happen (the connector lives in the initial namespace).
+        let events = Thread { [self] in
+            guard let connector = try? ProcessEvents() else { return }
+            connector.run(shouldStop: { lock.withLock { watcherStop } }) { owners.handle($0) }
+        }
+        events.name = "calltap-procs-\(target)"
+        events.start()
+        let thread = Thread { [self] in
+            defer { done.signal() }
+            do {
+                if let p = namespacePath { try LiveCapture.enterNetworkNamespace(path: p) }
+                let capture = try LiveCapture(options: live)
+                let outbox = self.outbox
+                let analyzer = Analyzer(options: options) { outbox.put($0) }
+                var decoder = PacketDecoder(linkType: capture.linkType)
+                lock.withLock { self.capture = capture }
+                var sinceStats = 0
+                let error = capture.run({ frame, len, ts in
+                    if let p = decoder.decode(frame, wireLength: len, timestamp: ts) { analyzer.process(p) }
+                    sinceStats += 1
+                    if sinceStats >= 4096 { sinceStats = 0; self.publish(analyzer, decoder, capture) }
+                }, idle: {
+                    analyzer.tick(now: Int64(Date().timeIntervalSince1970 * 1e9))
+                    self.publish(analyzer, decoder, capture)
+                })
+                if let error { lock.withLock { _failure = error } }
+                analyzer.finish()
+                publish(analyzer, decoder, capture)
+                _ = decoder
+            } catch {
+                lock.withLock { _startError = "\(error)" }
+            }
+        }
+        thread.name = "calltap-capture-\(target)"
+        thread.start()
+    }
+
+    private func publish(_ analyzer: Analyzer, _ decoder: PacketDecoder, _ capture: LiveCapture) {
+        var s = analyzer.statistics(decoder: decoder.counters)
+        if let k = capture.stats() { s.kernelDrops = Int(k.kernelDrops + k.interfaceDrops) }
+        lock.withLock { latest = s }
+    }
+
+    func stop() {
+        lock.withLock { watcherStop = true }
+        lock.withLock { capture }?.stop()
+    }
+
+    func join() {
+        done.wait()
+        watcherDone.wait()
+    }
+}
