@@ -58,20 +58,24 @@ final class ProcessTracker {
         }
     }
 
-    /// The owner of a connection that started at `time`, inferred from the processes alive then:
-    /// the session is certain when every such process belongs to it; the PID is the youngest of them.
+    /// The owner of a connection that started at `time`, inferred from the processes alive then: the
+    /// youngest (a new connection most often comes from the process that started last). When processes
+    /// of another session also started in the 100 ms before the connection, the call is `ambiguous`.
     func infer(at time: Int64, uid: Int? = nil) -> Owner? {
         let slack: Int64 = 3_000_000
         let alive = records.values.filter { $0.firstSeen <= time + slack && ($0.exited ?? $0.lastSeen) >= time - slack }
-        guard !alive.isEmpty else { return nil }
-        let withSession = alive.filter { $0.sessionId != nil }
-        let sessions = Set(withSession.compactMap(\.sessionId))
-        let pool = withSession.isEmpty ? alive : withSession
-        guard let youngest = pool.max(by: { $0.facts.startTime < $1.facts.startTime }) else { return nil }
+        let byAge = alive.sorted { $0.firstSeen != $1.firstSeen ? $0.firstSeen > $1.firstSeen : $0.facts.pid > $1.facts.pid }
+        guard let youngest = byAge.first else { return nil }
         var o = Owner(pid: youngest.facts.pid, uid: uid ?? -1, process: youngest.facts.comm, exe: youngest.facts.exe,
                       cgroup: youngest.facts.cgroup, sessionId: youngest.sessionId, attribution: youngest.attribution,
                       agent: youngest.agent)
-        if sessions.count > 1 {
+        // Processes started shortly before the connection are its likely makers: if they belong to
+        // different sessions, no guess is good enough.
+        let recent: Int64 = 100_000_000
+        let rivals = byAge.dropFirst().filter {
+            time - $0.firstSeen < recent && $0.sessionId != youngest.sessionId
+        }
+        if !rivals.isEmpty {
             o.sessionId = nil
             o.attribution = "ambiguous"
         }

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Live capture in real network namespaces: a veth pair, a Python HTTP server in one namespace, real
+# clients (curl, Python) in the other, the daemon capturing the agent namespace with a registry file.
+# Needs root. Skips when namespaces cannot be made, except under CI=true, where that is a failure.
+set -uo pipefail
+bin=$1
+cd "$(dirname "$0")/../.."
+A=ct-cap-agent S=ct-cap-svc
+AIP=10.213.10.2 SIP=10.213.10.1
+tmp=$(mktemp -d)
+pass=0 fail=0
+check() { # name, condition (a command)
+  local name=$1; shift
+  if "$@"; then pass=$((pass + 1)); echo "ok: $name"; else fail=$((fail + 1)); echo "FAIL: $name" >&2; fi
+}
+cleanup() {
+  pkill -f "calltap capture --netns $A" 2>/dev/null
+  ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+cleanup; tmp=$(mktemp -d)
+if ! { ip netns add $A && ip netns add $S; } 2>/dev/null; then
+  echo "capture tests skipped: cannot create network namespaces here (need root and iproute2)"
+  [ "${CI:-}" = "true" ] && { echo "capture: 0 passed, 1 failed"; exit 1; }
+  exit 0
+fi
+ip link add ct-capa0 type veth peer name ct-caps0
+ip link set ct-capa0 netns $A; ip link set ct-caps0 netns $S
+ip -n $A addr add $AIP/24 dev ct-capa0; ip -n $S addr add $SIP/24 dev ct-caps0
+for ns in $A $S; do ip -n $ns link set lo up; done
+ip -n $A link set ct-capa0 up; ip -n $S link set ct-caps0 up
+ip netns exec $S python3 -m http.server 80 --bind $SIP >/dev/null 2>&1 &
+for _ in $(seq 50); do ip netns exec $A curl -s -o /dev/null http://$SIP/ && break; sleep 0.1; done
+
+reg=$tmp/registry.jsonl
+printf 'this is not json\n{"pid": "x"}\n' > "$reg" # garbage lines must be tolerated
+db=$tmp/calls.db
+"$bin" capture --netns $A --db "$db" --registry "$reg" --format jsonl > "$tmp/out.jsonl" 2> "$tmp/err.log" &
+cap=$!
+sleep 1.5
+
+now() { date +%s.%N; }
+# 1. A registered shell and its 200 one-shot curl children (the registry line is written after the shell started).
+ip netns exec $A bash -c "sleep 0.2; echo '{\"pid\": '\$\$', \"session_id\": \"sess-one\", \"started_at\": '\$(date +%s)'}' >> $reg; sleep 0.5;
+  for i in \$(seq 200); do curl -s -o /dev/null http://$SIP/one/\$i; done"
+# 2. Two sessions at once, each a registered shell running curls.
+sessions=()
+for s in red blue; do
+  ip netns exec $A bash -c "echo '{\"pid\": '\$\$', \"session_id\": \"sess-$s\", \"started_at\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\", \"agent\": \"$s-agent\"}' >> $reg; sleep 0.5;
+    for i in \$(seq 30); do curl -s -o /dev/null http://$SIP/$s/\$i; sleep 0.02; done" &
+  sessions+=($!)
+done
+wait "${sessions[@]}"
+# 2b. Two sessions at once whose connections live as long as a real API call (tens of ms): their sockets
+# are seen, so each call has its exact process and session.
+slow=()
+for s in green gold; do
+  ip netns exec $A python3 - "$reg" "$s" "$SIP" <<'PY' &
+import json, os, socket, sys, time
+reg, name, server = sys.argv[1:]
+with open(reg, "a") as f:
+    f.write(json.dumps({"pid": os.getpid(), "session_id": "sess-" + name, "started_at": time.time()}) + "\n")
+time.sleep(0.5)
+for i in range(20):
+    s = socket.create_connection((server, 80))
+    time.sleep(0.03)  # the server's round trip
+    s.sendall(f"GET /{name}/{i} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+    while s.recv(65536):
+        pass
+    s.close()
+PY
+  slow+=($!)
+done
+wait "${slow[@]}"
+# 3. An unregistered process (Python) keeps its pid, with no session.
+ip netns exec $A python3 -c "
+import urllib.request, urllib.error
+try: urllib.request.urlopen('http://$SIP/unregistered').read()
+except urllib.error.HTTPError: pass"
+# 4. A reused PID: the registry line names this shell's PID but another start time.
+ip netns exec $A bash -c "echo '{\"pid\": '\$\$', \"session_id\": \"sess-stale\", \"pid_start_time\": 1}' >> $reg; sleep 0.5;
+  curl -s -o /dev/null http://$SIP/stale"
+# 5. A call reaches the database within about a second.
+t0=$(now)
+ip netns exec $A curl -s -o /dev/null http://$SIP/latency
+seen=""
+for _ in $(seq 60); do
+  if sqlite3 "$db" "select count(*) from calls where path='/latency'" 2>/dev/null | grep -q 1; then seen=$(now); break; fi
+  python3 - "$db" <<'PY' >/dev/null 2>&1 && { seen=$(date +%s.%N); break; }
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1]); n = c.execute("select count(*) from calls where path='/latency'").fetchone()[0]
+sys.exit(0 if n else 1)
+PY
+  sleep 0.05
+done
+kill -TERM $cap; wait $cap; code=$?
+
+q() { python3 - "$db" "$1" <<'PY'
+import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])
+PY
+}
+one_total=$(q "select count(*) from calls where path like '/one/%'")
+one_ok=$(q "select count(*) from calls where path like '/one/%' and session_id='sess-one'")
+one_pid=$(q "select count(*) from calls where path like '/one/%' and process='curl'")
+red_ok=$(q "select count(*) from calls where path like '/red/%' and session_id='sess-red' and agent='red-agent'")
+blue_ok=$(q "select count(*) from calls where path like '/blue/%' and session_id='sess-blue'")
+crossed=$(q "select count(*) from calls where (path like '/red/%' and session_id='sess-blue') or (path like '/blue/%' and session_id='sess-red')")
+ambiguous=$(q "select count(*) from calls where (path like '/red/%' or path like '/blue/%') and attribution='ambiguous'")
+green_ok=$(q "select count(*) from calls where path like '/green/%' and session_id='sess-green' and attribution='exact'")
+gold_ok=$(q "select count(*) from calls where path like '/gold/%' and session_id='sess-gold' and attribution='exact'")
+echo "attribution: two Python agents at once: green $green_ok/20, gold $gold_ok/20 exact"
+echo "attribution: one-shot curls $one_ok/$one_total to their session ($one_pid with the curl process); two sessions at once: red $red_ok/30, blue $blue_ok/30, crossed $crossed, ambiguous $ambiguous"
+latency=$(python3 -c "print('%.2f' % ($seen - $t0))" 2>/dev/null || echo "?")
+echo "call reached the database after ${latency}s"
+
+check "SIGTERM exits 0" [ "$code" = 0 ]
+check "every one-shot curl recorded" [ "$one_total" = 200 ]
+check "at least 95% of one-shot curls attributed to their session" [ "$one_ok" -ge 190 ]
+check "two concurrent agents kept apart, each call exact" [ "$green_ok" = 20 -a "$gold_ok" = 20 ]
+check "concurrent sessions never crossed (uncertain ones are marked ambiguous)" [ "$crossed" = 0 -a $((red_ok + blue_ok + ambiguous)) = 60 ]
+check "unregistered process kept with its pid and no session" \
+  [ "$(q "select count(*) from calls where path='/unregistered' and pid is not null and process like 'python%' and session_id is null")" = 1 ]
+check "reused PID does not inherit a stale session" [ "$(q "select count(*) from calls where path='/stale' and session_id is null")" = 1 ]
+check "garbage registry lines tolerated and reported once" [ "$(grep -c 'malformed line' "$tmp/err.log")" = 1 ]
+check "calls reach the database within about a second" python3 -c "import sys; sys.exit(0 if '$seen' and $seen - $t0 < 2.5 else 1)"
+check "capture statistics recorded per interval" [ "$(q "select count(*) from capture_stats where name='packets'")" -ge 1 ]
+check "jsonl on stdout matches the database" [ "$(wc -l < "$tmp/out.jsonl")" = "$(q "select count(*) from calls")" ]
+
+# --pid: the namespace of a process inside it.
+ip netns exec $A sleep 30 &
+sleeper=$!
+sleep 0.3
+target=$(pgrep -n -f "^sleep 30$")
+"$bin" capture --pid "$target" --format jsonl > "$tmp/pid.jsonl" 2>/dev/null &
+cap=$!
+sleep 1.5
+ip netns exec $A curl -s -o /dev/null http://$SIP/by-pid
+sleep 0.5
+kill -TERM $cap; wait $cap
+kill $sleeper 2>/dev/null
+check "--pid captures in that process's namespace" grep -q '"/by-pid"' "$tmp/pid.jsonl"
+check "a missing namespace is a clear error" bash -c "! '$bin' capture --netns ct-does-not-exist 2>&1 | grep -q Backtrace && '$bin' capture --netns ct-does-not-exist 2>&1 | grep -q 'no network namespace'"
+echo "capture: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
