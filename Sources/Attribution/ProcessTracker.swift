@@ -36,24 +36,17 @@ final class ProcessTracker {
                 continue
             }
             guard Self.link("/proc/\(pid)/ns/net") == ns, let facts = ProcessTable.facts(pid) else { continue }
-            var r = Record(facts: facts, firstSeen: now, lastSeen: now, exited: nil, sessionId: nil, attribution: "none", agent: nil)
-            if let (entry, depth) = sessionOf(facts, at: now) {
-                r.sessionId = entry.sessionId
-                r.agent = entry.agent
-                r.attribution = depth == 0 ? "exact" : "inherited"
-            }
-            records[pid] = r
+            records[pid] = record(facts, now: now)
         }
         records = records.filter { now - ($0.value.exited ?? $0.value.lastSeen) < Self.retention }
         // A registry line may arrive after its process was first seen: look again for those without a session.
         if let registry, registry.generation != registryGeneration {
             registryGeneration = registry.generation
             for (pid, r) in records where r.sessionId == nil {
-                if let (entry, depth) = sessionOf(r.facts, at: r.firstSeen) {
-                    records[pid]?.sessionId = entry.sessionId
-                    records[pid]?.agent = entry.agent
-                    records[pid]?.attribution = depth == 0 ? "exact" : "inherited"
-                }
+                var again = record(r.facts, now: r.firstSeen)
+                again.lastSeen = r.lastSeen
+                again.exited = r.exited
+                records[pid] = again
             }
         }
     }
@@ -91,13 +84,7 @@ final class ProcessTracker {
                 ?? ProcessFacts(pid: child, ppid: parent, comm: "?", exe: nil, cgroup: nil, startTime: 0)
             facts.pid = child
             facts.ppid = parent
-            var r = Record(facts: facts, firstSeen: now, lastSeen: now, exited: nil, sessionId: nil, attribution: "none", agent: nil)
-            if let (entry, depth) = sessionOf(facts, at: now) {
-                r.sessionId = entry.sessionId
-                r.agent = entry.agent
-                r.attribution = depth == 0 ? "exact" : "inherited"
-            }
-            records[child] = r
+            records[child] = record(facts, now: now)
         case let .exec(pid):
             guard records[pid] != nil, let facts = ProcessTable.facts(pid) else { return }
             records[pid]!.facts.comm = facts.comm
@@ -106,6 +93,17 @@ final class ProcessTracker {
         case let .exit(pid):
             records[pid]?.exited = now
         }
+    }
+
+    /// A newly seen process with its session (its own registry entry, or its nearest registered ancestor's).
+    private func record(_ facts: ProcessFacts, now: Int64) -> Record {
+        var r = Record(facts: facts, firstSeen: now, lastSeen: now, exited: nil, sessionId: nil, attribution: "none", agent: nil)
+        if let (entry, depth) = sessionOf(facts, at: now) {
+            r.sessionId = entry.sessionId
+            r.agent = entry.agent
+            r.attribution = depth == 0 ? "exact" : "inherited"
+        }
+        return r
     }
 
     private func sessionOf(_ facts: ProcessFacts, at time: Int64) -> (RegistryEntry, Int)? {

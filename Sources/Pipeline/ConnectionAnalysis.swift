@@ -260,28 +260,37 @@ final class ConnectionAnalysis: TCPStreamHandler {
         }
     }
 
+    /// A call read from decrypted TLS carries its connection's TLS facts; the handshake time goes on
+    /// the connection's first call only.
+    private func stampDecrypted(_ r: inout CallRecord, _ c: TCPConnection, _ tls: TLSAnalyser) {
+        r.scheme = "https"
+        r.visibility = .decrypted
+        r.sni = tls.clientHello?.serverName
+        r.alpn = tls.serverHello?.alpn ?? tls.encryptedALPN
+        r.alpnOffered = tls.clientHello.map { $0.alpnNames.isEmpty ? nil : $0.alpnNames } ?? nil
+        r.tlsVersion = tls.serverHello.map { TLSNames.version($0.version) }
+        r.tlsCipher = tls.serverHello.map { TLSNames.cipher($0.cipherSuite) }
+        if httpCalls == 0, let ch = tls.clientHelloTime, let done = tls.handshakeDoneTime, done >= ch {
+            r.tlsHandshakeMicros = (done - ch) / 1000
+        }
+        if r.host == nil { r.host = Self.hostName(r.sni) }
+        r.url = Self.url(r, port: c.serverPort)
+    }
+
+    /// scheme://host[:port]path, the port only when it is not the scheme's default.
+    static func url(_ r: CallRecord, port: UInt16) -> String? {
+        guard let path = r.path, let host = r.host, let scheme = r.scheme else { return nil }
+        let defaultPort = (scheme == "https" && port == 443) || (scheme == "http" && port == 80)
+        return "\(scheme)://\(host)\(defaultPort ? "" : ":\(port)")\(path)"
+    }
+
     /// One call per finished HTTP/2 stream.
     private func emitHTTP2(_ c: TCPConnection, _ a: HTTP2Analyser?, tls: TLSAnalyser?, finishing: FinishReason? = nil) {
         guard let a else { return }
         for st in a.takeCompleted() {
             var r = http2Record(c, st, finishing: finishing)
-            if let tls {
-                r.scheme = "https"
-                r.visibility = .decrypted
-                r.sni = tls.clientHello?.serverName
-                r.alpn = tls.serverHello?.alpn ?? tls.encryptedALPN
-                r.alpnOffered = tls.clientHello.map { $0.alpnNames.isEmpty ? nil : $0.alpnNames } ?? nil
-                r.tlsVersion = tls.serverHello.map { TLSNames.version($0.version) }
-                r.tlsCipher = tls.serverHello.map { TLSNames.cipher($0.cipherSuite) }
-                if httpCalls == 0, let ch = tls.clientHelloTime, let done = tls.handshakeDoneTime, done >= ch {
-                    r.tlsHandshakeMicros = (done - ch) / 1000
-                }
-                if r.host == nil { r.host = Self.hostName(r.sni) }
-            }
-            if let path = r.path, let host = r.host, let scheme = r.scheme {
-                let defaultPort = (scheme == "https" && c.serverPort == 443) || (scheme == "http" && c.serverPort == 80)
-                r.url = "\(scheme)://\(host)\(defaultPort ? "" : ":\(c.serverPort)")\(path)"
-            }
+            if let tls { stampDecrypted(&r, c, tls) }
+            if r.url == nil { r.url = Self.url(r, port: c.serverPort) }
             if httpCalls == 0 { r.connectMicros = connectMicros(c) } else { r.connectMicros = nil }
             r.weirds += a.weirds.map(\.rawValue)
             owner.emit(r)
@@ -338,20 +347,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         guard let inner = innerHTTP, let tls else { return }
         for x in inner.takeCompleted() {
             var r = httpRecord(c, x, finishing: finishing)
-            r.scheme = "https"
-            r.visibility = .decrypted
-            if let path = r.path, let host = r.host {
-                r.url = "https://\(host)\(c.serverPort == 443 ? "" : ":\(c.serverPort)")\(path)"
-            }
-            r.sni = tls.clientHello?.serverName
-            r.alpn = tls.serverHello?.alpn ?? tls.encryptedALPN
-            r.alpnOffered = tls.clientHello.map { $0.alpnNames.isEmpty ? nil : $0.alpnNames } ?? nil
-            r.tlsVersion = tls.serverHello.map { TLSNames.version($0.version) }
-            r.tlsCipher = tls.serverHello.map { TLSNames.cipher($0.cipherSuite) }
-            if httpCalls == 0, let ch = tls.clientHelloTime, let done = tls.handshakeDoneTime, done >= ch {
-                r.tlsHandshakeMicros = (done - ch) / 1000
-            }
-            if r.host == nil { r.host = Self.hostName(r.sni) }
+            stampDecrypted(&r, c, tls)
             owner.emit(r)
             httpCalls += 1
         }
@@ -429,10 +425,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
             let target = req.target.isEmpty ? nil : Redaction.target(req.target)
             r.path = target.map(Self.pathPart)
             r.host = Self.hostName(req.host) ?? Self.hostFromAbsoluteTarget(req.target) ?? owner.dnsName(for: c.server)
-            if let path = r.path, let host = r.host {
-                let defaultPort = c.serverPort == 80
-                r.url = "http://\(host)\(defaultPort ? "" : ":\(c.serverPort)")\(path)"
-            }
+            r.url = Self.url(r, port: c.serverPort)
             r.requestBodyBytes = x.requestBodyBytes
             r.weirds += req.weirds.map(\.rawValue)
             if let session = Self.sessionFromHeaders(req.sessionHints) {
