@@ -141,6 +141,26 @@ sleep 0.5
 kill -TERM $cap; wait $cap
 kill $sleeper 2>/dev/null
 check "--pid captures in that process's namespace" grep -q '"/by-pid"' "$tmp/pid.jsonl"
+# --keylog: the daemon follows a key log written by the client after the capture started.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=secure.test" -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+ip netns exec $S python3 - "$SIP" "$tmp/cert.pem" "$tmp/key.pem" 2>/dev/null <<'PY' &
+import http.server, ssl, sys
+server = http.server.HTTPServer((sys.argv[1], 443), http.server.SimpleHTTPRequestHandler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+PY
+tls_server=$!
+"$bin" capture --netns $A --keylog "$tmp/keys.log" --format jsonl > "$tmp/tls.jsonl" 2>/dev/null &
+cap=$!
+sleep 1.5
+ip netns exec $A env SSLKEYLOGFILE="$tmp/keys.log" curl -s -o /dev/null --cacert "$tmp/cert.pem" \
+  --resolve secure.test:443:$SIP https://secure.test/secure
+sleep 1
+kill -TERM $cap; wait $cap
+kill $tls_server 2>/dev/null
+check "--keylog follows a growing key log and decrypts" grep -q '"path":"/secure".*"visibility":"decrypted"' "$tmp/tls.jsonl"
 check "a missing namespace is a clear error" bash -c "! '$bin' capture --netns ct-does-not-exist 2>&1 | grep -q Backtrace && '$bin' capture --netns ct-does-not-exist 2>&1 | grep -q 'no network namespace'"
 echo "capture: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
