@@ -16,7 +16,7 @@ check() { # name, condition (a command)
 cleanup() {
   pkill -f "calltap capture --netns $A" 2>/dev/null
   ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null
-  rm -rf "$tmp"
+  [ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 cleanup; tmp=$(mktemp -d)
@@ -127,6 +127,29 @@ check "garbage registry lines tolerated and reported once" [ "$(grep -c 'malform
 check "calls reach the database within about a second" python3 -c "import sys; sys.exit(0 if '$seen' and $seen - $t0 < 2.5 else 1)"
 check "capture statistics recorded per interval" [ "$(q "select count(*) from capture_stats where name='packets'")" -ge 1 ]
 check "jsonl on stdout matches the database" [ "$(wc -l < "$tmp/out.jsonl")" = "$(q "select count(*) from calls")" ]
+
+# calltap run registers a command as a session; --clawmetry-jsonl writes ClawMetry's format.
+"$bin" capture --netns $A --registry "$tmp/run-registry.jsonl" --clawmetry-jsonl "$tmp/claw.jsonl" --format jsonl \
+  > "$tmp/run.jsonl" 2>/dev/null &
+cap=$!
+sleep 1.5
+ip netns exec $A "$bin" run --session sess-run --registry "$tmp/run-registry.jsonl" --keylog-dir "$tmp/keys" -- \
+  sh -c "curl -s -o /dev/null http://$SIP/run/1; curl -s -o /dev/null http://$SIP/run/2"
+run_code=$?
+sleep 1
+kill -TERM $cap; wait $cap
+check "calltap run attributes its command's calls to the session" \
+  [ "$(grep '"session_id":"sess-run"' "$tmp/run.jsonl" | grep -c '"path":"/run/[12]"')" = 2 ]
+check "calltap run writes started_at and ended_at and passes the exit status" \
+  [ "$run_code" = 0 -a "$(grep -c ended_at "$tmp/run-registry.jsonl")" = 1 ]
+check "--clawmetry-jsonl writes external_api_call lines" python3 - "$tmp/claw.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 2, rows
+for r in rows:
+    assert r["type"] == "external_api_call" and r["library"] == "calltap" and r["session_id"] == "sess-run"
+    assert r["method"] == "GET" and r["url"].startswith("http://") and r["status_code"] == 404 and r["latency_ms"] >= 0
+PY
 
 # --pid: the namespace of a process inside it.
 ip netns exec $A sleep 30 &

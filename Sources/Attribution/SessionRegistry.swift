@@ -68,7 +68,13 @@ public final class SessionRegistry: @unchecked Sendable {
         var problem: String?
         for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             if let e = Self.parse(line) {
-                byPID[e.pid, default: []].append(e)
+                // A later line for the same process and session (e.g. its ended_at) updates the entry.
+                if let i = byPID[e.pid]?.lastIndex(where: { $0.sessionId == e.sessionId && $0.pidStartTime == e.pidStartTime }) {
+                    if let end = e.endedAt { byPID[e.pid]![i].endedAt = end }
+                    if let start = e.startedAt, byPID[e.pid]![i].startedAt == nil { byPID[e.pid]![i].startedAt = start }
+                } else {
+                    byPID[e.pid, default: []].append(e)
+                }
                 _generation += 1
             } else {
                 _malformed += 1

@@ -9,7 +9,7 @@ struct Calltap: AsyncParsableCommand {
             Exit codes: 0 success (a partial read is reported on stderr); 1 usage error; \
             2 no input could be read; 3 partial read with --strict; 4 database error.
             """,
-        subcommands: [ReadCommand.self, CallsCommand.self, ServeCommand.self, CaptureCommand.self]
+        subcommands: [ReadCommand.self, CallsCommand.self, ServeCommand.self, CaptureCommand.self, RunCommand.self]
     )
 }
 

@@ -60,6 +60,12 @@ struct CaptureCommand: AsyncParsableCommand {
     @Flag(name: .customLong("include-local"), help: "Keep loopback and link-local traffic.")
     var includeLocal = false
 
+    @Option(name: .customLong("clawmetry-jsonl"), help: "Append calls in ClawMetry's interceptor format to this file.")
+    var clawmetryJSONL: String?
+
+    @Flag(name: .customLong("clawmetry-include-llm"), help: "Include LLM provider hosts in --clawmetry-jsonl.")
+    var clawmetryIncludeLLM = false
+
     @Option(name: .customLong("stats-interval"), help: "Seconds between statistics rows (and status lines on a terminal).")
     var statsInterval = 10
 
@@ -114,6 +120,19 @@ struct CaptureCommand: AsyncParsableCommand {
 
         let format = self.format
         let out = OutputStream()
+        var clawmetry: FileHandle?
+        if let path = clawmetryJSONL {
+            if !FileManager.default.fileExists(atPath: path) {
+                _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+            }
+            guard let h = FileHandle(forWritingAtPath: path) else {
+                Log.error("cannot write --clawmetry-jsonl \(path)")
+                throw ExitCode(ExitStatus.usage)
+            }
+            _ = try? h.seekToEnd()
+            clawmetry = h
+        }
+        let includeLLM = clawmetryIncludeLLM
         let interval = max(1, statsInterval)
         let showStatus = Log.stderrIsTTY
         var server: Task<Void, Error>?
@@ -146,6 +165,10 @@ struct CaptureCommand: AsyncParsableCommand {
             total += calls.count
             if let store, !calls.isEmpty {
                 do { try store.insert(calls) } catch { Log.error("cannot write to database: \(error)") }
+            }
+            if let clawmetry {
+                let lines = calls.compactMap { ClawMetry.line($0, source: "calltap:\($0.target ?? "host")", includeLLM: includeLLM) }
+                if !lines.isEmpty { clawmetry.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
             }
             for c in calls {
                 switch format {

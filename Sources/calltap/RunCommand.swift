@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a command as an agent session: register it for calltap capture and turn on its TLS key log.",
+        discussion: """
+            Appends {pid, pid_start_time, session_id, started_at} to the registry, sets SSLKEYLOGFILE and \
+            NODE_OPTIONS=--tls-keylog to a per-session key log, runs the command, then appends ended_at. \
+            Exits with the command's status.
+            """
+    )
+
+    @Option(help: "The agent session id.")
+    var session: String
+
+    @Option(help: "The registry file calltap capture follows.")
+    var registry = "/run/calltap/registry.jsonl"
+
+    @Option(name: .customLong("keylog-dir"), help: "Where to write the session's TLS key log (SESSION.keys).")
+    var keylogDir: String?
+
+    @Option(help: "An agent name recorded with the session.")
+    var agent: String?
+
+    @Argument(parsing: .captureForPassthrough, help: "The command to run (after --).")
+    var command: [String] = []
+
+    mutating func run() throws {
+        let argv = command.first == "--" ? Array(command.dropFirst()) : command
+        guard let program = argv.first else { throw ValidationError("give the command to run after --") }
+        // The session is registered under this process, so everything the command starts inherits it.
+        let me = Int(getpid())
+        let startTime = Self.startTime(me)
+        try FileManager.default.createDirectory(atPath: (registry as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        var line: [String: Any] = ["pid": me, "session_id": session, "started_at": Date().timeIntervalSince1970]
+        if let startTime { line["pid_start_time"] = startTime }
+        if let agent { line["agent"] = agent }
+        try append(line)
+        var environment = ProcessInfo.processInfo.environment
+        if let dir = keylogDir {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let keys = (dir as NSString).appendingPathComponent("\(session).keys")
+            _ = FileManager.default.createFile(atPath: keys, contents: nil, attributes: [.posixPermissions: 0o600])
+            environment["SSLKEYLOGFILE"] = keys
+            environment["NODE_OPTIONS"] = ((environment["NODE_OPTIONS"].map { $0 + " " }) ?? "") + "--tls-keylog=\(keys)"
+        }
+        // Give a running daemon one registry poll to see the line before the first connection.
+        usleep(300_000)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program.contains("/") ? program : Self.which(program) ?? program)
+        process.arguments = Array(argv.dropFirst())
+        process.environment = environment
+        do {
+            try process.run()
+        } catch {
+            Log.error("cannot run \(program): \(error)")
+            throw ExitCode(127)
+        }
+        process.waitUntilExit()
+        var end: [String: Any] = ["pid": me, "session_id": session, "ended_at": Date().timeIntervalSince1970]
+        if let startTime { end["pid_start_time"] = startTime }
+        try? append(end)
+        throw ExitCode(process.terminationStatus)
+    }
+
+    private func append(_ fields: [String: Any]) throws {
+        var line = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+        line.append(0x0A)
+        if !FileManager.default.fileExists(atPath: registry) {
+            _ = FileManager.default.createFile(atPath: registry, contents: nil, attributes: [.posixPermissions: 0o644])
+        }
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: registry))
+        defer { try? h.close() }
+        try h.seekToEnd()
+        try h.write(contentsOf: line)
+    }
+
+    static func startTime(_ pid: Int) -> UInt64? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let rest = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        return rest.count > 19 ? UInt64(rest[19]) : nil
+    }
+
+    static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let p = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        return nil
+    }
+}
