@@ -60,6 +60,16 @@ struct CaptureCommand: AsyncParsableCommand {
     @Flag(name: .customLong("include-local"), help: "Keep loopback and link-local traffic.")
     var includeLocal = false
 
+    @Option(name: [.customShort("w"), .customLong("write-dir")],
+            help: "Also write raw packets to rotating pcap files in this directory (0600; they hold secrets).")
+    var writeDir: String?
+
+    @Option(name: .customLong("rotate-mb"), help: "Size of each -w file, in MB.")
+    var rotateMB: Double = 100
+
+    @Option(name: .customLong("rotate-count"), help: "-w files kept per target; the oldest are deleted.")
+    var rotateCount = 10
+
     @Option(name: .customLong("clawmetry-jsonl"), help: "Append calls in ClawMetry's interceptor format to this file.")
     var clawmetryJSONL: String?
 
@@ -108,8 +118,9 @@ struct CaptureCommand: AsyncParsableCommand {
         for t in targets {
             var options = base
             options.target = t.name
+            let rotation = writeDir.map { (dir: $0, bytes: Int(rotateMB * 1_048_576), count: rotateCount) }
             let w = CaptureWorker(target: t.name, namespacePath: t.path, live: live, options: options,
-                                  registry: registry, outbox: outbox)
+                                  registry: registry, outbox: outbox, rotation: rotation)
             workers.append(w)
             w.start()
         }
@@ -278,9 +289,11 @@ final class CaptureWorker: @unchecked Sendable {
     private var latest = CaptureStats()
     private let done = DispatchSemaphore(value: 0)
     private let watcherDone = DispatchSemaphore(value: 0)
+    private let rotation: (dir: String, bytes: Int, count: Int)?
 
     init(target: String, namespacePath: String?, live: LiveCaptureOptions, options: AnalysisOptions,
-         registry: SessionRegistry?, outbox: CallOutbox) {
+         registry: SessionRegistry?, outbox: CallOutbox, rotation: (dir: String, bytes: Int, count: Int)? = nil) {
+        self.rotation = rotation
         self.target = target
         self.namespacePath = namespacePath
         self.live = live
@@ -329,9 +342,15 @@ final class CaptureWorker: @unchecked Sendable {
                 let outbox = self.outbox
                 let analyzer = Analyzer(options: options) { outbox.put($0) }
                 var decoder = PacketDecoder(linkType: capture.linkType)
+                let writer = try rotation.map {
+                    try PcapRotator(directory: $0.dir, prefix: "calltap-\(target.replacingOccurrences(of: "/", with: "_"))",
+                                    linkType: capture.linkType, snaplen: live.snaplen, maxBytes: $0.bytes, maxFiles: $0.count)
+                }
+                defer { writer?.close() }
                 lock.withLock { self.capture = capture }
                 var sinceStats = 0
                 let error = capture.run({ frame, len, ts in
+                    if let writer { try? writer.write(frame, wireLength: len, timestamp: ts) }
                     if let p = decoder.decode(frame, wireLength: len, timestamp: ts) { analyzer.process(p) }
                     sinceStats += 1
                     if sinceStats >= 4096 { sinceStats = 0; self.publish(analyzer, decoder, capture) }
