@@ -129,3 +129,41 @@ extension CallStore {
         }
     }
 }
+
+// MARK: - Retention
+
+extension CallStore {
+    /// Bytes the database's live pages take (free pages excluded).
+    public func usedBytes() throws -> Int {
+        try writer.read { db in
+            let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            let free = try Int.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+            let size = try Int.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+            return (pages - free) * size
+        }
+    }
+
+    /// One small pruning step, so the writer is never blocked for long: deletes up to `batch` of the
+    /// oldest calls that are older than `before` (nanoseconds), or, while the live data exceeds
+    /// `maxBytes`, the oldest ones regardless of age. Returns how many rows went.
+    @discardableResult
+    public func pruneStep(before: Int64?, maxBytes: Int?, batch: Int = 1000) throws -> Int {
+        var deleted = 0
+        if let before {
+            deleted += try writer.write { db in
+                try db.execute(sql: "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE ts < ? ORDER BY ts LIMIT ?)",
+                               arguments: [before / 1000, batch])
+                let calls = db.changesCount
+                try db.execute(sql: "DELETE FROM capture_stats WHERE recorded_at < ?", arguments: [before / 1000])
+                return calls
+            }
+        }
+        if let maxBytes, try usedBytes() > maxBytes {
+            deleted += try writer.write { db in
+                try db.execute(sql: "DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY ts LIMIT ?)", arguments: [batch])
+                return db.changesCount
+            }
+        }
+        return deleted
+    }
+}

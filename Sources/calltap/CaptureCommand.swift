@@ -76,6 +76,12 @@ struct CaptureCommand: AsyncParsableCommand {
     @Flag(name: .customLong("clawmetry-include-llm"), help: "Include LLM provider hosts in --clawmetry-jsonl.")
     var clawmetryIncludeLLM = false
 
+    @Option(name: .customLong("retain-days"), help: "Delete calls older than this many days (in small steps).")
+    var retainDays: Double?
+
+    @Option(name: .customLong("max-db-mb"), help: "Delete the oldest calls while the database holds more than this.")
+    var maxDBMB: Int?
+
     @Option(name: .customLong("stats-interval"), help: "Seconds between statistics rows (and status lines on a terminal).")
     var statsInterval = 10
 
@@ -206,9 +212,16 @@ struct CaptureCommand: AsyncParsableCommand {
                 }
             }
         }
+        var lastPrune = Date.distantPast
+        let retainDays = self.retainDays, maxDBMB = self.maxDBMB
         while !signals.fired {
             try? await Task.sleep(nanoseconds: 250_000_000)
             flush(final: false)
+            if let store, retainDays != nil || maxDBMB != nil, Date().timeIntervalSince(lastPrune) >= 5 {
+                lastPrune = Date()
+                let cutoff = retainDays.map { Int64((Date().timeIntervalSince1970 - $0 * 86_400) * 1e9) }
+                _ = try? store.pruneStep(before: cutoff, maxBytes: maxDBMB.map { $0 << 20 })
+            }
             for w in workers where w.failure != nil {
                 Log.error("\(w.target): capture stopped: \(w.failure!)")
             }

@@ -80,4 +80,24 @@ import Testing
         #expect(Timestamps.parse("yesterday") == nil)
         #expect(Timestamps.iso8601(0) == "1970-01-01T00:00:00.000000Z")
     }
+
+    @Test func retentionPrunesInSmallSteps() throws {
+        let store = try CallStore.inMemory()
+        let day: Int64 = 86_400 * 1_000_000_000
+        let now: Int64 = 1_800_000_000 * 1_000_000_000
+        // 3,000 calls spread over 30 days.
+        try store.insert((0..<3000).map { Self.call("h", ts: now - Int64($0) * day / 100, session: nil) })
+        var steps = 0
+        while try store.pruneStep(before: now - 7 * day, maxBytes: nil, batch: 500) > 0 { steps += 1 }
+        #expect(try store.callCount() == 701) // the call exactly 7 days old stays
+        #expect(steps == 5)
+        let used = try store.usedBytes()
+        while try store.pruneStep(before: nil, maxBytes: used / 2, batch: 100) > 0 {}
+        #expect(try store.usedBytes() <= used / 2)
+        #expect(try store.callCount() < 701 && store.callCount() > 0)
+        // What stays is the newest.
+        let oldest = try store.calls(CallStore.Filter()).first?.ts ?? 0
+        #expect(oldest > now - 7 * day)
+    }
 }
+
