@@ -176,6 +176,31 @@ check "-w rotates files, keeps the newest, creates them 0600" bash -c "
   [ -z \"\$(find '$tmp/pcaps' -name '*.pcap' ! -perm 600)\" ]"
 check "-w files are read again by calltap read" bash -c "'$bin' read '$tmp'/pcaps/calltap-$A-*.pcap --format jsonl | grep -q '/a/40'"
 
+# --cgroup: only calls of processes in a cgroup v2 made by the test, in the namespace they use.
+cgmount=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)
+cg="$cgmount/calltap-test-$$"
+if [ -n "$cgmount" ] && mkdir "$cg" 2>/dev/null; then
+  # `ip netns exec` mounts its own /sys, so the shell is moved into the cgroup from outside.
+  ip netns exec $A bash -c "while [ ! -e $tmp/go ]; do sleep 0.05; done;
+    for i in 1 2 3; do curl -s -o /dev/null http://$SIP/in-cgroup/\$i; done" &
+  inside=$!
+  sleep 0.3
+  echo $inside > "$cg/cgroup.procs"
+  "$bin" capture --cgroup "/calltap-test-$$" --format jsonl > "$tmp/cg.jsonl" 2>"$tmp/cg.err" &
+  cap=$!
+  sleep 1.5
+  touch "$tmp/go"
+  ip netns exec $A curl -s -o /dev/null http://$SIP/outside-cgroup
+  wait $inside
+  sleep 0.5
+  kill -TERM $cap; wait $cap
+  check "--cgroup keeps only the cgroup's calls" \
+    [ "$(grep -c '"path":"/in-cgroup/' "$tmp/cg.jsonl")" = 3 -a "$(grep -c outside-cgroup "$tmp/cg.jsonl")" = 0 ]
+  rmdir "$cg" 2>/dev/null
+else
+  echo "cgroup test skipped: cannot create a cgroup v2 directory here"
+fi
+
 # --pid: the namespace of a process inside it.
 ip netns exec $A sleep 30 &
 sleeper=$!

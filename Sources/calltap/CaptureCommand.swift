@@ -24,6 +24,9 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(name: .customLong("pid"), help: "Capture in this process's network namespace. Repeatable.")
     var pids: [Int] = []
 
+    @Option(help: "Keep only connections of processes in this cgroup (v2), captured in the namespaces they use.")
+    var cgroup: String?
+
     @Option(name: [.customShort("i"), .customLong("interface")], help: "Interface inside the target namespace.")
     var interface = "any"
 
@@ -90,6 +93,25 @@ struct CaptureCommand: AsyncParsableCommand {
             (n, n.contains("/") ? n : "/var/run/netns/\(n)")
         }
         targets += pids.map { ("pid:\($0)", "/proc/\($0)/ns/net") }
+        var cgroupPath: String?
+        if let cgroup {
+            guard let mount = CgroupTargets.mountPoint() else {
+                Log.error("--cgroup: no cgroup v2 hierarchy is mounted")
+                throw ExitCode(ExitStatus.unreadable)
+            }
+            let relative = CgroupTargets.relativePath(cgroup, mount: mount)
+            guard FileManager.default.fileExists(atPath: mount + relative + "/cgroup.procs") else {
+                Log.error("--cgroup: no cgroup at \(mount + relative)")
+                throw ExitCode(ExitStatus.unreadable)
+            }
+            cgroupPath = relative
+            let namespaces = CgroupTargets.namespaces(of: CgroupTargets.processes(mount: mount, cgroup: relative))
+            guard !namespaces.isEmpty else {
+                Log.error("--cgroup: cgroup \(relative) has no processes yet")
+                throw ExitCode(ExitStatus.unreadable)
+            }
+            targets += namespaces.enumerated().map { ("cgroup:\(relative)" + ($0.offset > 0 ? "#\($0.offset + 1)" : ""), $0.element) }
+        }
         if targets.isEmpty { targets = [("host", nil)] }
         for t in targets {
             if let p = t.path, !FileManager.default.fileExists(atPath: p) {
@@ -126,7 +148,7 @@ struct CaptureCommand: AsyncParsableCommand {
             options.target = t.name
             let rotation = writeDir.map { (dir: $0, bytes: Int(rotateMB * 1_048_576), count: rotateCount) }
             let w = CaptureWorker(target: t.name, namespacePath: t.path, live: live, options: options,
-                                  registry: registry, outbox: outbox, rotation: rotation)
+                                  registry: registry, outbox: outbox, rotation: rotation, cgroup: cgroupPath)
             workers.append(w)
             w.start()
         }
@@ -303,10 +325,15 @@ final class CaptureWorker: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private let watcherDone = DispatchSemaphore(value: 0)
     private let rotation: (dir: String, bytes: Int, count: Int)?
+    /// Only connections of processes inside this cgroup are kept (the others are counted).
+    private let cgroup: String?
+    private var excludedByCgroup = 0
 
     init(target: String, namespacePath: String?, live: LiveCaptureOptions, options: AnalysisOptions,
-         registry: SessionRegistry?, outbox: CallOutbox, rotation: (dir: String, bytes: Int, count: Int)? = nil) {
+         registry: SessionRegistry?, outbox: CallOutbox, rotation: (dir: String, bytes: Int, count: Int)? = nil,
+         cgroup: String? = nil) {
         self.rotation = rotation
+        self.cgroup = cgroup
         self.target = target
         self.namespacePath = namespacePath
         self.live = live
@@ -353,7 +380,14 @@ final class CaptureWorker: @unchecked Sendable {
                 if let p = namespacePath { try LiveCapture.enterNetworkNamespace(path: p) }
                 let capture = try LiveCapture(options: live)
                 let outbox = self.outbox
-                let analyzer = Analyzer(options: options) { outbox.put($0) }
+                let cgroup = self.cgroup
+                let analyzer = Analyzer(options: options) { call in
+                    if let cgroup, !CgroupTargets.contains(cgroup, member: call.cgroup) {
+                        self.lock.withLock { self.excludedByCgroup += 1 }
+                        return
+                    }
+                    outbox.put(call)
+                }
                 var decoder = PacketDecoder(linkType: capture.linkType)
                 let writer = try rotation.map {
                     try PcapRotator(directory: $0.dir, prefix: "calltap-\(target.replacingOccurrences(of: "/", with: "_"))",
@@ -386,7 +420,10 @@ final class CaptureWorker: @unchecked Sendable {
     private func publish(_ analyzer: Analyzer, _ decoder: PacketDecoder, _ capture: LiveCapture) {
         var s = analyzer.statistics(decoder: decoder.counters)
         if let k = capture.stats() { s.kernelDrops = Int(k.kernelDrops + k.interfaceDrops) }
-        lock.withLock { latest = s }
+        lock.withLock {
+            s.excludedCgroup = excludedByCgroup
+            latest = s
+        }
     }
 
     func stop() {
