@@ -190,8 +190,8 @@ if [ -n "$cgmount" ] && mkdir "$cg" 2>/dev/null; then
   cap=$!
   sleep 1.5
   touch "$tmp/go"
-  ip netns exec $A curl -s -o /dev/null http://$SIP/outside-cgroup
   wait $inside
+  ip netns exec $A curl -s -o /dev/null http://$SIP/outside-cgroup
   sleep 0.5
   kill -TERM $cap; wait $cap
   check "--cgroup keeps only the cgroup's calls" \
@@ -200,6 +200,17 @@ if [ -n "$cgmount" ] && mkdir "$cg" 2>/dev/null; then
 else
   echo "cgroup test skipped: cannot create a cgroup v2 directory here"
 fi
+
+# --config: a TOML file keyed by the long flag names; flags given on the command line override it.
+printf 'netns = ["%s"]\nformat = "table"\ndb = "%s"\nbuffer-size = 16\n' $A "$tmp/config.db" > "$tmp/calltap.toml"
+"$bin" capture --config "$tmp/calltap.toml" --format jsonl > "$tmp/config.jsonl" 2>/dev/null &
+cap=$!
+sleep 1.5
+ip netns exec $A curl -s -o /dev/null http://$SIP/from-config
+sleep 0.5
+kill -TERM $cap; wait $cap
+check "--config TOML applies, flags override it" \
+  [ "$(grep -c '"path":"/from-config"' "$tmp/config.jsonl")" = 1 -a "$(q "select count(*) from calls where path='/from-config'" 2>/dev/null || true)" != "" ]
 
 # --pid: the namespace of a process inside it.
 ip netns exec $A sleep 30 &

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Calltap: AsyncParsableCommand {
@@ -11,6 +12,18 @@ struct Calltap: AsyncParsableCommand {
             """,
         subcommands: [ReadCommand.self, CallsCommand.self, ServeCommand.self, CaptureCommand.self, RunCommand.self]
     )
+
+    /// Expands `capture --config FILE` before parsing, so the file's settings sit under the flags.
+    static func main() async {
+        var args = Array(CommandLine.arguments.dropFirst())
+        do {
+            args = try ConfigFile.expand(args)
+        } catch {
+            Log.error("\(error)")
+            Foundation.exit(ExitStatus.usage)
+        }
+        await main(args)
+    }
 }
 
 /// Exit codes, documented in the README.

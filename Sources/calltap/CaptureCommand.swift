@@ -18,6 +18,9 @@ struct CaptureCommand: AsyncParsableCommand {
             """
     )
 
+    @Option(help: "A TOML file of settings, keyed by the long flag names; flags given here override it.")
+    var config: String?
+
     @Option(help: "A network namespace to capture in: a name from `ip netns`, or a path like /proc/PID/ns/net. Repeatable.")
     var netns: [String] = []
 
