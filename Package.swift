@@ -83,6 +83,7 @@ let package = Package(
             "Server", "Storage", "CallModel", "Pipeline",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
+        .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Capture"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,113 @@
+@testable import Attribution
+import Capture
+import Foundation
+import Testing
+
+@Suite struct SessionRegistryTests {
+    func tempFile() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("calltap-registry-\(UUID().uuidString).jsonl").path
+    }
+
+    func append(_ path: String, _ text: String) throws {
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try h.seekToEnd()
+        try h.write(contentsOf: Data(text.utf8))
+        try h.close()
+    }
+
+    @Test func followsGrowthPartialLinesTruncationAndRename() throws {
+        let path = tempFile()
+        let r = SessionRegistry(path: path)
+        r.poll() // missing file: nothing, no error
+        try append(path, #"{"pid": 10, "session_id": "a", "started_at": 1700000000}"# + "\n" + #"{"pid": 11, "sess"#)
+        r.poll()
+        #expect(r.entry(pid: 10, startTime: nil, at: 1_700_000_100_000_000_000)?.sessionId == "a")
+        #expect(r.entry(pid: 11, startTime: nil, at: 0) == nil) // half a line waits for the rest
+        try append(path, #"ion_id": "b", "started_at": "2023-11-14T22:13:20Z"}"# + "\n")
+        r.poll()
+        #expect(r.entry(pid: 11, startTime: nil, at: 1_700_000_100_000_000_000)?.sessionId == "b")
+        // Truncated and rewritten: the old entries go.
+        try Data((#"{"pid": 12, "session_id": "c"}"# + "\n").utf8).write(to: URL(fileURLWithPath: path))
+        r.poll()
+        #expect(r.entry(pid: 10, startTime: nil, at: 1_700_000_100_000_000_000) == nil)
+        #expect(r.entry(pid: 12, startTime: nil, at: 0)?.sessionId == "c")
+        // Replaced by rename.
+        let other = tempFile()
+        try Data((#"{"pid": 13, "session_id": "d"}"# + "\n").utf8).write(to: URL(fileURLWithPath: other))
+        _ = rename(other, path)
+        r.poll()
+        #expect(r.entry(pid: 13, startTime: nil, at: 0)?.sessionId == "d")
+        #expect(r.entry(pid: 12, startTime: nil, at: 0) == nil)
+    }
+
+    @Test func garbageIsCountedAndReportedOnce() throws {
+        let path = tempFile()
+        try append(path, "nonsense\n{\"pid\": \"x\", \"session_id\": \"s\"}\n{\"pid\": 5}\n{\"pid\": 7, \"session_id\": \"ok\"}\n[]\n")
+        let r = SessionRegistry(path: path)
+        final class Reports: @unchecked Sendable { var lines: [String] = [] }
+        let reports = Reports()
+        r.onFirstProblem = { reports.lines.append($0) }
+        r.poll()
+        #expect(r.malformedLines == 4)
+        #expect(reports.lines.count == 1)
+        #expect(r.entry(pid: 7, startTime: nil, at: 0)?.sessionId == "ok")
+    }
+
+    @Test func timeWindowsStartTimesAndEndedAtUpdates() throws {
+        let path = tempFile()
+        let s: Int64 = 1_000_000_000
+        try append(path, """
+            {"pid": 20, "session_id": "old", "started_at": 100, "pid_start_time": 555}
+            {"pid": 20, "session_id": "old", "ended_at": 200, "pid_start_time": 555}
+            {"pid": 20, "session_id": "new", "started_at": 300, "pid_start_time": 777}
+
+            """)
+        let r = SessionRegistry(path: path)
+        r.poll()
+        #expect(r.entry(pid: 20, startTime: 555, at: 150 * s)?.sessionId == "old")
+        #expect(r.entry(pid: 20, startTime: 555, at: 250 * s) == nil) // ended
+        #expect(r.entry(pid: 20, startTime: 777, at: 350 * s)?.sessionId == "new")
+        #expect(r.entry(pid: 20, startTime: 999, at: 350 * s) == nil) // a reused PID with another start time
+    }
+}
+
+@Suite struct SocketTableTests {
+    @Test func parsesKernelAddressFormat() {
+        let v4 = SocketTable.endpoint("0209D50A:0050")
+        #expect(v4?.0 == IPAddress(v4: 0x0AD5_0902) && v4?.1 == 80)
+        let v6 = SocketTable.endpoint("B80D0120000000000000000001000000:01BB")
+        #expect(v6?.0.description == "2001:db8::1" && v6?.1 == 443)
+        #expect(SocketTable.endpoint("zz:1") == nil)
+    }
+
+    @Test func readsThisNamespacesSockets() throws {
+        // A listening socket of our own shows up with its inode, and /proc/self/fd holds that inode.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, 1)
+        var bound = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = UInt16(bigEndian: bound.sin_port)
+        let table = SocketTable.read()
+        let mine = table.first { $0.key.localPort == port }
+        #expect(mine != nil)
+        if let inode = mine?.value.inode {
+            #expect(ProcessTable.socketInodes(Int(getpid())).contains(inode))
+        }
+        #expect(ProcessTable.facts(Int(getpid()))?.pid == Int(getpid()))
+    }
+
+    @Test func cgroupPaths() {
+        #expect(CgroupTargets.relativePath("/sys/fs/cgroup/agents/a1/", mount: "/sys/fs/cgroup") == "/agents/a1")
+        #expect(CgroupTargets.relativePath("agents", mount: "/sys/fs/cgroup") == "/agents")
+        #expect(CgroupTargets.contains("/agents", member: "/agents/a1"))
+        #expect(!CgroupTargets.contains("/agents", member: "/agents-other"))
+        #expect(!CgroupTargets.contains("/agents", member: nil))
+    }
+}
