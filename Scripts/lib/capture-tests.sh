@@ -212,6 +212,23 @@ kill -TERM $cap; wait $cap
 check "--config TOML applies, flags override it" \
   [ "$(grep -c '"path":"/from-config"' "$tmp/config.jsonl")" = 1 -a "$(q "select count(*) from calls where path='/from-config'" 2>/dev/null || true)" != "" ]
 
+# --listen serves the API while capturing; after kill -9 the database opens cleanly with what was written.
+port=$((20000 + RANDOM % 20000))
+"$bin" capture --netns $A --db "$tmp/k9.db" --listen 127.0.0.1:$port > /dev/null 2>&1 &
+cap=$!
+sleep 1.5
+for i in $(seq 10); do ip netns exec $A curl -s -o /dev/null http://$SIP/k9/$i; done
+sleep 1.5
+api_count=$(curl -s "http://127.0.0.1:$port/api/external-calls?limit=1000" | python3 -c "import json,sys; print(json.load(sys.stdin)['count'])" 2>/dev/null || echo 0)
+kill -9 $cap; wait $cap 2>/dev/null
+check "capture --listen serves the calls as they are stored" [ "$api_count" = 10 ]
+check "after kill -9 the database opens cleanly and keeps the stored calls" python3 - "$tmp/k9.db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+assert c.execute("pragma integrity_check").fetchone()[0] == "ok"
+assert c.execute("select count(*) from calls where path like '/k9/%'").fetchone()[0] == 10
+PY
+
 # --pid: the namespace of a process inside it.
 ip netns exec $A sleep 30 &
 sleeper=$!
