@@ -74,10 +74,16 @@ PY
 done
 wait "${slow[@]}"
 # 3. An unregistered process (Python) keeps its pid, with no session.
-ip netns exec $A python3 -c "
-import urllib.request, urllib.error
-try: urllib.request.urlopen('http://$SIP/unregistered').read()
-except urllib.error.HTTPError: pass"
+cat > "$tmp/slow_get.py" <<'PY'
+# A client whose connection lives as long as a real API call: connect, wait a round trip, then ask.
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 80))
+time.sleep(0.03)
+s.sendall(f"GET {sys.argv[2]} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+while s.recv(65536):
+    pass
+PY
+ip netns exec $A python3 "$tmp/slow_get.py" $SIP /unregistered
 # 4. A reused PID: the registry line names this shell's PID but another start time.
 ip netns exec $A bash -c "echo '{\"pid\": '\$\$', \"session_id\": \"sess-stale\", \"pid_start_time\": 1}' >> $reg; sleep 0.5;
   curl -s -o /dev/null http://$SIP/stale"
@@ -182,7 +188,7 @@ cg="$cgmount/calltap-test-$$"
 if [ -n "$cgmount" ] && mkdir "$cg" 2>/dev/null; then
   # `ip netns exec` mounts its own /sys, so the shell is moved into the cgroup from outside.
   ip netns exec $A bash -c "while [ ! -e $tmp/go ]; do sleep 0.05; done;
-    for i in 1 2 3; do curl -s -o /dev/null http://$SIP/in-cgroup/\$i; done" &
+    for i in 1 2 3; do python3 $tmp/slow_get.py $SIP /in-cgroup/\$i; done" &
   inside=$!
   sleep 0.3
   echo $inside > "$cg/cgroup.procs"
@@ -191,7 +197,7 @@ if [ -n "$cgmount" ] && mkdir "$cg" 2>/dev/null; then
   sleep 1.5
   touch "$tmp/go"
   wait $inside
-  ip netns exec $A curl -s -o /dev/null http://$SIP/outside-cgroup
+  ip netns exec $A python3 "$tmp/slow_get.py" $SIP /outside-cgroup
   sleep 0.5
   kill -TERM $cap; wait $cap
   check "--cgroup keeps only the cgroup's calls" \

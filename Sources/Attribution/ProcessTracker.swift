@@ -86,7 +86,13 @@ final class ProcessTracker {
             facts.ppid = parent
             records[child] = record(facts, now: now)
         case let .exec(pid):
-            guard records[pid] != nil, let facts = ProcessTable.facts(pid) else { return }
+            guard let facts = ProcessTable.facts(pid) else { return }
+            if records[pid] == nil {
+                // Entered the namespace after its fork (ip netns exec, nsenter): known from its exec on.
+                guard let ns = namespaceLink, Self.link("/proc/\(pid)/ns/net") == ns else { return }
+                records[pid] = record(facts, now: now)
+                return
+            }
             records[pid]!.facts.comm = facts.comm
             records[pid]!.facts.exe = facts.exe
             records[pid]!.facts.cgroup = facts.cgroup

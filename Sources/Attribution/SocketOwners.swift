@@ -45,7 +45,6 @@ public final class SocketOwners: @unchecked Sendable {
 
     /// Reads the socket table of the calling thread's namespace and resolves owners of new sockets.
     public func refresh(now: Int64 = Int64(Date().timeIntervalSince1970 * 1e9)) {
-        lock.withLock { tracker.scan(now: now) }
         let table = SocketTable.read()
         var unknown: [SocketKey: SocketTable.Entry] = [:]
         lock.withLock {
@@ -75,6 +74,12 @@ public final class SocketOwners: @unchecked Sendable {
                 inodeOwner = [:]
             }
         }
+    }
+
+    /// Scans /proc for the namespace's processes: at start, and now and then in case the process
+    /// connector missed events (it is the main source of process lifetimes).
+    public func scanProcesses(now: Int64 = Int64(Date().timeIntervalSince1970 * 1e9)) {
+        lock.withLock { tracker.scan(now: now) }
     }
 
     /// Feeds a process connector event (from a thread in the initial namespace).

@@ -23,7 +23,15 @@ public enum SocketTable {
         public var uid: Int
     }
 
+    /// The calling thread's namespace's TCP sockets: netlink sock_diag first (cheap), /proc/net/tcp{,6}
+    /// as a fallback (the kernel walks its whole connection hash table for that file: milliseconds on
+    /// a large machine).
     public static func read(base: String = "/proc/thread-self/net") -> [SocketKey: Entry] {
+        if let viaNetlink = SockDiag.dump() { return viaNetlink }
+        return readProc(base: base)
+    }
+
+    static func readProc(base: String) -> [SocketKey: Entry] {
         var out: [SocketKey: Entry] = [:]
         for file in ["tcp", "tcp6"] {
             guard let text = ProcFile.read("\(base)/\(file)") else { continue }
@@ -128,5 +136,72 @@ enum ProcFile {
             if out.count > 64 << 20 { break }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// NETLINK_SOCK_DIAG dumps of TCP sockets (inet_diag), in the calling thread's network namespace.
+enum SockDiag {
+    /// Every TCP socket but TIME_WAIT ones (those have no owner left), IPv4 and IPv6; nil when netlink fails.
+    static func dump() -> [SocketKey: SocketTable.Entry]? {
+        let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 4 /* NETLINK_SOCK_DIAG */)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [SocketKey: SocketTable.Entry] = [:]
+        for family in [UInt8(AF_INET), UInt8(AF_INET6)] {
+            guard request(fd, family: family), receive(fd, into: &out) else { return nil }
+        }
+        return out
+    }
+
+    private static func request(_ fd: Int32, family: UInt8) -> Bool {
+        // nlmsghdr (16) + inet_diag_req_v2 (56)
+        var m = [UInt8](repeating: 0, count: 72)
+        func put32(_ v: UInt32, _ at: Int) { for k in 0..<4 { m[at + k] = UInt8((v >> (8 * UInt32(k))) & 0xFF) } }
+        put32(72, 0)
+        m[4] = 20 // SOCK_DIAG_BY_FAMILY
+        m[6] = 0x01; m[7] = 0x03 // NLM_F_REQUEST | NLM_F_DUMP
+        m[16] = family
+        m[17] = 6 // IPPROTO_TCP
+        put32(0xFFF & ~(1 << 6), 20) // every state but TIME_WAIT
+        return m.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } == 72
+    }
+
+    private static func receive(_ fd: Int32, into out: inout [SocketKey: SocketTable.Entry]) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 32_768)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { return false }
+            var off = 0
+            while off + 16 <= n {
+                let len = Int(ProcessEvents.u32(buffer, off))
+                let type = UInt16(buffer[off + 4]) | UInt16(buffer[off + 5]) << 8
+                guard len >= 16, off + len <= n else { return false }
+                if type == 3 { return true } // NLMSG_DONE
+                if type == 2 { return false } // NLMSG_ERROR
+                let d = off + 16
+                if len >= 16 + 72 {
+                    let family = buffer[d]
+                    let sport = UInt16(buffer[d + 4]) << 8 | UInt16(buffer[d + 5])
+                    let dport = UInt16(buffer[d + 6]) << 8 | UInt16(buffer[d + 7])
+                    func address(_ at: Int) -> IPAddress {
+                        if family == UInt8(AF_INET) {
+                            return IPAddress(v4: UInt32(buffer[at]) << 24 | UInt32(buffer[at + 1]) << 16
+                                | UInt32(buffer[at + 2]) << 8 | UInt32(buffer[at + 3]))
+                        }
+                        var hi: UInt64 = 0, lo: UInt64 = 0
+                        for k in 0..<8 { hi = hi << 8 | UInt64(buffer[at + k]) }
+                        for k in 8..<16 { lo = lo << 8 | UInt64(buffer[at + k]) }
+                        return IPAddress(high: hi, low: lo)
+                    }
+                    let uid = Int(ProcessEvents.u32(buffer, d + 64))
+                    let inode = UInt64(ProcessEvents.u32(buffer, d + 68))
+                    if inode != 0 {
+                        out[SocketKey(local: address(d + 8), localPort: sport, remote: address(d + 24), remotePort: dport)] =
+                            SocketTable.Entry(inode: inode, uid: uid)
+                    }
+                }
+                off += (len + 3) & ~3
+            }
+        }
     }
 }

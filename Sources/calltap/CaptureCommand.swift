@@ -363,9 +363,15 @@ final class CaptureWorker: @unchecked Sendable {
         let watcher = Thread { [self] in
             defer { watcherDone.signal() }
             if let p = namespacePath { guard (try? LiveCapture.enterNetworkNamespace(path: p)) != nil else { return } }
+            var lastScan: UInt64 = 0
             while !lock.withLock({ watcherStop }) {
+                let now = DispatchTime.now().uptimeNanoseconds
+                if now - lastScan > 500_000_000 {
+                    owners.scanProcesses()
+                    lastScan = now
+                }
                 owners.refresh()
-                usleep(1_000)
+                usleep(2_000)
             }
         }
         watcher.name = "calltap-sockets-\(target)"
