@@ -59,9 +59,12 @@ final class ProcessTracker {
         let alive = records.values.filter { $0.firstSeen <= time + slack && ($0.exited ?? $0.lastSeen) >= time - slack }
         let byAge = alive.sorted { $0.firstSeen != $1.firstSeen ? $0.firstSeen > $1.firstSeen : $0.facts.pid > $1.facts.pid }
         guard let youngest = byAge.first else { return nil }
+        // A long-lived process may serve several sessions over time: the one whose window holds the call.
+        let session = registry?.resolve(youngest.facts, at: time, parent: { self.records[$0]?.facts ?? ProcessTable.facts($0) })
+            ?? (sessionId: youngest.sessionId, attribution: youngest.attribution, agent: youngest.agent)
         var o = Owner(pid: youngest.facts.pid, uid: uid ?? -1, process: youngest.facts.comm, exe: youngest.facts.exe,
-                      cgroup: youngest.facts.cgroup, sessionId: youngest.sessionId, attribution: youngest.attribution,
-                      agent: youngest.agent)
+                      cgroup: youngest.facts.cgroup, sessionId: session.sessionId, attribution: session.attribution,
+                      agent: session.agent)
         // Processes started shortly before the connection are its likely makers: if they belong to
         // different sessions, no guess is good enough.
         let recent: Int64 = 100_000_000
@@ -103,26 +106,10 @@ final class ProcessTracker {
 
     /// A newly seen process with its session (its own registry entry, or its nearest registered ancestor's).
     private func record(_ facts: ProcessFacts, now: Int64) -> Record {
-        var r = Record(facts: facts, firstSeen: now, lastSeen: now, exited: nil, sessionId: nil, attribution: "none", agent: nil)
-        if let (entry, depth) = sessionOf(facts, at: now) {
-            r.sessionId = entry.sessionId
-            r.agent = entry.agent
-            r.attribution = depth == 0 ? "exact" : "inherited"
-        }
-        return r
-    }
-
-    private func sessionOf(_ facts: ProcessFacts, at time: Int64) -> (RegistryEntry, Int)? {
-        guard let registry else { return nil }
-        var current: ProcessFacts? = facts
-        var depth = 0
-        while let f = current, depth < 64 {
-            if let e = registry.entry(pid: f.pid, startTime: f.startTime, at: time) { return (e, depth) }
-            guard f.ppid > 1 else { return nil }
-            current = records[f.ppid]?.facts ?? ProcessTable.facts(f.ppid)
-            depth += 1
-        }
-        return nil
+        let session = registry?.resolve(facts, at: now, parent: { self.records[$0]?.facts ?? ProcessTable.facts($0) })
+            ?? (sessionId: nil, attribution: "none", agent: nil)
+        return Record(facts: facts, firstSeen: now, lastSeen: now, exited: nil, sessionId: session.sessionId,
+                      attribution: session.attribution, agent: session.agent)
     }
 
     static func link(_ path: String) -> String? {

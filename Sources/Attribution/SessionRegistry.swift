@@ -90,14 +90,37 @@ public final class SessionRegistry: @unchecked Sendable {
 
     /// The entry for `pid` that covers `time` (and matches the process start time when the line gave one).
     public func entry(pid: Int, startTime: UInt64?, at time: Int64) -> RegistryEntry? {
+        entries(pid: pid, startTime: startTime, at: time).last
+    }
+
+    /// Every entry for `pid` whose time window holds `time`: one process may serve several sessions.
+    public func entries(pid: Int, startTime: UInt64?, at time: Int64) -> [RegistryEntry] {
         lock.withLock {
-            byPID[pid]?.last { e in
+            (byPID[pid] ?? []).filter { e in
                 if let want = e.pidStartTime, let have = startTime, want != have { return false }
                 if let s = e.startedAt, time < s - 5_000_000_000 { return false }
                 if let end = e.endedAt, time > end { return false }
                 return true
             }
         }
+    }
+
+    /// The session of a process at `time`: its own entry (`exact`), else its nearest registered
+    /// ancestor's (`inherited`); `ambiguous` when the entries holding `time` name several sessions.
+    func resolve(_ facts: ProcessFacts?, at time: Int64, parent: (Int) -> ProcessFacts?)
+        -> (sessionId: String?, attribution: String, agent: String?) {
+        var current = facts
+        var depth = 0
+        while let f = current, depth < 64 {
+            let found = entries(pid: f.pid, startTime: f.startTime, at: time)
+            let sessions = Set(found.map(\.sessionId))
+            if sessions.count > 1 { return (nil, "ambiguous", nil) }
+            if let e = found.last { return (e.sessionId, depth == 0 ? "exact" : "inherited", e.agent) }
+            guard f.ppid > 1 else { break }
+            current = parent(f.ppid)
+            depth += 1
+        }
+        return (nil, "none", nil)
     }
 
     static func parse(_ line: Substring) -> RegistryEntry? {

@@ -147,22 +147,8 @@ public final class SocketOwners: @unchecked Sendable {
     /// Process facts and session: the process's own registry entry, else its nearest registered ancestor.
     private func resolve(pid: Int, uid: Int, at time: Int64) -> Owner {
         let facts = ProcessTable.facts(pid)
-        var o = Owner(pid: pid, uid: uid, process: facts?.comm, exe: facts?.exe, cgroup: facts?.cgroup,
-                      sessionId: nil, attribution: "none", agent: nil)
-        guard let registry else { return o }
-        var current = facts
-        var depth = 0
-        while let f = current, depth < 64 {
-            if let e = registry.entry(pid: f.pid, startTime: f.startTime, at: time) {
-                o.sessionId = e.sessionId
-                o.agent = e.agent
-                o.attribution = depth == 0 ? "exact" : "inherited"
-                break
-            }
-            guard f.ppid > 1 else { break }
-            current = ProcessTable.facts(f.ppid)
-            depth += 1
-        }
-        return o
+        let session = registry?.resolve(facts, at: time, parent: ProcessTable.facts) ?? (sessionId: nil, attribution: "none", agent: nil)
+        return Owner(pid: pid, uid: uid, process: facts?.comm, exe: facts?.exe, cgroup: facts?.cgroup,
+                     sessionId: session.sessionId, attribution: session.attribution, agent: session.agent)
     }
 }

@@ -72,6 +72,33 @@ import Testing
     }
 }
 
+@Suite struct OneProcessManySessionsTests {
+    /// A gateway process serving several sessions: the entry whose window holds the call wins;
+    /// overlapping windows make the call ambiguous; children inherit.
+    @Test func windowsDecideOverlapsAreAmbiguous() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-gw-\(UUID().uuidString).jsonl").path
+        try Data("""
+            {"pid": 500, "session_id": "morning", "started_at": 1000, "ended_at": 2000}
+            {"pid": 500, "session_id": "noon", "started_at": 3000, "ended_at": 4000}
+            {"pid": 500, "session_id": "overlap", "started_at": 3500, "ended_at": 4500}
+
+            """.utf8).write(to: URL(fileURLWithPath: path))
+        let r = SessionRegistry(path: path)
+        r.poll()
+        let gateway = ProcessFacts(pid: 500, ppid: 1, comm: "gateway", exe: nil, cgroup: nil, startTime: 1)
+        let child = ProcessFacts(pid: 501, ppid: 500, comm: "curl", exe: nil, cgroup: nil, startTime: 2)
+        let parent: (Int) -> ProcessFacts? = { $0 == 500 ? gateway : nil }
+        let s: Int64 = 1_000_000_000
+        #expect(r.resolve(gateway, at: 1500 * s, parent: parent).sessionId == "morning")
+        #expect(r.resolve(gateway, at: 3200 * s, parent: parent).sessionId == "noon")
+        let both = r.resolve(gateway, at: 3700 * s, parent: parent)
+        #expect(both.sessionId == nil && both.attribution == "ambiguous")
+        let inherited = r.resolve(child, at: 1500 * s, parent: parent)
+        #expect(inherited.sessionId == "morning" && inherited.attribution == "inherited")
+        #expect(r.resolve(gateway, at: 2500 * s, parent: parent).attribution == "none")
+    }
+}
+
 @Suite struct SocketTableTests {
     @Test func parsesKernelAddressFormat() {
         let v4 = SocketTable.endpoint("0209D50A:0050")
