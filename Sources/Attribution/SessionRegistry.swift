@@ -8,6 +8,8 @@ public struct RegistryEntry: Sendable, Equatable {
     public var endedAt: Int64?
     public var agent: String?
     public var pidStartTime: UInt64?
+    /// The PID namespace the `pid` is numbered in (inode of /proc/PID/ns/pid), for agents in containers.
+    public var pidNamespace: UInt64?
 }
 
 /// Follows the registry file as it grows, is truncated, or is replaced by rename. Malformed lines are
@@ -22,6 +24,9 @@ public final class SessionRegistry: @unchecked Sendable {
     private var _malformed = 0
     private var _firstProblem: String?
     private var reported = false
+    private var _untranslated = 0
+    /// Lines whose namespaced PID matched no process (yet).
+    public var untranslatedPIDs: Int { lock.withLock { _untranslated } }
     private var _generation = 0
     /// Changes whenever entries are added or the file starts over.
     public var generation: Int { lock.withLock { _generation } }
@@ -67,7 +72,15 @@ public final class SessionRegistry: @unchecked Sendable {
         }
         var problem: String?
         for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-            if let e = Self.parse(line) {
+            if var e = Self.parse(line) {
+                if let ns = e.pidNamespace {
+                    // A PID from a container's PID namespace: find the host PID through NSpid.
+                    guard let host = Self.hostPID(pid: e.pid, namespace: ns) else {
+                        _untranslated += 1
+                        continue
+                    }
+                    e.pid = host
+                }
                 // A later line for the same process and session (e.g. its ended_at) updates the entry.
                 if let i = byPID[e.pid]?.lastIndex(where: { $0.sessionId == e.sessionId && $0.pidStartTime == e.pidStartTime }) {
                     if let end = e.endedAt { byPID[e.pid]![i].endedAt = end }
@@ -135,7 +148,22 @@ public final class SessionRegistry: @unchecked Sendable {
         if obj["started_at"] != nil && time(obj["started_at"]) == nil { return nil }
         return RegistryEntry(pid: pid, sessionId: session, startedAt: time(obj["started_at"]), endedAt: time(obj["ended_at"]),
                              agent: obj["agent"] as? String,
-                             pidStartTime: (obj["pid_start_time"] as? NSNumber)?.uint64Value)
+                             pidStartTime: (obj["pid_start_time"] as? NSNumber)?.uint64Value,
+                             pidNamespace: (obj["pid_ns"] as? NSNumber)?.uint64Value)
+    }
+
+    /// The host PID of the process numbered `pid` in PID namespace `namespace`: the last NSpid field of
+    /// /proc/H/status is its PID in its own namespace.
+    static func hostPID(pid: Int, namespace: UInt64) -> Int? {
+        let want = "pid:[\(namespace)]"
+        for host in ProcessTable.allPIDs() {
+            guard ProcessTracker.link("/proc/\(host)/ns/pid") == want,
+                  let status = ProcFile.read("/proc/\(host)/status"),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("NSpid:") }),
+                  let last = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).last, Int(last) == pid else { continue }
+            return host
+        }
+        return nil
     }
 
     static func parseISO(_ s: String) -> Int64? {

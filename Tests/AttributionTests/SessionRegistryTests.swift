@@ -72,6 +72,25 @@ import Testing
     }
 }
 
+@Suite struct PIDNamespaceTests {
+    /// A line may number its PID in another PID namespace (`pid_ns`, the inode of /proc/PID/ns/pid):
+    /// it is translated through NSpid. Here: this process, in its own namespace.
+    @Test func namespacedPIDsAreTranslated() throws {
+        let link = ProcessTracker.link("/proc/self/ns/pid") ?? ""
+        let inode = try #require(UInt64(link.dropFirst(5).dropLast()))
+        let status = try #require(ProcFile.read("/proc/self/status"))
+        let nspid = try #require(status.split(separator: "\n").first { $0.hasPrefix("NSpid:") })
+        let inner = try #require(Int(nspid.split(whereSeparator: { $0 == " " || $0 == "\t" }).last ?? ""))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-ns-\(UUID().uuidString).jsonl").path
+        try Data(("{\"pid\": \(inner), \"pid_ns\": \(inode), \"session_id\": \"in-container\"}\n"
+                  + "{\"pid\": 999999, \"pid_ns\": \(inode), \"session_id\": \"gone\"}\n").utf8).write(to: URL(fileURLWithPath: path))
+        let r = SessionRegistry(path: path)
+        r.poll()
+        #expect(r.entry(pid: Int(getpid()), startTime: nil, at: 0)?.sessionId == "in-container")
+        #expect(r.untranslatedPIDs == 1)
+    }
+}
+
 @Suite struct OneProcessManySessionsTests {
     /// A gateway process serving several sessions: the entry whose window holds the call wins;
     /// overlapping windows make the call ambiguous; children inherit.
