@@ -1,5 +1,6 @@
 import CallModel
 import Foundation
+import Logging
 
 /// Buffered writes to standard output and one-line messages to standard error.
 final class OutputStream {
@@ -30,13 +31,20 @@ final class OutputStream {
     deinit { flush() }
 }
 
+/// Messages go through swift-log: one line each on stderr, `calltap: <message>` (with the level for
+/// anything but errors and notices), so errors stay one clear line and a daemon's journal gets levels.
 enum Log {
+    static let logger: Logger = {
+        LoggingSystem.bootstrap { label in OneLineLogHandler(label: label) }
+        return Logger(label: "calltap")
+    }()
+
     static func error(_ message: String) {
-        FileHandle.standardError.write(Data("calltap: \(message)\n".utf8))
+        logger.error("\(message)")
     }
 
     static func info(_ message: String) {
-        FileHandle.standardError.write(Data("calltap: \(message)\n".utf8))
+        logger.notice("\(message)")
     }
 
     static func progress(_ message: String) {
@@ -103,5 +111,23 @@ enum CallTable {
         guard s.count < width else { return s }
         let fill = String(repeating: " ", count: width - s.count)
         return right ? fill + s : s + fill
+    }
+}
+
+/// `calltap: message` on stderr; levels below notice and above error are named.
+struct OneLineLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .notice
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let tag = label == "calltap" ? "calltap" : "calltap [\(label)]"
+        let prefix = (event.level == .error || event.level == .notice) ? "" : "\(event.level): "
+        FileHandle.standardError.write(Data("\(tag): \(prefix)\(event.message)\n".utf8))
     }
 }
