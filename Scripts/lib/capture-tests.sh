@@ -15,7 +15,7 @@ check() { # name, condition (a command)
 }
 cleanup() {
   pkill -f "calltap capture --netns $A" 2>/dev/null
-  ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null; ip netns del ct-cap-b 2>/dev/null
+  ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null; ip netns del ct-cap-b 2>/dev/null; ip netns del ct-cap-br 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -234,6 +234,37 @@ c = sqlite3.connect(sys.argv[1])
 assert c.execute("pragma integrity_check").fetchone()[0] == "ok"
 assert c.execute("select count(*) from calls where path like '/k9/%'").fetchone()[0] == 10
 PY
+
+# -i any sees each packet twice when a veth is enslaved to a bridge: the copies are dropped and counted.
+ip netns add ct-cap-br
+ip link add ct-br0 type veth peer name ct-br1
+ip link set ct-br0 netns ct-cap-br; ip link set ct-br1 netns $S
+ip -n ct-cap-br link add br0 type bridge
+ip -n ct-cap-br link set ct-br0 master br0
+ip -n ct-cap-br addr add 10.213.12.2/24 dev br0
+ip -n $S addr add 10.213.12.1/24 dev ct-br1
+for l in lo ct-br0 br0; do ip -n ct-cap-br link set $l up; done
+ip -n $S link set ct-br1 up
+ip netns exec $S python3 -m http.server 8081 --bind 10.213.12.1 >/dev/null 2>&1 &
+web_br=$!
+sleep 0.5
+"$bin" capture --netns ct-cap-br --db "$tmp/br.db" --format jsonl > "$tmp/br.jsonl" 2>/dev/null &
+cap=$!
+sleep 1.5
+for i in 1 2 3; do ip netns exec ct-cap-br curl -s -o /dev/null http://10.213.12.1:8081/bridged/$i; done
+sleep 0.5
+kill -TERM $cap; wait $cap
+kill $web_br 2>/dev/null
+ip netns del ct-cap-br 2>/dev/null
+dups=$(python3 -c "
+import sqlite3; c = sqlite3.connect('$tmp/br.db')
+print(c.execute(\"select coalesce(sum(value),0) from capture_stats where name='duplicate_packets'\").fetchone()[0])")
+retrans=$(python3 -c "
+import sqlite3; c = sqlite3.connect('$tmp/br.db')
+print(c.execute(\"select coalesce(sum(value),0) from capture_stats where name='retransmitted_segments'\").fetchone()[0])")
+echo "bridge: $dups duplicate packets dropped, $retrans retransmissions left"
+check "-i any drops packets seen twice (veth and bridge) and counts them" \
+  [ "$(grep -c '"path":"/bridged/' "$tmp/br.jsonl")" = 3 -a "$dups" -gt 10 -a "$retrans" -lt 3 ]
 
 # --pid: the namespace of a process inside it.
 ip netns exec $A sleep 30 &

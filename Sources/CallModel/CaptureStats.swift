@@ -28,6 +28,8 @@ public struct CaptureStats: Sendable, Equatable {
     public var excludedLocal = 0
     public var excludedHost = 0
     public var excludedCgroup = 0
+    /// Packets seen twice with `-i any` (on several interfaces), dropped.
+    public var duplicatePackets = 0
     public var decryptedRecords = 0
     public var undecryptableRecords = 0
     public var http2Connections = 0
@@ -48,7 +50,7 @@ public struct CaptureStats: Sendable, Equatable {
             ("evicted_idle", evictedIdle), ("evicted_for_capacity", evictedForCapacity),
             ("parse_errors", parseErrors), ("http_pending_dropped", httpPendingDropped),
             ("dns_malformed", dnsMalformed), ("dns_unanswered", dnsUnanswered), ("dns_folded", dnsFolded),
-            ("calls", calls), ("excluded_local", excludedLocal), ("excluded_host", excludedHost), ("excluded_cgroup", excludedCgroup),
+            ("calls", calls), ("excluded_local", excludedLocal), ("excluded_host", excludedHost), ("excluded_cgroup", excludedCgroup), ("duplicate_packets", duplicatePackets),
             ("decrypted_records", decryptedRecords), ("undecryptable_records", undecryptableRecords),
             ("http2_connections", http2Connections), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
         ]
@@ -63,7 +65,7 @@ public struct CaptureStats: Sendable, Equatable {
         reassemblyCapFlushes += o.reassemblyCapFlushes; evictedIdle += o.evictedIdle
         evictedForCapacity += o.evictedForCapacity; parseErrors += o.parseErrors
         httpPendingDropped += o.httpPendingDropped; dnsMalformed += o.dnsMalformed; dnsUnanswered += o.dnsUnanswered
-        dnsFolded += o.dnsFolded; calls += o.calls; excludedLocal += o.excludedLocal; excludedHost += o.excludedHost; excludedCgroup += o.excludedCgroup
+        dnsFolded += o.dnsFolded; calls += o.calls; excludedLocal += o.excludedLocal; excludedHost += o.excludedHost; excludedCgroup += o.excludedCgroup; duplicatePackets += o.duplicatePackets
         decryptedRecords += o.decryptedRecords; undecryptableRecords += o.undecryptableRecords
         http2Connections += o.http2Connections; kernelDrops += o.kernelDrops; unattributedConnections += o.unattributedConnections
     }

@@ -331,6 +331,7 @@ final class CaptureWorker: @unchecked Sendable {
     /// Only connections of processes inside this cgroup are kept (the others are counted).
     private let cgroup: String?
     private var excludedByCgroup = 0
+    private var duplicatePackets = 0
 
     init(target: String, namespacePath: String?, live: LiveCaptureOptions, options: AnalysisOptions,
          registry: SessionRegistry?, outbox: CallOutbox, rotation: (dir: String, bytes: Int, count: Int)? = nil,
@@ -405,9 +406,17 @@ final class CaptureWorker: @unchecked Sendable {
                 defer { writer?.close() }
                 lock.withLock { self.capture = capture }
                 var sinceStats = 0
+                // With -i any the same packet can arrive on several interfaces (veth and bridge).
+                var duplicates = live.interface == "any" ? DuplicateFilter() : nil
                 let error = capture.run({ frame, len, ts in
                     if let writer { try? writer.write(frame, wireLength: len, timestamp: ts) }
-                    if let p = decoder.decode(frame, wireLength: len, timestamp: ts) { analyzer.process(p) }
+                    if let p = decoder.decode(frame, wireLength: len, timestamp: ts) {
+                        if duplicates?.isDuplicate(p) == true {
+                            self.lock.withLock { self.duplicatePackets = duplicates?.duplicates ?? 0 }
+                            return
+                        }
+                        analyzer.process(p)
+                    }
                     sinceStats += 1
                     if sinceStats >= 4096 { sinceStats = 0; self.publish(analyzer, decoder, capture) }
                 }, idle: {
@@ -431,6 +440,7 @@ final class CaptureWorker: @unchecked Sendable {
         if let k = capture.stats() { s.kernelDrops = Int(k.kernelDrops + k.interfaceDrops) }
         lock.withLock {
             s.excludedCgroup = excludedByCgroup
+            s.duplicatePackets = duplicatePackets
             latest = s
         }
     }
