@@ -14,7 +14,7 @@ check() { # name, condition (a command)
   if "$@"; then pass=$((pass + 1)); echo "ok: $name"; else fail=$((fail + 1)); echo "FAIL: $name" >&2; fi
 }
 cleanup() {
-  pkill -f "calltap capture --netns $A" 2>/dev/null
+  pkill -f "calltap capture" 2>/dev/null
   ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null; ip netns del ct-cap-b 2>/dev/null; ip netns del ct-cap-br 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
@@ -73,6 +73,24 @@ PY
   slow+=($!)
 done
 wait "${slow[@]}"
+# 2c. One gateway process serving two sessions at once: a request header names the session when it is
+# there; without one, the call is ambiguous.
+ip netns exec $A python3 - "$reg" "$SIP" <<'PY'
+import json, os, socket, sys, time
+reg, server = sys.argv[1:]
+with open(reg, "a") as f:
+    for s in ("gw-a", "gw-b"):
+        f.write(json.dumps({"pid": os.getpid(), "session_id": s, "started_at": time.time()}) + "\n")
+time.sleep(0.5)
+for i in range(10):
+    c = socket.create_connection((server, 80))
+    time.sleep(0.03)
+    header = f"X-Session-Id: gw-{'ab'[i % 2]}\r\n" if i < 6 else ""
+    c.sendall(f"GET /gw/{i} HTTP/1.0\r\nHost: x\r\n{header}\r\n".encode())
+    while c.recv(65536):
+        pass
+    c.close()
+PY
 # 3. An unregistered process (Python) keeps its pid, with no session.
 cat > "$tmp/slow_get.py" <<'PY'
 # A client whose connection lives as long as a real API call: connect, wait a round trip, then ask.
@@ -117,6 +135,10 @@ ambiguous=$(q "select count(*) from calls where (path like '/red/%' or path like
 green_ok=$(q "select count(*) from calls where path like '/green/%' and session_id='sess-green' and attribution='exact'")
 gold_ok=$(q "select count(*) from calls where path like '/gold/%' and session_id='sess-gold' and attribution='exact'")
 echo "attribution: two Python agents at once: green $green_ok/20, gold $gold_ok/20 exact"
+gw_header=$(q "select count(*) from calls where path in ('/gw/0','/gw/2','/gw/4') and session_id='gw-a'")
+gw_header_b=$(q "select count(*) from calls where path in ('/gw/1','/gw/3','/gw/5') and session_id='gw-b'")
+gw_ambiguous=$(q "select count(*) from calls where path like '/gw/%' and attribution='ambiguous'")
+echo "attribution: one process, two sessions: $((gw_header + gw_header_b))/6 decided by header, $gw_ambiguous/4 without a header ambiguous"
 echo "attribution: one-shot curls $one_ok/$one_total to their session ($one_pid with the curl process); two sessions at once: red $red_ok/30, blue $blue_ok/30, crossed $crossed, ambiguous $ambiguous"
 latency=$(python3 -c "print('%.2f' % ($seen - $t0))" 2>/dev/null || echo "?")
 echo "call reached the database after ${latency}s"
@@ -124,6 +146,7 @@ echo "call reached the database after ${latency}s"
 check "SIGTERM exits 0" [ "$code" = 0 ]
 check "every one-shot curl recorded" [ "$one_total" = 200 ]
 check "at least 95% of one-shot curls attributed to their session" [ "$one_ok" -ge 190 ]
+check "one process with two sessions: headers decide, the rest is ambiguous" [ "$((gw_header + gw_header_b))" = 6 -a "$gw_ambiguous" = 4 ]
 check "two concurrent agents kept apart, each call exact" [ "$green_ok" = 20 -a "$gold_ok" = 20 ]
 check "concurrent sessions never crossed (uncertain ones are marked ambiguous)" [ "$crossed" = 0 -a $((red_ok + blue_ok + ambiguous)) -ge 57 ]
 check "unregistered process kept with its pid and no session" \
