@@ -96,8 +96,6 @@ public final class HTTP2Analyser {
         return completed
     }
 
-    public var earliestOpenStart: Timestamp? { streams.values.compactMap(\.requestStart).min() }
-
     /// Stream 1 of an h2c Upgrade: the HTTP/1.1 request whose response arrives as HTTP/2.
     public func adoptUpgradedRequest(method: String?, path: String?, authority: String?, start: Timestamp?, end: Timestamp?) {
         var s = HTTP2Stream(id: 1)

@@ -33,6 +33,10 @@ public struct CaptureStats: Sendable, Equatable {
     public var decryptedRecords = 0
     public var undecryptableRecords = 0
     public var http2Connections = 0
+    /// HTTP/2 streams given up because too many were open at once.
+    public var http2StreamsDropped = 0
+    /// Address → name entries forgotten when the DNS name map was full.
+    public var dnsNamesDropped = 0
     public var kernelDrops = 0
     public var unattributedConnections = 0
 
@@ -52,7 +56,8 @@ public struct CaptureStats: Sendable, Equatable {
             ("dns_malformed", dnsMalformed), ("dns_unanswered", dnsUnanswered), ("dns_folded", dnsFolded),
             ("calls", calls), ("excluded_local", excludedLocal), ("excluded_host", excludedHost), ("excluded_cgroup", excludedCgroup), ("duplicate_packets", duplicatePackets),
             ("decrypted_records", decryptedRecords), ("undecryptable_records", undecryptableRecords),
-            ("http2_connections", http2Connections), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
+            ("http2_connections", http2Connections), ("http2_streams_dropped", http2StreamsDropped),
+            ("dns_names_dropped", dnsNamesDropped), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
         ]
     }
 
@@ -67,7 +72,8 @@ public struct CaptureStats: Sendable, Equatable {
         httpPendingDropped += o.httpPendingDropped; dnsMalformed += o.dnsMalformed; dnsUnanswered += o.dnsUnanswered
         dnsFolded += o.dnsFolded; calls += o.calls; excludedLocal += o.excludedLocal; excludedHost += o.excludedHost; excludedCgroup += o.excludedCgroup; duplicatePackets += o.duplicatePackets
         decryptedRecords += o.decryptedRecords; undecryptableRecords += o.undecryptableRecords
-        http2Connections += o.http2Connections; kernelDrops += o.kernelDrops; unattributedConnections += o.unattributedConnections
+        http2Connections += o.http2Connections; http2StreamsDropped += o.http2StreamsDropped
+        dnsNamesDropped += o.dnsNamesDropped; kernelDrops += o.kernelDrops; unattributedConnections += o.unattributedConnections
     }
 
     /// Counters of `self` as name/value pairs less those of `earlier` (for per-interval rows).

@@ -22,7 +22,7 @@ public final class Analyzer {
     var captureTime: Nanos { now }
     /// Address → name learned from DNS answers, to name connections without SNI or Host.
     private var names: [IPAddress: String] = [:]
-    public private(set) var namesDropped = 0
+    private var namesDropped = 0
 
     /// `sink` receives calls in order of `ts`.
     public init(options: AnalysisOptions = AnalysisOptions(), sink: @escaping (CallRecord) -> Void) {
@@ -48,6 +48,7 @@ public final class Analyzer {
         s.reassemblyCapFlushes = r.pendingCapFlushes
         s.evictedIdle = r.evictedIdle
         s.evictedForCapacity = r.evictedForCapacity
+        s.dnsNamesDropped = namesDropped
         if let d = decoder {
             s.packets = d.packets
             s.bytes = d.bytes

@@ -112,9 +112,13 @@ final class ConnectionAnalysis: TCPStreamHandler {
     }
 
     func finish(_ c: TCPConnection, reason: FinishReason) {
-        if let h2 {
-            h2.finish()
-            emitHTTP2(c, h2, tls: nil, finishing: reason)
+        // Keys that arrived late release held records (and their calls) before anything is handed out.
+        tls?.finishWaitingForKeys()
+        for a in [h2, innerHTTP2].compactMap({ $0 }) {
+            a.finish()
+            emitHTTP2(c, a, tls: a === innerHTTP2 ? tls : nil, finishing: reason)
+            owner.stats.http2StreamsDropped += a.droppedStreams
+            owner.stats.parseErrors += a.hpackErrors
         }
         if let http {
             http.finish()
@@ -123,16 +127,11 @@ final class ConnectionAnalysis: TCPStreamHandler {
             owner.stats.httpPendingDropped += http.droppedPendingRequests
         }
         if let tls {
-            tls.finishWaitingForKeys()
             owner.stats.undecryptableRecords += tls.droppedWhileWaitingForKeys
             if let inner = innerHTTP {
                 inner.finish()
                 emitInnerHTTP(c, finishing: reason)
                 owner.stats.parseErrors += inner.malformedMessages
-            }
-            if let inner = innerHTTP2 {
-                inner.finish()
-                emitHTTP2(c, inner, tls: tls, finishing: reason)
             }
             owner.stats.decryptedRecords += tls.decryptedRecords
             owner.stats.undecryptableRecords += tls.undecryptableRecords
@@ -143,9 +142,6 @@ final class ConnectionAnalysis: TCPStreamHandler {
             if let r = connectRecord(c, reason: reason) { owner.emit(r) }
         }
     }
-
-    /// The earliest start of anything this connection may still report.
-    var earliestOpenStart: Nanos? { nil }
 
     // MARK: Detection
 
