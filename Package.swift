@@ -45,7 +45,7 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
         ]),
         // Connection → process → agent session: socket tables, /proc, the session registry. The only module that reads procfs.
-        .target(name: "Attribution", dependencies: ["Capture"]),
+        .target(name: "Attribution", dependencies: ["Capture", "CallModel"]),
         // SQLite through GRDB: schema, migrations, batched writer, queries.
         .target(name: "Storage", dependencies: [
             "CallModel",

@@ -63,8 +63,6 @@ public final class HTTP1Analyser {
         return completed
     }
 
-    public var hasPendingExchanges: Bool { !pending.isEmpty }
-    public var earliestPendingStart: Timestamp? { pending.first?.requestStart ?? pending.first?.responseStart }
 
     /// Feeds bytes from one side. Returns how many were consumed: fewer than given only after a
     /// protocol switch, when the rest belongs to whatever runs inside.

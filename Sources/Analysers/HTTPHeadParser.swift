@@ -204,8 +204,9 @@ public enum HTTPDetector {
     }
 
     /// The HTTP/2 connection preface "PRI * HTTP/2.0".
+    private static let preface: [UInt8] = Array("PRI * HTTP/2.0".utf8)
+
     public static func looksLikeHTTP2Preface(_ data: UnsafeRawBufferPointer) -> Bool {
-        let preface: [UInt8] = Array("PRI * HTTP/2.0".utf8)
         guard data.count >= preface.count else { return false }
         for k in 0..<preface.count where data[k] != preface[k] { return false }
         return true

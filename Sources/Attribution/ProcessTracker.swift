@@ -1,3 +1,4 @@
+import CallModel
 import Foundation
 
 /// The processes of one network namespace over time, from frequent /proc scans: when they were first
@@ -54,7 +55,7 @@ final class ProcessTracker {
     /// The owner of a connection that started at `time`, inferred from the processes alive then: the
     /// youngest (a new connection most often comes from the process that started last). When processes
     /// of another session also started in the 100 ms before the connection, the call is `ambiguous`.
-    func infer(at time: Int64, uid: Int? = nil) -> Owner? {
+    func infer(at time: Int64) -> ConnectionOwner? {
         let slack: Int64 = 3_000_000
         let alive = records.values.filter { $0.firstSeen <= time + slack && ($0.exited ?? $0.lastSeen) >= time - slack }
         let byAge = alive.sorted { $0.firstSeen != $1.firstSeen ? $0.firstSeen > $1.firstSeen : $0.facts.pid > $1.facts.pid }
@@ -62,7 +63,7 @@ final class ProcessTracker {
         // A long-lived process may serve several sessions over time: the one whose window holds the call.
         let session = registry?.resolve(youngest.facts, at: time, parent: { self.records[$0]?.facts ?? ProcessTable.facts($0) })
             ?? (sessionId: youngest.sessionId, attribution: youngest.attribution, agent: youngest.agent)
-        var o = Owner(pid: youngest.facts.pid, uid: uid ?? -1, process: youngest.facts.comm, exe: youngest.facts.exe,
+        var o = ConnectionOwner(pid: youngest.facts.pid, process: youngest.facts.comm, exe: youngest.facts.exe,
                       cgroup: youngest.facts.cgroup, sessionId: session.sessionId, attribution: session.attribution,
                       agent: session.agent)
         // Processes started shortly before the connection are its likely makers: if they belong to

@@ -1,18 +1,6 @@
+import CallModel
 import Capture
 import Foundation
-
-/// Who owns a connection: the process holding the socket and the agent session it belongs to.
-public struct Owner: Sendable {
-    public var pid: Int
-    public var uid: Int
-    public var process: String?
-    public var exe: String?
-    public var cgroup: String?
-    public var sessionId: String?
-    /// "exact" (the process is registered), "inherited" (an ancestor is), or "none".
-    public var attribution: String
-    public var agent: String?
-}
 
 public struct AttributionCounters: Sendable {
     public var lookups = 0
@@ -30,8 +18,8 @@ public struct AttributionCounters: Sendable {
 public final class SocketOwners: @unchecked Sendable {
     private let lock = NSLock()
     private let registry: SessionRegistry?
-    private var owners: [SocketKey: (owner: Owner, seen: Int64)] = [:]
-    private var inodeOwner: [UInt64: Owner] = [:]
+    private var owners: [SocketKey: (owner: ConnectionOwner, seen: Int64)] = [:]
+    private var inodeOwner: [UInt64: ConnectionOwner] = [:]
     private var _counters = AttributionCounters()
     private let maxEntries = 65_536
     private let tracker: ProcessTracker
@@ -63,7 +51,7 @@ public final class SocketOwners: @unchecked Sendable {
             _counters.scans += 1
             for (key, entry) in unknown {
                 guard let pid = found[entry.inode] else { continue }
-                let o = resolve(pid: pid, uid: entry.uid, at: now)
+                let o = resolve(pid: pid, at: now)
                 inodeOwner[entry.inode] = o
                 owners[key] = (o, now)
             }
@@ -90,7 +78,7 @@ public final class SocketOwners: @unchecked Sendable {
 
     /// The owner of the client side of a connection (the agent is the client) that started at `time`.
     public func owner(client: IPAddress, clientPort: UInt16, server: IPAddress, serverPort: UInt16, at time: Int64,
-                      retry: Bool) -> Owner? {
+                      retry: Bool) -> ConnectionOwner? {
         let key = SocketKey(local: client, localPort: clientPort, remote: server, remotePort: serverPort)
         if let o = lock.withLock({ owners[key]?.owner }) {
             lock.withLock { _counters.lookups += 1; _counters.found += 1 }
@@ -145,10 +133,10 @@ public final class SocketOwners: @unchecked Sendable {
     }
 
     /// Process facts and session: the process's own registry entry, else its nearest registered ancestor.
-    private func resolve(pid: Int, uid: Int, at time: Int64) -> Owner {
+    private func resolve(pid: Int, at time: Int64) -> ConnectionOwner {
         let facts = ProcessTable.facts(pid)
         let session = registry?.resolve(facts, at: time, parent: ProcessTable.facts) ?? (sessionId: nil, attribution: "none", agent: nil)
-        return Owner(pid: pid, uid: uid, process: facts?.comm, exe: facts?.exe, cgroup: facts?.cgroup,
+        return ConnectionOwner(pid: pid, process: facts?.comm, exe: facts?.exe, cgroup: facts?.cgroup,
                      sessionId: session.sessionId, attribution: session.attribution, agent: session.agent)
     }
 }

@@ -33,6 +33,8 @@ public struct CaptureStats: Sendable, Equatable {
     public var decryptedRecords = 0
     public var undecryptableRecords = 0
     public var http2Connections = 0
+    /// HTTP/2 streams the server pushed (counted, not reported as calls).
+    public var http2PushedStreams = 0
     /// HTTP/2 streams given up because too many were open at once.
     public var http2StreamsDropped = 0
     /// Address → name entries forgotten when the DNS name map was full.
@@ -57,23 +59,9 @@ public struct CaptureStats: Sendable, Equatable {
             ("calls", calls), ("excluded_local", excludedLocal), ("excluded_host", excludedHost), ("excluded_cgroup", excludedCgroup), ("duplicate_packets", duplicatePackets),
             ("decrypted_records", decryptedRecords), ("undecryptable_records", undecryptableRecords),
             ("http2_connections", http2Connections), ("http2_streams_dropped", http2StreamsDropped),
+            ("http2_pushed_streams", http2PushedStreams),
             ("dns_names_dropped", dnsNamesDropped), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
         ]
-    }
-
-    public mutating func add(_ o: CaptureStats) {
-        packets += o.packets; bytes += o.bytes; tcpPackets += o.tcpPackets; udpPackets += o.udpPackets
-        nonIPPackets += o.nonIPPackets; ipFragments += o.ipFragments; otherTransportPackets += o.otherTransportPackets
-        malformedPackets += o.malformedPackets; snapTruncatedPackets += o.snapTruncatedPackets; flows += o.flows
-        midStreamFlows += o.midStreamFlows; gaps += o.gaps; missedBytes += o.missedBytes
-        retransmittedSegments += o.retransmittedSegments; outOfOrderSegments += o.outOfOrderSegments
-        reassemblyCapFlushes += o.reassemblyCapFlushes; evictedIdle += o.evictedIdle
-        evictedForCapacity += o.evictedForCapacity; parseErrors += o.parseErrors
-        httpPendingDropped += o.httpPendingDropped; dnsMalformed += o.dnsMalformed; dnsUnanswered += o.dnsUnanswered
-        dnsFolded += o.dnsFolded; calls += o.calls; excludedLocal += o.excludedLocal; excludedHost += o.excludedHost; excludedCgroup += o.excludedCgroup; duplicatePackets += o.duplicatePackets
-        decryptedRecords += o.decryptedRecords; undecryptableRecords += o.undecryptableRecords
-        http2Connections += o.http2Connections; http2StreamsDropped += o.http2StreamsDropped
-        dnsNamesDropped += o.dnsNamesDropped; kernelDrops += o.kernelDrops; unattributedConnections += o.unattributedConnections
     }
 
     /// Counters of `self` as name/value pairs less those of `earlier` (for per-interval rows).

@@ -1,27 +1,7 @@
 import Analysers
+import CallModel
 import Capture
 import Reassembly
-
-/// The process and session behind a connection, as the attribution stage found them.
-public struct ConnectionOwner: Sendable {
-    public var pid: Int?
-    public var process: String?
-    public var exe: String?
-    public var cgroup: String?
-    public var sessionId: String?
-    public var attribution: String
-    public var agent: String?
-
-    public init(pid: Int?, process: String?, exe: String?, cgroup: String?, sessionId: String?, attribution: String, agent: String?) {
-        self.pid = pid
-        self.process = process
-        self.exe = exe
-        self.cgroup = cgroup
-        self.sessionId = sessionId
-        self.attribution = attribution
-        self.agent = agent
-    }
-}
 
 public struct AnalysisOptions: Sendable {
     /// Tag every call with this session.

@@ -118,6 +118,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
             a.finish()
             emitHTTP2(c, a, tls: a === innerHTTP2 ? tls : nil, finishing: reason)
             owner.stats.http2StreamsDropped += a.droppedStreams
+            owner.stats.http2PushedStreams += a.pushedStreams
             owner.stats.parseErrors += a.hpackErrors
         }
         if let http {

@@ -275,7 +275,6 @@ public final class Reassembler {
             let slice = UnsafeRawBufferPointer(rebasing: payload[skip...])
             c.bytes[d] += slice.count
             if c.firstDataTime[d] == nil { c.firstDataTime[d] = time }
-            c.lastDataTime[d] = time
             c.halves[d].nextSeq = c.halves[d].nextSeq &+ UInt32(truncatingIfNeeded: slice.count)
             if let reset = c.resetTime, time > reset {
                 c.resetTime = nil

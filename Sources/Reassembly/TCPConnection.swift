@@ -68,8 +68,6 @@ public final class TCPConnection {
     /// Bytes reported as gaps, per direction (like Zeek's missed_bytes).
     public internal(set) var missedBytes: [Int] = [0, 0]
     public internal(set) var packets = 0
-    /// Time of the last segment carrying new payload, per direction.
-    public internal(set) var lastDataTime: [Nanos?] = [nil, nil]
     public internal(set) var firstDataTime: [Nanos?] = [nil, nil]
 
     public var handler: TCPStreamHandler?
@@ -90,5 +88,4 @@ public final class TCPConnection {
     public var totalMissedBytes: Int { missedBytes[0] + missedBytes[1] }
     /// The connection was closed by FIN or RST (rather than still open when the capture ended).
     public var wasClosed: Bool { resetTime != nil || finTime[0] != nil || finTime[1] != nil }
-    public var isEstablished: Bool { synAckTime != nil || bytes[0] + bytes[1] > 0 || midStream }
 }

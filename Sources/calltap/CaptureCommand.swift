@@ -355,10 +355,7 @@ final class CaptureWorker: @unchecked Sendable {
         let owners = SocketOwners(registry: registry)
         self.owners = owners
         options.attribute = { client, clientPort, server, serverPort, time in
-            owners.owner(client: client, clientPort: clientPort, server: server, serverPort: serverPort, at: time, retry: true).map {
-                ConnectionOwner(pid: $0.pid, process: $0.process, exe: $0.exe, cgroup: $0.cgroup, sessionId: $0.sessionId,
-                                attribution: $0.attribution, agent: $0.agent)
-            }
+            owners.owner(client: client, clientPort: clientPort, server: server, serverPort: serverPort, at: time, retry: true)
         }
         // The watcher learns socket owners while processes are alive, ahead of packet analysis.
         let watcher = Thread { [self] in
