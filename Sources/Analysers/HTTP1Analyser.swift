@@ -69,6 +69,9 @@ public final class HTTP1Analyser {
     @discardableResult
     public func deliver(_ side: HTTPSide, _ data: UnsafeRawBufferPointer, at time: Timestamp) -> Int {
         var s = streams[side.rawValue]
+        // Leave no second reference to the head buffer behind, so appending to it does not copy it;
+        // every exit below writes `s` back.
+        streams[side.rawValue].buffer = []
         var i = 0
         let n = data.count
         if s.state == .lost {

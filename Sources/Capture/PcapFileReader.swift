@@ -33,7 +33,7 @@ public final class PcapFileReader {
     public init(path: String, filter: String? = nil) throws {
         self.path = path
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
-        guard let h = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
+        guard let h = calltap_open_offline(path, &errbuf) else {
             throw CaptureError.open(path: path, message: errbuf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         }
         let dlt = pcap_datalink(h)

@@ -9,13 +9,12 @@ import Reassembly
 public final class Analyzer {
     public let options: AnalysisOptions
     var stats = CaptureStats()
-    private var reassembler: Reassembler!
+    private let reassembler: Reassembler
     private var dns: DNSTracker!
     private var quic: QUICTracker!
     private let sink: (CallRecord) -> Void
     /// Completed calls waiting until the watermark passes their start.
-    private var ready: [(CallRecord, Int)] = []
-    private var sequence = 0
+    private var ready = CallReorderBuffer()
     private var lastHousekeeping: Nanos = 0
     private var now: Nanos = 0
     /// The latest packet time seen.
@@ -28,11 +27,10 @@ public final class Analyzer {
     public init(options: AnalysisOptions = AnalysisOptions(), sink: @escaping (CallRecord) -> Void) {
         self.options = options
         self.sink = sink
-        reassembler = Reassembler(limits: options.reassembly) { [unowned self] c in
-            ConnectionAnalysis(owner: self, connection: c)
-        }
+        reassembler = Reassembler(limits: options.reassembly)
         dns = DNSTracker(owner: self)
         quic = QUICTracker(owner: self)
+        reassembler.makeHandler = { [unowned self] c in ConnectionAnalysis(owner: self, connection: c) }
     }
 
     /// Counters so far, including the reassembler's and the decoder's (pass the decoder's counters in).
@@ -121,8 +119,7 @@ public final class Analyzer {
             sink(r)
             return
         }
-        ready.append((r, sequence))
-        sequence += 1
+        ready.insert(r)
     }
 
     func learn(_ answers: [DNSAnswer], for name: String) {
@@ -150,15 +147,10 @@ public final class Analyzer {
     }
 
     private func release(upTo watermark: Nanos) {
-        guard !ready.isEmpty else { return }
-        ready.sort { $0.0.ts != $1.0.ts ? $0.0.ts < $1.0.ts : $0.1 < $1.1 }
-        var k = 0
-        while k < ready.count && ready[k].0.ts < watermark || (watermark == .max && k < ready.count) {
+        while let record = ready.popEarliest(before: watermark) {
             stats.calls += 1
-            sink(ready[k].0)
-            k += 1
+            sink(record)
         }
-        ready.removeFirst(k)
     }
 
     private func isExcluded(_ host: String) -> Bool {

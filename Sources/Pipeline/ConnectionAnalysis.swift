@@ -600,6 +600,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
     }
 
     static func hostFromAbsoluteTarget(_ target: String) -> String? {
+        if target.hasPrefix("/") { return nil } // origin-form, the usual case: no scan needed
         guard let schemeEnd = target.range(of: "://") else {
             // CONNECT host:port
             return target.contains(":") && !target.hasPrefix("/") ? hostName(target) : nil
@@ -612,7 +613,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
 
     /// The path (with redacted query) of an origin-form or absolute-form target.
     static func pathPart(_ target: String) -> String {
-        guard let schemeEnd = target.range(of: "://") else { return target }
+        guard !target.hasPrefix("/"), let schemeEnd = target.range(of: "://") else { return target }
         let rest = target[schemeEnd.upperBound...]
         if let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) {
             let p = String(rest[slash...])

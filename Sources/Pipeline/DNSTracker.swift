@@ -101,13 +101,20 @@ final class DNSTracker {
         for i in held.indices where !held[i].folded && held[i].rcode == 3 {
             // Search-list expansion: "name.suffix" NXDOMAIN, then a lookup of "name" from the same client.
             let n = held[i].name
+            let client = held[i].key.client, time = held[i].queryTime
             if held.contains(where: { o in
-                o.key.client == held[i].key.client && o.name != n && n.hasPrefix(o.name + ".")
-                    && o.queryTime >= held[i].queryTime
+                o.key.client == client && o.queryTime >= time && Self.isSearchListExpansion(n, of: o.name)
             }) {
                 held[i].folded = true
             }
         }
+    }
+
+    /// `name` is `base` followed by a dot and more labels ("api.corp.example" of "api"), compared on bytes.
+    static func isSearchListExpansion(_ name: String, of base: String) -> Bool {
+        let n = name.utf8, b = base.utf8
+        guard n.count > b.count, n.starts(with: b) else { return false }
+        return n[n.index(n.startIndex, offsetBy: b.count)] == UInt8(ascii: ".")
     }
 
     /// An answer's data as text: the address, or the alias target.

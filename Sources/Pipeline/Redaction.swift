@@ -23,9 +23,10 @@ public enum Redaction {
 
     /// Redacts a request target (origin-form path?query, or absolute-form URL).
     public static func target(_ raw: String) -> String {
+        guard mayHoldSecret(raw) else { return raw }
         var t = raw
         // Absolute-form: drop userinfo from scheme://user:pass@host/...
-        if let schemeEnd = t.range(of: "://") {
+        if !t.hasPrefix("/"), let schemeEnd = t.range(of: "://") {
             let afterScheme = t[schemeEnd.upperBound...]
             let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? afterScheme.endIndex
             if let at = afterScheme[..<authorityEnd].lastIndex(of: "@") {
@@ -46,6 +47,26 @@ public enum Redaction {
             return isSecretName(name) ? name + "=" + placeholder : String(pair)
         }.joined(separator: "&")
         return path + "?" + redacted
+    }
+
+    /// One pass over the bytes: only a target with a query, a colon (scheme, userinfo, bot token) or a
+    /// path segment that a rule below looks at can change; most API paths are returned as they are.
+    static func mayHoldSecret(_ raw: String) -> Bool {
+        raw.utf8.withContiguousStorageIfAvailable { bytes in
+            for b in bytes where b == UInt8(ascii: "?") || b == UInt8(ascii: ":") { return true }
+            return contains(bytes, "services") || contains(bytes, "webhooks")
+        } ?? true
+    }
+
+    private static func contains(_ bytes: UnsafeBufferPointer<UInt8>, _ word: StaticString) -> Bool {
+        let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+        guard bytes.count >= w.count else { return false }
+        for start in 0...(bytes.count - w.count) where bytes[start] == w[0] {
+            var k = 1
+            while k < w.count && bytes[start + k] == w[k] { k += 1 }
+            if k == w.count { return true }
+        }
+        return false
     }
 
     /// Secrets carried in the path itself.

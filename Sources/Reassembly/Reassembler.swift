@@ -25,11 +25,17 @@ public final class Reassembler {
     public let limits: ReassemblyLimits
     public private(set) var counters = ReassemblyCounters()
     private var table: [ConnectionKey: TCPConnection] = [:]
+    /// The connection of the previous packet: segments of one transfer arrive back to back, and this
+    /// saves hashing the key for them.
+    private var recentKey: ConnectionKey?
+    private var recentConnection: TCPConnection?
     private var pendingBytesTotal = 0
     private var lastSweep: Nanos = 0
-    private let makeHandler: (TCPConnection) -> TCPStreamHandler?
+    /// Makes the stream handler of each new connection (none: the streams are tracked but not analysed).
+    public var makeHandler: (TCPConnection) -> TCPStreamHandler?
 
-    public init(limits: ReassemblyLimits = ReassemblyLimits(), makeHandler: @escaping (TCPConnection) -> TCPStreamHandler?) {
+    public init(limits: ReassemblyLimits = ReassemblyLimits(),
+                makeHandler: @escaping (TCPConnection) -> TCPStreamHandler? = { _ in nil }) {
         self.limits = limits
         self.makeHandler = makeHandler
     }
@@ -40,7 +46,7 @@ public final class Reassembler {
     public func process(_ p: DecodedPacket) {
         let key = ConnectionKey(p.src, p.srcPort, p.dst, p.dstPort)
         let syn = p.flags.contains(.syn), ack = p.flags.contains(.ack)
-        var conn = table[key]
+        var conn = key == recentKey ? recentConnection : table[key]
         if let existing = conn, syn, !ack, existing.shouldRestart(onSynSeq: p.seq, from: p.src, port: p.srcPort) {
             // The 4-tuple is reused by a new connection.
             finishConnection(existing, key: key, reason: existing.closedAt != nil ? .closed : .idle)
@@ -56,6 +62,8 @@ public final class Reassembler {
             conn = c
         }
         guard let c = conn else { return }
+        recentKey = key
+        recentConnection = c
         c.lastSeen = p.timestamp
         c.packets += 1
         if c.finished {
@@ -89,6 +97,8 @@ public final class Reassembler {
             finishConnection(c, key: key, reason: c.resetTime != nil ? .reset : .endOfCapture)
         }
         table.removeAll()
+        recentKey = nil
+        recentConnection = nil
     }
 
     /// Earliest first-seen time among open connections, if any: nothing they report can start before it.
@@ -138,7 +148,10 @@ public final class Reassembler {
             c.handler?.finish(c, reason: reason)
             c.handler = nil
         }
-        if !keepLingering { table.removeValue(forKey: key) }
+        if !keepLingering {
+            table.removeValue(forKey: key)
+            if key == recentKey { recentKey = nil; recentConnection = nil }
+        }
     }
 
     private func sweepIfDue(_ now: Nanos) {
@@ -201,18 +214,17 @@ public final class Reassembler {
             }
             seq = p.seq &+ 1 // data in a SYN (TCP Fast Open) starts after the SYN's sequence number
         }
-        var half = c.halves[dir.rawValue]
-        if !half.started {
+        let d = dir.rawValue
+        if !c.halves[d].started {
             if p.wireLength == 0 && !p.flags.contains(.fin) { return } // a bare ACK says nothing about our stream
-            half.started = true
-            half.nextSeq = seq
+            c.halves[d].started = true
+            c.halves[d].nextSeq = seq
             if !c.midStream && c.synTime == nil { c.midStream = true }
         }
         if p.flags.contains(.fin) {
-            half.finSeq = seq &+ UInt32(truncatingIfNeeded: p.wireLength)
-            c.finTime[dir.rawValue] = c.finTime[dir.rawValue] ?? p.timestamp
+            c.halves[d].finSeq = seq &+ UInt32(truncatingIfNeeded: p.wireLength)
+            c.finTime[d] = c.finTime[d] ?? p.timestamp
         }
-        c.halves[dir.rawValue] = half
         if p.wireLength > 0 {
             insert(c, dir, seq: seq, payload: p.payload, wireLength: p.wireLength, time: p.timestamp)
         }
@@ -247,19 +259,17 @@ public final class Reassembler {
         }
         // A hole before this segment: hold a copy until it fills, within the caps.
         counters.outOfOrderSegments += 1
-        var half = c.halves[d]
-        var pos = half.pending.count
-        while pos > 0 && seqDiff(half.pending[pos - 1].seq, seq) > 0 { pos -= 1 }
-        if pos > 0, half.pending[pos - 1].seq == seq, half.pending[pos - 1].wireLength >= wireLength {
+        var pos = c.halves[d].pending.count
+        while pos > 0 && seqDiff(c.halves[d].pending[pos - 1].seq, seq) > 0 { pos -= 1 }
+        if pos > 0, c.halves[d].pending[pos - 1].seq == seq, c.halves[d].pending[pos - 1].wireLength >= wireLength {
             counters.retransmittedSegments += 1
             return
         }
-        half.pending.insert(PendingSegment(seq: seq, wireLength: wireLength, data: Array(payload), time: time), at: pos)
-        half.pendingBytes += payload.count
+        c.halves[d].pending.insert(PendingSegment(seq: seq, wireLength: wireLength, data: Array(payload), time: time), at: pos)
+        c.halves[d].pendingBytes += payload.count
         pendingBytesTotal += payload.count
-        c.halves[d] = half
-        if half.pendingBytes > limits.maxPendingBytesPerConnection
-            || half.pending.count > limits.maxPendingSegmentsPerDirection
+        if c.halves[d].pendingBytes > limits.maxPendingBytesPerConnection
+            || c.halves[d].pending.count > limits.maxPendingSegmentsPerDirection
             || pendingBytesTotal > limits.maxPendingBytesTotal {
             counters.pendingCapFlushes += 1
             skipToFirstPending(c, dir, time: time)

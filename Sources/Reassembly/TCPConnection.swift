@@ -28,6 +28,27 @@ public enum FinishReason: Sendable {
     case capacity      // evicted to make room in the flow table
 }
 
+/// One value per direction, indexed by `Direction.rawValue`. Two stored fields instead of an array, so
+/// reading or updating one side in the packet path touches no heap storage and no reference count.
+@frozen public struct PerDirection<Value> {
+    public var toServer: Value
+    public var toClient: Value
+
+    @inlinable public init(_ toServer: Value, _ toClient: Value) {
+        self.toServer = toServer
+        self.toClient = toClient
+    }
+
+    @inlinable public subscript(_ index: Int) -> Value {
+        get { index == 0 ? toServer : toClient }
+        _modify {
+            if index == 0 { yield &toServer } else { yield &toClient }
+        }
+    }
+}
+
+extension PerDirection: Sendable where Value: Sendable {}
+
 /// An out-of-order segment held until the bytes before it arrive.
 struct PendingSegment {
     var seq: UInt32
@@ -62,16 +83,16 @@ public final class TCPConnection {
     public internal(set) var midStream = false
     public internal(set) var resetTime: Nanos?
     public internal(set) var resetBy: Direction?
-    public internal(set) var finTime: [Nanos?] = [nil, nil]
+    public internal(set) var finTime = PerDirection<Nanos?>(nil, nil)
     /// Payload bytes delivered in order, per direction (retransmissions excluded).
-    public internal(set) var bytes: [Int] = [0, 0]
+    public internal(set) var bytes = PerDirection(0, 0)
     /// Bytes reported as gaps, per direction (like Zeek's missed_bytes).
-    public internal(set) var missedBytes: [Int] = [0, 0]
+    public internal(set) var missedBytes = PerDirection(0, 0)
     public internal(set) var packets = 0
-    public internal(set) var firstDataTime: [Nanos?] = [nil, nil]
+    public internal(set) var firstDataTime = PerDirection<Nanos?>(nil, nil)
 
     public var handler: TCPStreamHandler?
-    var halves = [HalfStream(), HalfStream()]
+    var halves = PerDirection(HalfStream(), HalfStream())
     var closedAt: Nanos?
     var clientISN: UInt32?
     var finished = false

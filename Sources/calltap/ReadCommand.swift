@@ -83,11 +83,14 @@ struct ReadCommand: ParsableCommand {
         var batch: [CallRecord] = []
         var storeError: Error?
         let format = self.format
-        if format == .table { out.line(CallTable.header) }
+        // The table header waits for the first call or the first readable file, so an input that cannot
+        // be opened leaves nothing on stdout but its error on stderr.
+        var headerWritten = false
         let analyzer = Analyzer(options: options) { record in
             switch format {
             case .jsonl: out.line(CallJSON.line(record))
             case .table:
+                if !headerWritten { out.line(CallTable.header); headerWritten = true }
                 out.line(CallTable.row(record))
                 tableRows.append(record)
             case .none: break
@@ -103,6 +106,7 @@ struct ReadCommand: ParsableCommand {
 
         var totalDecoder = DecodeCounters()
         var anyRead = false
+        var anyOpened = false
         var damaged: [String] = []
         var unreadable: [String] = []
         let showProgress = Log.stderrIsTTY
@@ -115,6 +119,7 @@ struct ReadCommand: ParsableCommand {
                 unreadable.append(path)
                 continue
             }
+            anyOpened = true
             var decoder = PacketDecoder(linkType: reader.linkType)
             let fileSize = path == "-" ? 0 : ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
             var lastProgress = Date()
@@ -141,7 +146,8 @@ struct ReadCommand: ParsableCommand {
         }
         analyzer.finish()
         let statistics = analyzer.statistics(decoder: totalDecoder)
-        if format == .table {
+        if format == .table && anyOpened {
+            if !headerWritten { out.line(CallTable.header) }
             for line in CallTable.summary(tableRows) { out.line(line) }
         }
         out.flush()
