@@ -92,6 +92,9 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Capture"]),
+        // Test support: counts heap allocations, to prove the in-order packet path makes none.
+        .target(name: "AllocationCounter", path: "Tests/Support/AllocationCounter"),
+        .testTarget(name: "HotPathTests", dependencies: ["AllocationCounter", "Capture", "Pipeline", "CallModel", "Reassembly"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel", .product(name: "GRDB", package: "GRDB.swift")]),
     ],
     swiftLanguageModes: [.v6]
