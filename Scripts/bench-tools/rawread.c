@@ -1,4 +1,5 @@
-/* The baseline for Scripts/bench: read every packet of a capture with libpcap and touch every byte. */
+/* The baseline for Scripts/bench: read every packet of a capture with libpcap and touch every byte.
+   The file is opened with the same 1 MiB stdio buffer as calltap's reader, so the two read alike. */
 #include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -6,7 +7,10 @@
 int main(int argc, char **argv) {
     char err[PCAP_ERRBUF_SIZE];
     if (argc < 2) { fprintf(stderr, "usage: rawread FILE\n"); return 2; }
-    pcap_t *p = pcap_open_offline(argv[1], err);
+    FILE *f = fopen(argv[1], "rb");
+    if (!f) { perror(argv[1]); return 2; }
+    setvbuf(f, NULL, _IOFBF, 1 << 20);
+    pcap_t *p = pcap_fopen_offline(f, err);
     if (!p) { fprintf(stderr, "%s\n", err); return 2; }
     struct pcap_pkthdr *h;
     const u_char *d;

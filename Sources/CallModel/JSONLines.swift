@@ -65,7 +65,9 @@ public struct JSONObjectWriter {
     private var out = "{"
     private var first = true
 
-    public init() {}
+    public init() {
+        out.reserveCapacity(1024) // a typical call line, so appending rarely regrows it
+    }
 
     private mutating func key(_ k: String) {
         if !first { out += "," }
@@ -125,6 +127,15 @@ public struct JSONObjectWriter {
 
     public static func appendQuoted(_ s: String, to out: inout String) {
         out += "\""
+        // Most values (hosts, paths, addresses) need no escape: copy them whole.
+        let plain = s.utf8.withContiguousStorageIfAvailable { bytes in
+            !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+        } ?? false
+        if plain {
+            out += s
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""

@@ -38,10 +38,7 @@ public struct IPAddress: Hashable, Sendable, Comparable {
     }
 
     public var description: String {
-        if isV4 {
-            let b = bytes
-            return "\(b[0]).\(b[1]).\(b[2]).\(b[3])"
-        }
+        if isV4 { return dottedQuad(UInt32(truncatingIfNeeded: low)) }
         var groups: [UInt16] = []
         for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16((high >> UInt64(shift)) & 0xFFFF)) }
         for shift in stride(from: 48, through: 0, by: -16) { groups.append(UInt16((low >> UInt64(shift)) & 0xFFFF)) }
@@ -61,6 +58,21 @@ public struct IPAddress: Hashable, Sendable, Comparable {
         let head = groups[0..<bestStart].map(hex).joined(separator: ":")
         let tail = groups[(bestStart + bestLen)...].map(hex).joined(separator: ":")
         return head + "::" + tail
+    }
+
+    /// "a.b.c.d" written straight into the string's storage (at most 15 bytes: no heap allocation).
+    private func dottedQuad(_ v: UInt32) -> String {
+        String(unsafeUninitializedCapacity: 15) { out in
+            var n = 0
+            for shift in stride(from: 24, through: 0, by: -8) {
+                let octet = Int((v >> UInt32(shift)) & 0xFF)
+                if octet >= 100 { out[n] = UInt8(48 + octet / 100); n += 1 }
+                if octet >= 10 { out[n] = UInt8(48 + octet / 10 % 10); n += 1 }
+                out[n] = UInt8(48 + octet % 10); n += 1
+                if shift > 0 { out[n] = UInt8(ascii: "."); n += 1 }
+            }
+            return n
+        }
     }
 
     /// Loopback (127/8, ::1) and link-local (169.254/16, fe80::/10) addresses, excluded from reports by default.

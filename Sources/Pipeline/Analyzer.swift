@@ -107,7 +107,7 @@ public final class Analyzer {
 
     // MARK: Called by the per-protocol parts
 
-    func emit(_ record: CallRecord) {
+    func emit(_ record: consuming CallRecord) {
         var r = record
         if let host = r.host, isExcluded(host) {
             stats.excludedHost += 1

@@ -22,7 +22,8 @@ struct CallReorderBuffer {
     var isEmpty: Bool { heap.isEmpty }
     var count: Int { heap.count }
 
-    mutating func insert(_ record: CallRecord) {
+    mutating func insert(_ record: consuming CallRecord) {
+        let ts = record.ts
         let slot: Int
         if let free = freeSlots.popLast() {
             slot = free
@@ -31,7 +32,7 @@ struct CallReorderBuffer {
             slot = slots.count
             slots.append(record)
         }
-        heap.append(Key(ts: record.ts, sequence: sequence, slot: slot))
+        heap.append(Key(ts: ts, sequence: sequence, slot: slot))
         sequence += 1
         siftUp(heap.count - 1)
     }

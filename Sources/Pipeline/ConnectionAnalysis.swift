@@ -39,12 +39,17 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private var innerUnknown = false
     private var unknownBytes = 0
     let communityID: String
+    /// The endpoints as text, made once per connection rather than once per call.
+    private lazy var clientText = connection.client.description
+    private lazy var serverText = connection.server.description
+    private unowned let connection: TCPConnection
 
     /// Who opened the connection, looked up on its first packet.
     private let processOwner: ConnectionOwner?
 
     init(owner: Analyzer, connection c: TCPConnection) {
         self.owner = owner
+        connection = c
         communityID = CommunityID.v1(c.client, c.clientPort, c.server, c.serverPort, proto: 6)
         processOwner = owner.options.attribute?(c.client, c.clientPort, c.server, c.serverPort, c.firstSeen)
         if owner.options.attribute != nil && processOwner == nil { owner.stats.unattributedConnections += 1 }
@@ -362,9 +367,9 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private func base(_ c: TCPConnection, kind: CallKind, ts: Nanos) -> CallRecord {
         var r = CallRecord(kind: kind, ts: ts)
         r.connectionId = communityID
-        r.clientIp = c.client.description
+        r.clientIp = clientText
         r.clientPort = Int(c.clientPort)
-        r.serverIp = c.server.description
+        r.serverIp = serverText
         r.serverPort = Int(c.serverPort)
         r.estimated = c.midStream
         r.target = owner.options.target
