@@ -13,6 +13,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "calltap", targets: ["calltap"]),
+        // The parsers that take outside bytes, for the fuzz targets in FuzzTesting/.
+        .library(name: "CalltapParsers", targets: ["Capture", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -136,7 +136,7 @@ public final class SessionRegistry: @unchecked Sendable {
         return (nil, "none", nil)
     }
 
-    static func parse(_ line: Substring) -> RegistryEntry? {
+    public static func parse(_ line: Substring) -> RegistryEntry? {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
               let pid = (obj["pid"] as? NSNumber)?.intValue, pid > 0,
               let session = obj["session_id"] as? String, !session.isEmpty else { return nil }

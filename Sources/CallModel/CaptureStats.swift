@@ -41,6 +41,9 @@ public struct CaptureStats: Sendable, Equatable {
     public var dnsNamesDropped = 0
     public var kernelDrops = 0
     public var unattributedConnections = 0
+    /// Calls released before the ordering watermark because too many were waiting (a long connection held
+    /// it back); they may come out of start order.
+    public var callsReleasedEarly = 0
 
     public init() {}
 
@@ -61,6 +64,7 @@ public struct CaptureStats: Sendable, Equatable {
             ("http2_connections", http2Connections), ("http2_streams_dropped", http2StreamsDropped),
             ("http2_pushed_streams", http2PushedStreams),
             ("dns_names_dropped", dnsNamesDropped), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
+            ("calls_released_early", callsReleasedEarly),
         ]
     }
 

@@ -32,6 +32,9 @@ public struct AnalysisOptions: Sendable {
     public var quicIdleTimeout: Int64 = 30_000_000_000
     /// Entries kept in the address → DNS name map used to name connections without SNI or Host.
     public var maxDNSNames = 65_536
+    /// Finished calls held for ordering; beyond it the earliest are released at once (counted in
+    /// `calls_released_early`), so a connection that never ends cannot hold every later call in memory.
+    public var maxHeldCalls = 20_000
 
     public init() {}
 }

@@ -120,6 +120,11 @@ public final class Analyzer {
             return
         }
         ready.insert(r)
+        if ready.count > options.maxHeldCalls, let earliest = ready.popEarliest(before: .max) {
+            stats.callsReleasedEarly += 1
+            stats.calls += 1
+            sink(earliest)
+        }
     }
 
     func learn(_ answers: [DNSAnswer], for name: String) {

@@ -5,6 +5,12 @@ import Capture
 import Reassembly
 import X509
 
+/// A value kept on the heap, for large and rarely present state.
+final class Box<Value> {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
 /// What a TCP stream turned out to carry, decided from its first bytes.
 enum StreamProtocol {
     case undecided
@@ -31,14 +37,17 @@ final class ConnectionAnalysis: TCPStreamHandler {
     /// HTTP/2 in the clear: prior knowledge, or after an Upgrade: h2c.
     private var h2: HTTP2Analyser?
     /// The last HTTP/1 exchange that switched protocols (its Upgrade decides what follows).
-    private var switchedExchange: HTTPExchange?
+    /// Boxed: an exchange is over 400 bytes and almost no connection switches.
+    private var switchedExchange: Box<HTTPExchange>?
     /// HTTP/2 inside decrypted TLS.
     private var innerHTTP2: HTTP2Analyser?
     /// HTTP/1 inside decrypted TLS.
     private var innerHTTP: HTTP1Analyser?
     private var innerUnknown = false
     private var unknownBytes = 0
-    let communityID: String
+    /// Made when the first call is built: a SYN flood's connections never need one.
+    private lazy var communityID = CommunityID.v1(connection.client, connection.clientPort, connection.server,
+                                                  connection.serverPort, proto: 6)
     /// The endpoints as text, made once per connection rather than once per call.
     private lazy var clientText = connection.client.description
     private lazy var serverText = connection.server.description
@@ -50,7 +59,6 @@ final class ConnectionAnalysis: TCPStreamHandler {
     init(owner: Analyzer, connection c: TCPConnection) {
         self.owner = owner
         connection = c
-        communityID = CommunityID.v1(c.client, c.clientPort, c.server, c.serverPort, proto: 6)
         processOwner = owner.options.attribute?(c.client, c.clientPort, c.server, c.serverPort, c.firstSeen)
         if owner.options.attribute != nil && processOwner == nil { owner.stats.unattributedConnections += 1 }
     }
@@ -73,7 +81,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
                 let held = http.heldClientBytes
                 proto = .undecided
                 afterSwitch = true
-                if let x = switchedExchange, x.request?.upgrade?.contains("h2c") == true, x.response?.status == 101 {
+                if let x = switchedExchange?.value, x.request?.upgrade?.contains("h2c") == true, x.response?.status == 101 {
                     let a = HTTP2Analyser()
                     a.adoptUpgradedRequest(method: x.request?.method, path: x.request?.target, authority: x.request?.host,
                                            start: x.requestStart, end: x.requestEnd)
@@ -409,7 +417,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private func emitHTTP(_ c: TCPConnection, finishing: FinishReason? = nil) {
         guard let http else { return }
         for x in http.takeCompleted() {
-            if x.switchedProtocols { switchedExchange = x }
+            if x.switchedProtocols { switchedExchange = Box(x) }
             owner.emit(httpRecord(c, x, finishing: finishing))
             httpCalls += 1
         }
@@ -476,6 +484,10 @@ final class ConnectionAnalysis: TCPStreamHandler {
         } else if x.response != nil {
             r.outcome = .incomplete
             r.error = finishing == .endOfCapture ? "capture ended during the response" : "response cut short"
+        } else if x.request != nil && c.missedBytes[Direction.toClient.rawValue] > 0 {
+            // The server did send something, but it fell into a hole in the capture.
+            r.outcome = .incomplete
+            r.error = "response lost in a capture gap"
         } else if x.request != nil {
             r.outcome = .noResponse
             r.error = finishing == .endOfCapture ? "capture ended before a response" : "connection closed without a response"

@@ -3,7 +3,7 @@ import Capture
 /// Caps and timeouts of the reassembler. Every cap that drops or skips data is counted in `ReassemblyCounters`.
 public struct ReassemblyLimits: Sendable {
     /// Connections tracked at once; beyond it the idlest are evicted (counted) to make room.
-    public var maxConnections = 262_144
+    public var maxConnections = 131_072
     /// Out-of-order bytes held per connection before the first hole is given up as a gap.
     public var maxPendingBytesPerConnection = 4 << 20
     /// Out-of-order bytes held across all connections.

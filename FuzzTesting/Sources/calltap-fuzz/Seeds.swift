@@ -1,0 +1,112 @@
+import Analysers
+import Capture
+import Foundation
+import Reassembly
+
+/// Writes seed inputs for every target from real captures: frames for the decoder and the pipeline,
+/// reassembled client/server streams for the HTTP/1, TLS and HTTP/2 parsers, DNS payloads, small files
+/// whole, key logs that sit beside the captures, and registry lines.
+struct SeedMaker {
+    let output: String
+    private let maxStreamBytes = 16 * 1024
+
+    init(output: String) { self.output = output }
+
+    func make(from captures: [String]) {
+        var written: [String: Int] = [:]
+        func write(_ target: String, _ name: String, _ bytes: [UInt8]) {
+            let dir = "\(output)/\(target)"
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            _ = FileManager.default.createFile(atPath: "\(dir)/\(name)", contents: Data(bytes))
+            written[target, default: 0] += 1
+        }
+        for path in captures {
+            let base = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            if path.hasSuffix(".keylog") || path.hasSuffix(".keys") {
+                if let text = try? Data(contentsOf: URL(fileURLWithPath: path)) { write("keylog", base, Array(text.prefix(4096))) }
+                continue
+            }
+            guard let reader = try? PcapFileReader(path: path) else { continue }
+            var decoder = PacketDecoder(linkType: reader.linkType)
+            let link = fuzzLinkIndex(reader.linkType)
+            var pipeline: [UInt8] = [link]
+            var frames = 0, dns = 0
+            let collector = StreamCollector(limit: maxStreamBytes)
+            let reassembler = Reassembler { c in collector.handler(for: c) }
+            _ = reader.forEach { frame, wireLength, ts in
+                frames += 1
+                if frames <= 12 { write("decode", "\(base)-\(frames)", [link] + Array(frame)) }
+                if frames <= 400 && pipeline.count + frame.count < 64 * 1024 {
+                    pipeline += [UInt8(frame.count >> 8), UInt8(frame.count & 0xFF)] + Array(frame)
+                }
+                guard let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) else { return }
+                if p.transport == .tcp {
+                    reassembler.process(p)
+                } else if (p.srcPort == 53 || p.dstPort == 53) && dns < 8 && !p.payload.isEmpty {
+                    dns += 1
+                    write("dns", "\(base)-\(dns)", Array(p.payload))
+                }
+            }
+            reassembler.finishAll()
+            write("pipeline", base, pipeline)
+            if let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size <= 256 * 1024,
+               let whole = try? Data(contentsOf: URL(fileURLWithPath: path)) {
+                write("pcapfile", base, Array(whole))
+            }
+            var perTarget: [String: Int] = [:]
+            for (k, s) in collector.streams.enumerated() {
+                guard let target = Self.classify(s.client), perTarget[target, default: 0] < 4 else { continue }
+                perTarget[target, default: 0] += 1
+                let n = min(s.client.count, 0xFFFF)
+                write(target, "\(base)-\(k)", [UInt8(n >> 8), UInt8(n & 0xFF)] + s.client.prefix(n) + s.server)
+            }
+        }
+        let registryLines = [
+            #"{"pid":4242,"session_id":"s-1","started_at":"2026-11-25T10:00:00Z","agent":"planner"}"#,
+            #"{"pid":17,"session_id":"s-2","started_at":1764064800.25,"ended_at":1764064900,"pid_start_time":123456}"#,
+            #"{"pid":9,"session_id":"s-3","pid_ns":4026531836}"#,
+            #"{"pid":-1,"session_id":""}"#,
+        ]
+        for (i, line) in registryLines.enumerated() { write("registry", "line-\(i)", Array(line.utf8)) }
+        for (target, count) in written.sorted(by: { $0.key < $1.key }) { print("\(target): \(count) seeds") }
+    }
+
+    /// Which parser a client stream belongs to, by its first bytes.
+    static func classify(_ client: [UInt8]) -> String? {
+        guard client.count >= 4 else { return nil }
+        if client[0] == 0x16 && client[1] == 0x03 { return "tls" }
+        if client.starts(with: Array("PRI * HTTP/2.0".utf8)) { return "http2" }
+        if client.prefix(8).contains(0x20) && client[0] >= 0x41 && client[0] <= 0x5A { return "http1" }
+        return nil
+    }
+}
+
+/// Keeps the first bytes of each direction of every connection.
+final class StreamCollector {
+    final class Stream: TCPStreamHandler {
+        var client: [UInt8] = []
+        var server: [UInt8] = []
+        let limit: Int
+        init(limit: Int) { self.limit = limit }
+        func deliver(_ c: TCPConnection, _ d: Direction, _ data: UnsafeRawBufferPointer, at time: Nanos) {
+            if d == .toServer {
+                client += data.prefix(max(0, limit - client.count))
+            } else {
+                server += data.prefix(max(0, limit - server.count))
+            }
+        }
+        func gap(_ c: TCPConnection, _ d: Direction, length: Int, at time: Nanos) {}
+        func endOfStream(_ c: TCPConnection, _ d: Direction, at time: Nanos) {}
+        func finish(_ c: TCPConnection, reason: FinishReason) {}
+    }
+
+    let limit: Int
+    var streams: [Stream] = []
+    init(limit: Int) { self.limit = limit }
+
+    func handler(for c: TCPConnection) -> TCPStreamHandler {
+        let s = Stream(limit: limit)
+        streams.append(s)
+        return s
+    }
+}

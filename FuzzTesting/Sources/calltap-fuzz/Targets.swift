@@ -1,0 +1,140 @@
+import Analysers
+import Attribution
+import CallModel
+import Capture
+import Foundation
+import Pipeline
+
+/// One fuzz target: a parser that takes outside bytes, and how one input is fed to it.
+struct FuzzTarget: Sendable {
+    let name: String
+    let summary: String
+    let run: @Sendable (UnsafeRawBufferPointer) -> Void
+}
+
+/// Link types a fuzz input can pick with its first byte.
+let fuzzLinkTypes: [LinkType] = [.ethernet, .linuxSLL, .linuxSLL2, .raw, .null, .loop, .ipv4, .ipv6, .rawLinktype, .rawAlt]
+
+func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: t) ?? 0) }
+
+/// Every target. Input formats (the seed maker in Seeds.swift writes the same):
+/// - decode: [link index][one frame]
+/// - pipeline: [link index] then frames as [u16 length][bytes], 100 ms apart, through reassembly, every
+///   analyser, call building and the JSON line
+/// - http1, tls, http2: [u16 client length][client bytes][server bytes], delivered in alternating chunks
+/// - dns: one DNS message; keylog: key log text; registry: one registry line; pcapfile: a whole file
+let fuzzTargets: [FuzzTarget] = [
+    FuzzTarget(name: "decode", summary: "link layer, IPv4/IPv6, TCP/UDP headers") { data in
+        guard let first = data.first else { return }
+        var decoder = PacketDecoder(linkType: fuzzLinkTypes[Int(first) % fuzzLinkTypes.count])
+        let frame = UnsafeRawBufferPointer(rebasing: data.dropFirst())
+        _ = decoder.decode(frame, wireLength: frame.count + Int(first >> 4), timestamp: 1)
+    },
+    FuzzTarget(name: "pipeline", summary: "frames through reassembly, detection, all analysers and call records") { data in
+        guard let first = data.first else { return }
+        runPipeline(linkType: fuzzLinkTypes[Int(first) % fuzzLinkTypes.count], records: UnsafeRawBufferPointer(rebasing: data.dropFirst()))
+    },
+    FuzzTarget(name: "http1", summary: "HTTP/1.x requests and responses") { data in
+        let a = HTTP1Analyser()
+        deliverStreams(data) { fromClient, chunk, t in
+            _ = a.deliver(fromClient ? .client : .server, chunk, at: t)
+            _ = a.takeCompleted()
+        }
+        a.gap(.server, length: 100, at: 9)
+        a.endOfStream(.server, at: 10)
+        a.finish()
+        _ = a.takeCompleted()
+    },
+    FuzzTarget(name: "tls", summary: "TLS records, handshake messages, JA4, decryption with a key log") { data in
+        let a = TLSAnalyser(keyLog: fuzzKeyLog)
+        deliverStreams(data) { fromClient, chunk, t in a.deliver(fromClient: fromClient, chunk, at: t) }
+        a.gap(fromClient: false, length: 100)
+        a.finishWaitingForKeys()
+    },
+    FuzzTarget(name: "http2", summary: "HTTP/2 frames and HPACK") { data in
+        let a = HTTP2Analyser()
+        deliverStreams(data) { fromClient, chunk, t in
+            a.deliver(fromClient: fromClient, chunk, at: t)
+            _ = a.takeCompleted()
+        }
+        a.finish()
+        _ = a.takeCompleted()
+    },
+    FuzzTarget(name: "dns", summary: "DNS messages (names, compression, records)") { data in
+        _ = DNSParser.parse(data)
+    },
+    FuzzTarget(name: "keylog", summary: "SSLKEYLOGFILE lines") { data in
+        let log = KeyLog()
+        log.add(text: String(decoding: data, as: UTF8.self))
+        _ = log.secret(.clientTrafficSecret0, clientRandom: [UInt8](repeating: 0, count: 32))
+    },
+    FuzzTarget(name: "registry", summary: "PID → session registry lines") { data in
+        _ = SessionRegistry.parse(Substring(String(decoding: data, as: UTF8.self)))
+    },
+    FuzzTarget(name: "pcapfile", summary: "pcap and pcapng files through libpcap and the decoder") { data in
+        let path = fuzzScratchFile
+        guard FileManager.default.createFile(atPath: path, contents: Data(data)) else { return }
+        guard let reader = try? PcapFileReader(path: path) else { return }
+        var decoder = PacketDecoder(linkType: reader.linkType)
+        let analyzer = Analyzer { _ in }
+        _ = reader.forEach { frame, wireLength, ts in
+            if let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) { analyzer.process(p) }
+        }
+        analyzer.finish()
+    },
+]
+
+/// A key log whose secrets match no real connection: the decryption paths still run on every
+/// ClientHello (lookups, waiting for keys, giving up).
+let fuzzKeyLog: KeyLog = {
+    let log = KeyLog()
+    log.add(text: "CLIENT_RANDOM " + String(repeating: "00", count: 32) + " " + String(repeating: "11", count: 48) + "\n")
+    return log
+}()
+
+let fuzzScratchFile = "/dev/shm/calltap-fuzz-\(getpid()).pcap"
+
+/// Splits `[u16 client length][client][server]` and hands out the two sides in alternating chunks of
+/// 509 bytes (an odd size, so messages are cut in odd places).
+func deliverStreams(_ data: UnsafeRawBufferPointer, _ deliver: (Bool, UnsafeRawBufferPointer, Timestamp) -> Void) {
+    guard data.count >= 2 else { return }
+    let clientLength = min(data.count - 2, Int(data[0]) << 8 | Int(data[1]))
+    let client = UnsafeRawBufferPointer(rebasing: data[2..<(2 + clientLength)])
+    let server = UnsafeRawBufferPointer(rebasing: data[(2 + clientLength)...])
+    var ci = 0, si = 0
+    var t: Timestamp = 1_000
+    while ci < client.count || si < server.count {
+        if ci < client.count {
+            let end = min(client.count, ci + 509)
+            deliver(true, UnsafeRawBufferPointer(rebasing: client[ci..<end]), t)
+            ci = end
+        }
+        if si < server.count {
+            let end = min(server.count, si + 509)
+            deliver(false, UnsafeRawBufferPointer(rebasing: server[si..<end]), t + 500)
+            si = end
+        }
+        t += 1_000
+    }
+}
+
+func runPipeline(linkType: LinkType, records: UnsafeRawBufferPointer) {
+    var decoder = PacketDecoder(linkType: linkType)
+    var options = AnalysisOptions()
+    options.includeLocal = true
+    options.summaries = true
+    options.keyLog = fuzzKeyLog
+    let analyzer = Analyzer(options: options) { r in _ = CallJSON.line(r) }
+    var i = 0
+    var t: Nanos = 1_600_000_000_000_000_000
+    while i + 2 <= records.count {
+        let length = Int(records[i]) << 8 | Int(records[i + 1])
+        i += 2
+        let end = min(records.count, i + length)
+        let frame = UnsafeRawBufferPointer(rebasing: records[i..<end])
+        i = end
+        t += 100_000_000
+        if let p = decoder.decode(frame, wireLength: frame.count, timestamp: t) { analyzer.process(p) }
+    }
+    analyzer.finish()
+}
