@@ -68,7 +68,32 @@ struct SeedMaker {
             #"{"pid":-1,"session_id":""}"#,
         ]
         for (i, line) in registryLines.enumerated() { write("registry", "line-\(i)", Array(line.utf8)) }
+        for (i, seed) in Self.http2Seeds().enumerated() { write("http2", "built-\(i)", seed) }
         for (target, count) in written.sorted(by: { $0.key < $1.key }) { print("\(target): \(count) seeds") }
+    }
+
+    /// HTTP/2 conversations built frame by frame (cleartext HTTP/2 is rare in captures): a GET with its
+    /// answer, a POST with DATA and a reset, and a GOAWAY.
+    static func http2Seeds() -> [[UInt8]] {
+        func frame(_ type: UInt8, _ flags: UInt8, _ stream: UInt32, _ payload: [UInt8]) -> [UInt8] {
+            let n = payload.count
+            return [UInt8(n >> 16), UInt8((n >> 8) & 0xFF), UInt8(n & 0xFF), type, flags,
+                    UInt8(stream >> 24), UInt8((stream >> 16) & 0xFF), UInt8((stream >> 8) & 0xFF), UInt8(stream & 0xFF)] + payload
+        }
+        func literal(_ name: String, _ value: String) -> [UInt8] {
+            [0x00, UInt8(name.utf8.count)] + Array(name.utf8) + [UInt8(value.utf8.count)] + Array(value.utf8)
+        }
+        let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        let settings = frame(4, 0, 0, [0, 3, 0, 0, 0, 100])
+        let get = [0x82, 0x86, 0x84] + literal(":authority", "api.example.com") // GET, http, /
+        let post = [0x83, 0x86] + literal(":path", "/v1/chat?api_key=x") + literal(":authority", "api.example.com")
+        let client1 = preface + settings + frame(1, 0x05, 1, get)
+        let server1 = settings + frame(4, 1, 0, []) + frame(1, 0x04, 1, [0x88]) + frame(0, 0x01, 1, Array("hello".utf8))
+        let client2 = preface + settings + frame(1, 0x04, 3, post) + frame(0, 0x00, 3, Array("{\"a\":1}".utf8))
+            + frame(3, 0, 3, [0, 0, 0, 8])
+        let server2 = settings + frame(1, 0x05, 3, [0x8D]) + frame(7, 0, 0, [0, 0, 0, 3, 0, 0, 0, 2])
+        func seed(_ c: [UInt8], _ s: [UInt8]) -> [UInt8] { [UInt8(c.count >> 8), UInt8(c.count & 0xFF)] + c + s }
+        return [seed(client1, server1), seed(client2, server2), seed(client1 + frame(8, 0, 0, [0, 0, 0x10, 0]), server2)]
     }
 
     /// Which parser a client stream belongs to, by its first bytes.
