@@ -110,6 +110,11 @@ public final class CallStore: Sendable {
                 CREATE INDEX capture_stats_recorded ON capture_stats(recorded_at);
                 """)
         }
+        // /api/stats sums every counter by name; a daemon writes a row per counter per interval, so
+        // without a covering index that sum reads the whole table.
+        m.registerMigration("v2: capture statistics by name") { db in
+            try db.execute(sql: "CREATE INDEX capture_stats_name_value ON capture_stats(name, value)")
+        }
         return m
     }
 

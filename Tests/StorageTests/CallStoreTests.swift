@@ -72,6 +72,40 @@ import Testing
         #expect(mode == "wal")
     }
 
+    /// A database written by the v1 build (`calltap read Samples/agent-demo.pcap --db`) opens, migrates to
+    /// the current schema, and keeps every call and counter.
+    @Test func databaseOfThePreviousVersionMigrates() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/calls-v1.sqlite").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-v1-\(getpid()).sqlite").path
+        try? FileManager.default.removeItem(atPath: path)
+        try FileManager.default.copyItem(atPath: fixture, toPath: path)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let before = try DatabaseQueue(path: path).read { db in
+            try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations")
+        }
+        #expect(before == ["v1: calls and capture statistics"])
+
+        let store = try CallStore(path: path)
+        let applied = try store.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
+        #expect(applied == ["v1: calls and capture statistics", "v2: capture statistics by name"])
+        let index = try store.writer.read { db in
+            try String.fetchOne(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'capture_stats_name_value'")
+        }
+        #expect(index == "capture_stats_name_value")
+        #expect(try store.callCount() == 18)
+        let totals = try store.statsTotals()
+        #expect(totals["packets"] == 189)
+        var filter = CallStore.Filter()
+        filter.host = "api.agent.test"
+        let demo = try store.calls(filter)
+        #expect(demo.count == 12)
+        #expect(demo.allSatisfy { $0.host == "api.agent.test" })
+        // And it takes new calls.
+        try store.insert([Self.call("after-migration", ts: 1, session: nil)])
+        #expect(try store.callCount() == 19)
+    }
+
     @Test func timestampsFormatAndParse() {
         #expect(Timestamps.iso8601(1_717_243_200_044_890_000) == "2024-06-01T12:00:00.044890Z")
         #expect(Timestamps.parse("2024-06-01T12:00:00.04489Z") == 1_717_243_200_044_890_000)
