@@ -97,7 +97,8 @@ let package = Package(
         // Test support: counts heap allocations, to prove the in-order packet path makes none.
         .target(name: "AllocationCounter", path: "Tests/Support/AllocationCounter"),
         .testTarget(name: "HotPathTests", dependencies: ["AllocationCounter", "Capture", "Pipeline", "CallModel", "Reassembly"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel", .product(name: "GRDB", package: "GRDB.swift")],
+                    exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -15,6 +15,7 @@ check() { # name, condition (a command)
 }
 cleanup() {
   pkill -f "calltap capture" 2>/dev/null
+  umount "$tmp/small" "$tmp/ro" 2>/dev/null
   ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null; ip netns del ct-cap-b 2>/dev/null; ip netns del ct-cap-br 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
@@ -323,5 +324,77 @@ kill -TERM $cap; wait $cap
 kill $tls_server 2>/dev/null
 check "--keylog follows a growing key log and decrypts" grep -q '"path":"/secure".*"visibility":"decrypted"' "$tmp/tls.jsonl"
 check "a missing namespace is a clear error" bash -c "! '$bin' capture --netns ct-does-not-exist 2>&1 | grep -q Backtrace && '$bin' capture --netns ct-does-not-exist 2>&1 | grep -q 'no network namespace'"
+
+# Broken surroundings: each gets one clear line and the daemon goes on.
+# (a) The capture interface goes away and comes back: one error, one "resumed", calls on both sides.
+mkveth() {
+  ip link add ct-capx0 type veth peer name ct-capx1
+  ip link set ct-capx0 netns $A; ip link set ct-capx1 netns $S
+  ip -n $A addr add 10.213.13.2/24 dev ct-capx0; ip -n $S addr add 10.213.13.1/24 dev ct-capx1
+  ip -n $A link set ct-capx0 up; ip -n $S link set ct-capx1 up
+}
+mkveth
+ip netns exec $S python3 -m http.server 8083 --bind 0.0.0.0 >/dev/null 2>&1 &
+web_x=$!
+sleep 0.5
+"$bin" capture --netns $A -i ct-capx0 --format jsonl > "$tmp/gone.jsonl" 2> "$tmp/gone.err" &
+cap=$!
+sleep 1.5
+ip netns exec $A curl -s -o /dev/null http://10.213.13.1:8083/before-gone
+sleep 0.5
+ip -n $A link del ct-capx0
+sleep 3
+mkveth
+sleep 3
+ip netns exec $A curl -s -o /dev/null --retry 3 http://10.213.13.1:8083/after-gone
+sleep 0.5
+kill -TERM $cap; wait $cap; code=$?
+kill $web_x 2>/dev/null
+check "interface gone: one error, resumed when it is back, calls before and after, exit 0" \
+  [ "$(grep -c 'capture stopped' "$tmp/gone.err")" = 1 -a "$(grep -c 'capture resumed' "$tmp/gone.err")" = 1 \
+    -a "$(grep -c -e '/before-gone' -e '/after-gone' "$tmp/gone.jsonl")" = 2 -a "$code" = 0 ]
+check "interface gone: no stack trace" bash -c "! grep -qi -e backtrace -e 'fatal error' '$tmp/gone.err'"
+
+# (b) The database's disk fills up during capture: the error is logged once, calls are held and stored
+# once there is room again; nothing is lost.
+mkdir -p "$tmp/small"
+mount -t tmpfs -o size=320k tmpfs "$tmp/small"
+"$bin" capture --netns $A --db "$tmp/small/c.db" --format none 2> "$tmp/full.err" &
+cap=$!
+sleep 1.5
+for i in $(seq 5); do ip netns exec $A curl -s -o /dev/null http://$SIP/full/$i; done
+sleep 0.6
+dd if=/dev/zero of="$tmp/small/filler" bs=4k 2>/dev/null
+for i in $(seq 6 60); do ip netns exec $A curl -s -o /dev/null http://$SIP/full/$i; done
+sleep 1
+rm -f "$tmp/small/filler"
+sleep 1
+kill -TERM $cap; wait $cap
+full_count=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from calls where path like '/full/%'\").fetchone()[0])" "$tmp/small/c.db" 2>/dev/null || echo 0)
+umount "$tmp/small"
+check "disk full: one error, then every held call stored ($full_count of 60)" \
+  [ "$(grep -c 'cannot write to database' "$tmp/full.err")" = 1 -a "$(grep -c 'writable again' "$tmp/full.err")" = 1 -a "$full_count" = 60 ]
+
+# (c) A read-only disk for the database: one line naming the reason, exit 4.
+mkdir -p "$tmp/ro"
+mount -t tmpfs -o size=1m tmpfs "$tmp/ro"; mount -o remount,ro "$tmp/ro"
+ro_err=$("$bin" read Samples/agent-demo.pcap --db "$tmp/ro/c.db" --format none 2>&1); ro_code=$?
+umount "$tmp/ro"
+check "read-only database disk: exit 4 and one line" \
+  [ "$ro_code" = 4 -a "$(echo "$ro_err" | wc -l)" = 1 -a -n "$(echo "$ro_err" | grep 'Read-only file system')" ]
+
+# (d) The registry file vanishes and comes back with a new session: capture goes on, new lines count.
+vreg=$tmp/vanish.jsonl
+: > "$vreg"
+"$bin" capture --netns $A --registry "$vreg" --format jsonl > "$tmp/vanish.out" 2> "$tmp/vanish.err" &
+cap=$!
+sleep 1.5
+rm -f "$vreg"
+ip netns exec $A curl -s -o /dev/null http://$SIP/while-gone
+ip netns exec $A bash -c "echo '{\"pid\": '\$\$', \"session_id\": \"sess-back\"}' > $vreg; sleep 0.7; curl -s -o /dev/null http://$SIP/registry-back"
+sleep 1
+kill -TERM $cap; wait $cap; code=$?
+check "registry file vanishes and returns: capture goes on, the new session is used" \
+  [ "$code" = 0 -a -n "$(grep '/while-gone' "$tmp/vanish.out")" -a -n "$(grep '/registry-back' "$tmp/vanish.out" | grep sess-back)" ]
 echo "capture: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

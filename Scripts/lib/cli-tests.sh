@@ -43,5 +43,14 @@ check "garbage file: clear error, no trace" bash -c "out=\$('$bin' read '$tmp/ju
 check "bad filter: exit 2" bash -c "'$bin' read Samples/agent-demo.pcap --filter 'port banana' >/dev/null 2>&1; [ \$? = 2 ]"
 check "unwritable database: exit 4" bash -c "'$bin' read Samples/agent-demo.pcap --db /proc/nope/calls.db >/dev/null 2>&1; [ \$? = 4 ]"
 check "calls --since rejects nonsense" bash -c "! '$bin' calls --db '$tmp/c.db' --since yesterday >/dev/null 2>&1"
+python3 -c "
+import struct, sys
+f = open(sys.argv[1], 'wb')
+f.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 65535, 147))
+f.write(struct.pack('<IIII', 1, 0, 4, 4) + b'abcd')" "$tmp/user0.pcap"
+check "unsupported link type: exit 2, one line naming it" bash -c "out=\$('$bin' read '$tmp/user0.pcap' 2>&1 >/dev/null); [ \$? = 2 ] && [ \$(echo \"\$out\" | wc -l) = 1 ] && echo \"\$out\" | grep -q 'unsupported link type .*DLT 147'"
+check "missing key log: exit 2, one line" bash -c "out=\$('$bin' read Samples/agent-demo.pcap --keylog /nonexistent.keylog 2>&1 >/dev/null); [ \$? = 2 ] && [ \$(echo \"\$out\" | wc -l) = 1 ] && echo \"\$out\" | grep -q 'cannot read key log'"
+check "unreadable key log (a directory): exit 2" bash -c "'$bin' read Samples/agent-demo.pcap --keylog /etc >/dev/null 2>&1; [ \$? = 2 ]"
+check "key log of garbage: calls still read, malformed lines reported once" bash -c "head -c 3000 /dev/urandom > '$tmp/junk.keylog'; out=\$('$bin' read Samples/agent-demo.pcap --keylog '$tmp/junk.keylog' --format jsonl 2>'$tmp/junk.err' | wc -l); [ \"\$out\" -ge 10 ] && [ \$(grep -c malformed '$tmp/junk.err') = 1 ]"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

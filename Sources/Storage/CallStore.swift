@@ -1,3 +1,4 @@
+import Foundation
 import CallModel
 import GRDB
 
@@ -15,6 +16,15 @@ public final class CallStore: Sendable {
     }
 
     /// An in-memory database, for tests and runs without `--db`.
+    /// Why a database file cannot be created or written, in the system's words ("Read-only file system",
+    /// "Permission denied", "No such file or directory"), or nil when the directory looks writable.
+    public static func fileProblem(path: String) -> String? {
+        let dir = (path as NSString).deletingLastPathComponent
+        let target = FileManager.default.fileExists(atPath: path) ? path : (dir.isEmpty ? "." : dir)
+        if access(target, W_OK) == 0 { return nil }
+        return String(cString: strerror(errno))
+    }
+
     public static func inMemory() throws -> CallStore {
         try CallStore(writer: DatabaseQueue())
     }

@@ -9,6 +9,8 @@ import Server
 import Storage
 
 struct CaptureCommand: AsyncParsableCommand {
+    /// Calls held in memory while the database refuses writes; beyond it the oldest are dropped (counted).
+    static let maxUnstoredCalls = 100_000
     static let configuration = CommandConfiguration(
         commandName: "capture",
         abstract: "Capture live inside agents' network namespaces and record every call with its process and session.",
@@ -124,7 +126,7 @@ struct CaptureCommand: AsyncParsableCommand {
         }
         let store: CallStore?
         do { store = try db.map { try CallStore(path: $0) } } catch {
-            Log.error("cannot open database \(db ?? ""): \(error)")
+            Log.error("cannot open database \(db ?? ""): \(db.flatMap(CallStore.fileProblem) ?? "\(error)")")
             throw ExitCode(ExitStatus.database)
         }
         let registry = self.registry.map { SessionRegistry(path: $0) }
@@ -200,13 +202,36 @@ struct CaptureCommand: AsyncParsableCommand {
         var lastStats: [String: CaptureStats] = [:]
         var lastStatsTime = Date()
         var total = 0
+        var unstored: [CallRecord] = []
+        var storeFailing = false
+        var callsNotStored = 0
         func flush(final: Bool) {
             registry?.poll()
             for f in followers { if let text = f.readNew() { keyLog?.add(text: text) } }
             let calls = outbox.take()
             total += calls.count
-            if let store, !calls.isEmpty {
-                do { try store.insert(calls) } catch { Log.error("cannot write to database: \(error)") }
+            if let store {
+                // Calls the database refused (disk full, read-only, locked) are kept and tried again with
+                // the next batch, up to a cap; the error is logged once, and so is the recovery.
+                unstored += calls
+                if !unstored.isEmpty {
+                    do {
+                        try store.insert(unstored)
+                        if storeFailing {
+                            Log.info("database writable again: \(unstored.count) held calls stored")
+                            storeFailing = false
+                        }
+                        unstored.removeAll()
+                    } catch {
+                        if !storeFailing { Log.error("cannot write to database \(db ?? ""): \(error); holding calls and retrying") }
+                        storeFailing = true
+                        if unstored.count > Self.maxUnstoredCalls {
+                            let dropped = unstored.count - Self.maxUnstoredCalls
+                            unstored.removeFirst(dropped)
+                            callsNotStored += dropped
+                        }
+                    }
+                }
             }
             if let clawmetry {
                 let lines = calls.compactMap { ClawMetry.line($0, source: "calltap:\($0.target ?? "host")", includeLLM: includeLLM) }
@@ -233,11 +258,14 @@ struct CaptureCommand: AsyncParsableCommand {
                     line.append("\(w.target): \(s.packets) packets, \(s.kernelDrops) drops, \(s.unattributedConnections) unattributed")
                 }
                 if showStatus || final {
-                    Log.info("\(total) calls; " + line.joined(separator: "; ") + "; sessions: \(registry?.registeredPIDs.count ?? 0) pids registered")
+                    Log.info("\(total) calls; " + line.joined(separator: "; ") + "; sessions: \(registry?.registeredPIDs.count ?? 0) pids registered"
+                             + (callsNotStored + (final ? unstored.count : 0) > 0
+                                ? "; \(callsNotStored + (final ? unstored.count : 0)) calls not stored (database errors)" : ""))
                 }
             }
         }
         var lastPrune = Date.distantPast
+        var reportedFailures: [String: String] = [:]
         let retainDays = self.retainDays, maxDBMB = self.maxDBMB
         while !signals.fired {
             try? await Task.sleep(nanoseconds: 250_000_000)
@@ -247,8 +275,16 @@ struct CaptureCommand: AsyncParsableCommand {
                 let cutoff = retainDays.map { Int64((Date().timeIntervalSince1970 - $0 * 86_400) * 1e9) }
                 _ = try? store.pruneStep(before: cutoff, maxBytes: maxDBMB.map { $0 << 20 })
             }
-            for w in workers where w.failure != nil {
-                Log.error("\(w.target): capture stopped: \(w.failure!)")
+            for w in workers {
+                let failure = w.failure
+                if failure != reportedFailures[w.target] {
+                    if let failure {
+                        Log.error("\(w.target): capture stopped: \(failure); opening it again every 2 s")
+                    } else {
+                        Log.info("\(w.target): capture resumed")
+                    }
+                    reportedFailures[w.target] = failure
+                }
             }
         }
         Log.info("stopping: flushing open calls")
@@ -385,7 +421,7 @@ final class CaptureWorker: @unchecked Sendable {
             defer { done.signal() }
             do {
                 if let p = namespacePath { try LiveCapture.enterNetworkNamespace(path: p) }
-                let capture = try LiveCapture(options: live)
+                let firstCapture = try LiveCapture(options: live)
                 let outbox = self.outbox
                 let cgroup = self.cgroup
                 let analyzer = Analyzer(options: options) { call in
@@ -395,6 +431,7 @@ final class CaptureWorker: @unchecked Sendable {
                     }
                     outbox.put(call)
                 }
+                var capture = firstCapture
                 var decoder = PacketDecoder(linkType: capture.linkType)
                 let writer = try rotation.map {
                     try PcapRotator(directory: $0.dir, prefix: "calltap-\(target.replacingOccurrences(of: "/", with: "_"))",
@@ -405,22 +442,31 @@ final class CaptureWorker: @unchecked Sendable {
                 var sinceStats = 0
                 // With -i any the same packet can arrive on several interfaces (veth and bridge).
                 var duplicates = live.interface == "any" ? DuplicateFilter() : nil
-                let error = capture.run({ frame, len, ts in
-                    if let writer { try? writer.write(frame, wireLength: len, timestamp: ts) }
-                    if let p = decoder.decode(frame, wireLength: len, timestamp: ts) {
-                        if duplicates?.isDuplicate(p) == true {
-                            self.lock.withLock { self.duplicatePackets = duplicates?.duplicates ?? 0 }
-                            return
+                while true {
+                    let error = capture.run({ frame, len, ts in
+                        if let writer { try? writer.write(frame, wireLength: len, timestamp: ts) }
+                        if let p = decoder.decode(frame, wireLength: len, timestamp: ts) {
+                            if duplicates?.isDuplicate(p) == true {
+                                self.lock.withLock { self.duplicatePackets = duplicates?.duplicates ?? 0 }
+                                return
+                            }
+                            analyzer.process(p)
                         }
-                        analyzer.process(p)
-                    }
-                    sinceStats += 1
-                    if sinceStats >= 4096 { sinceStats = 0; self.publish(analyzer, decoder, capture) }
-                }, idle: {
-                    analyzer.tick(now: Int64(Date().timeIntervalSince1970 * 1e9))
-                    self.publish(analyzer, decoder, capture)
-                })
-                if let error { lock.withLock { _failure = error } }
+                        sinceStats += 1
+                        if sinceStats >= 4096 { sinceStats = 0; self.publish(analyzer, decoder, capture) }
+                    }, idle: {
+                        analyzer.tick(now: Int64(Date().timeIntervalSince1970 * 1e9))
+                        self.publish(analyzer, decoder, capture)
+                    })
+                    guard let error, !lock.withLock({ watcherStop }) else { break }
+                    // The interface (or the namespace) went away: keep the open connections and try to open
+                    // it again every 2 s, since a restarted container brings it back.
+                    lock.withLock { _failure = error }
+                    guard let again = reopen(analyzer) else { break }
+                    if again.linkType != capture.linkType { decoder = PacketDecoder(linkType: again.linkType) }
+                    capture = again
+                    lock.withLock { self.capture = again; _failure = nil }
+                }
                 analyzer.finish()
                 publish(analyzer, decoder, capture)
                 _ = decoder
@@ -430,6 +476,18 @@ final class CaptureWorker: @unchecked Sendable {
         }
         thread.name = "calltap-capture-\(target)"
         thread.start()
+    }
+
+    /// Opens the capture again (re-entering the namespace by its path) every 2 s until it works or the
+    /// worker is stopped; time keeps passing for the analyser meanwhile.
+    private func reopen(_ analyzer: Analyzer) -> LiveCapture? {
+        while !lock.withLock({ watcherStop }) {
+            for _ in 0..<20 where !lock.withLock({ watcherStop }) { usleep(100_000) }
+            analyzer.tick(now: Int64(Date().timeIntervalSince1970 * 1e9))
+            if let p = namespacePath, (try? LiveCapture.enterNetworkNamespace(path: p)) == nil { continue }
+            if let c = try? LiveCapture(options: live) { return c }
+        }
+        return nil
     }
 
     private func publish(_ analyzer: Analyzer, _ decoder: PacketDecoder, _ capture: LiveCapture) {

@@ -58,11 +58,12 @@ struct ReadCommand: ParsableCommand {
         options.summaries = summaries
         let keyLog = KeyLog()
         for path in keylogs {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            // Read as bytes: lines that are not UTF-8 are malformed lines (counted), not an unreadable file.
+            guard let data = FileManager.default.contents(atPath: path), !isDirectory(path) else {
                 Log.error("cannot read key log \(path)")
                 throw ExitCode(ExitStatus.unreadable)
             }
-            keyLog.add(text: text)
+            keyLog.add(text: String(decoding: data, as: UTF8.self))
         }
         // Secrets embedded in pcapng files (Decryption Secrets Blocks), anywhere in the file.
         for path in files where path != "-" {
@@ -75,7 +76,7 @@ struct ReadCommand: ParsableCommand {
         do {
             store = try db.map { try CallStore(path: $0) }
         } catch {
-            Log.error("cannot open database \(db ?? ""): \(error)")
+            Log.error("cannot open database \(db ?? ""): \(db.flatMap(CallStore.fileProblem) ?? "\(error)")")
             throw ExitCode(ExitStatus.database)
         }
         let out = OutputStream()
@@ -185,4 +186,9 @@ extension DecodeCounters {
         snapTruncated += o.snapTruncated
         for i in skipped.indices { skipped[i] += o.skipped[i] }
     }
+}
+
+private func isDirectory(_ path: String) -> Bool {
+    var directory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue
 }

@@ -30,7 +30,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             store = try CallStore(path: db)
         } catch {
-            Log.error("cannot open database \(db): \(error)")
+            Log.error("cannot open database \(db): \(CallStore.fileProblem(path: db) ?? "\(error)")")
             throw ExitCode(ExitStatus.database)
         }
         do {

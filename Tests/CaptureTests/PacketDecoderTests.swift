@@ -114,6 +114,7 @@ import Testing
         let data = try Data(contentsOf: source)
         let cut = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-truncated-\(getpid()).pcap")
         try data.prefix(data.count - 100).write(to: cut)
+        defer { try? FileManager.default.removeItem(at: cut) }
         let reader = try PcapFileReader(path: cut.path)
         let outcome = reader.forEach { _, _, _ in }
         #expect(outcome.packets > 40)
@@ -123,6 +124,7 @@ import Testing
     @Test func garbageFileIsAClearOpenError() throws {
         let junk = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-junk-\(getpid()).pcap")
         try Data("this is not a capture file at all".utf8).write(to: junk)
+        defer { try? FileManager.default.removeItem(at: junk) }
         #expect(throws: CaptureError.self) { try PcapFileReader(path: junk.path) }
         #expect(throws: CaptureError.self) { try PcapFileReader(path: "/nonexistent/x.pcap") }
     }
