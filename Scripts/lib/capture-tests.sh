@@ -396,5 +396,70 @@ sleep 1
 kill -TERM $cap; wait $cap; code=$?
 check "registry file vanishes and returns: capture goes on, the new session is used" \
   [ "$code" = 0 -a -n "$(grep '/while-gone' "$tmp/vanish.out")" -a -n "$(grep '/registry-back' "$tmp/vanish.out" | grep sess-back)" ]
+
+# Secrets planted in real traffic (headers, cookies, query, path, JSON bodies both ways, inside HTTPS
+# decrypted with a key log) reach nothing calltap writes or serves: database, stdout, logs, ClawMetry
+# JSON Lines, API responses, /metrics. Files for others to read are 0640 in the calltap group.
+groupadd -f calltap
+cat > "$tmp/secret_server.py" <<'PY'
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(n)
+        body = b'{"access_token":"PLANTED-RESP-TOKEN-7732","ok":true}'
+        self.send_response(200)
+        self.send_header("Set-Cookie", "sid=PLANTED-SETCOOKIE-7731; HttpOnly")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST = answer
+    def log_message(self, *a): pass
+http.server.HTTPServer.allow_reuse_address = True
+plain = http.server.HTTPServer((sys.argv[1], 8084), H)
+tls = http.server.HTTPServer((sys.argv[1], 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+import threading
+threading.Thread(target=tls.serve_forever, daemon=True).start()
+plain.serve_forever()
+PY
+ip netns exec $S python3 "$tmp/secret_server.py" $SIP "$tmp/cert.pem" "$tmp/key.pem" 2>/dev/null &
+secret_server=$!
+port=$((20000 + RANDOM % 20000))
+"$bin" capture --netns $A --db "$tmp/sec.db" --summaries --keylog "$tmp/sec-keys.log" \
+  --clawmetry-jsonl "$tmp/sec-claw.jsonl" --clawmetry-include-llm --listen 127.0.0.1:$port \
+  --format jsonl > "$tmp/sec.out" 2> "$tmp/sec.err" &
+cap=$!
+sleep 1.5
+ip netns exec $A curl -s -o /dev/null "http://$SIP:8084/v1/chat?api_key=PLANTED-QUERY-7733&model=m" \
+  -H "Authorization: Bearer PLANTED-AUTH-7734" -H "Cookie: s=PLANTED-COOKIE-7735" -H "X-Api-Key: PLANTED-XKEY-7736" \
+  -H "Content-Type: application/json" -d '{"password":"PLANTED-BODY-7737","prompt":"hi"}'
+ip netns exec $A curl -s -o /dev/null "http://$SIP:8084/services/T000/B000/PLANTEDSLACK7738"
+ip netns exec $A curl -s -o /dev/null "http://$SIP:8084/v1/keys/sk-PLANTED-PATH-77390000/usage"
+ip netns exec $A env SSLKEYLOGFILE="$tmp/sec-keys.log" curl -s -o /dev/null --cacert "$tmp/cert.pem" \
+  --resolve secure.test:8443:$SIP "https://secure.test:8443/v1/chat?token=PLANTED-TLSQ-7740" \
+  -H "Authorization: Bearer PLANTED-TLSAUTH-7741" -H "Content-Type: application/json" -d '{"api_key":"PLANTED-TLSBODY-7742"}'
+sleep 1.5
+for path in "api/external-calls?limit=1000" "api/external-calls/summary" "api/sessions" "api/stats" "metrics"; do
+  curl -s "http://127.0.0.1:$port/$path" >> "$tmp/sec-api.txt"; echo >> "$tmp/sec-api.txt"
+done
+kill -TERM $cap; wait $cap
+kill $secret_server 2>/dev/null
+python3 -c "
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+print('\n'.join(c.iterdump()))" "$tmp/sec.db" > "$tmp/sec-db.sql"
+# The key log's own secrets (hex) must not show up either.
+awk '{print $3}' "$tmp/sec-keys.log" | sort -u > "$tmp/sec-keyhex.txt"
+sinks="$tmp/sec-db.sql $tmp/sec.out $tmp/sec.err $tmp/sec-claw.jsonl $tmp/sec-api.txt"
+check "planted secrets: the calls are there, redacted (decrypted HTTPS included)" \
+  [ "$(grep -c 'REDACTED' "$tmp/sec.out")" -ge 4 -a -n "$(grep '"visibility":"decrypted"' "$tmp/sec.out" | grep '/v1/chat')" ]
+check "planted secrets: none in the database, stdout, logs, ClawMetry, API or /metrics" \
+  bash -c "! cat $sinks | grep -q PLANTED && ! cat $sinks | grep -q -F -f '$tmp/sec-keyhex.txt'"
+check "database and ClawMetry file are 0640 in the calltap group" \
+  [ "$(stat -c '%a %G' "$tmp/sec.db")" = "640 calltap" -a "$(stat -c '%a %G' "$tmp/sec-claw.jsonl")" = "640 calltap" ]
 echo "capture: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -54,8 +54,24 @@ public enum Redaction {
     static func mayHoldSecret(_ raw: String) -> Bool {
         raw.utf8.withContiguousStorageIfAvailable { bytes in
             for b in bytes where b == UInt8(ascii: "?") || b == UInt8(ascii: ":") { return true }
-            return contains(bytes, "services") || contains(bytes, "webhooks")
+            if contains(bytes, "services") || contains(bytes, "webhooks") { return true }
+            for prefix in keyPrefixes where contains(bytes, prefix) { return true }
+            return false
         } ?? true
+    }
+
+    /// Prefixes of well-known credential formats (OpenAI/Anthropic, Stripe, GitHub, GitLab, Slack, AWS,
+    /// Google, Hugging Face, JWTs); a path segment starting with one and 16+ characters long is a secret.
+    static let keyPrefixes: [StaticString] = [
+        "sk-", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
+        "glpat-", "xoxb-", "xoxp-", "xoxa-", "xoxs-", "AKIA", "ASIA", "AIza", "hf_", "eyJ",
+    ]
+
+    static func looksLikeKey(_ segment: String) -> Bool {
+        guard segment.utf8.count >= 16 else { return false }
+        return keyPrefixes.contains { prefix in
+            segment.utf8.starts(with: UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
+        }
     }
 
     private static func contains(_ bytes: UnsafeBufferPointer<UInt8>, _ word: StaticString) -> Bool {
@@ -77,6 +93,8 @@ public enum Redaction {
            segments[s + 1].hasPrefix("T"), segments[s + 2].hasPrefix("B"), !segments[s + 3].isEmpty {
             segments[s + 3] = placeholder
         }
+        // Keys put straight into the path: /v1/keys/sk-…, /webhook/xoxb-…
+        for i in segments.indices where looksLikeKey(segments[i]) { segments[i] = placeholder }
         // Telegram bot API: /bot<token>/method
         for i in segments.indices where segments[i].hasPrefix("bot") && segments[i].contains(":") {
             segments[i] = "bot" + placeholder

@@ -16,6 +16,7 @@ struct Calltap: AsyncParsableCommand {
     /// Expands `capture --config FILE` before parsing, so the file's settings sit under the flags.
     static func main() async {
         _ = Log.logger // set up swift-log before any library makes a logger
+        SharedFiles.restrictDefaults()
         var args = Array(CommandLine.arguments.dropFirst())
         do {
             args = try ConfigFile.expand(args)

@@ -65,6 +65,9 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(help: "Print calls to standard output: jsonl, table or none.")
     var format: OutputFormat = .none
 
+    @Flag(help: "Keep short, redacted request/response body summaries.")
+    var summaries = false
+
     @Flag(name: .customLong("include-local"), help: "Keep loopback and link-local traffic.")
     var includeLocal = false
 
@@ -125,7 +128,10 @@ struct CaptureCommand: AsyncParsableCommand {
             }
         }
         let store: CallStore?
-        do { store = try db.map { try CallStore(path: $0) } } catch {
+        do {
+            store = try db.map { try CallStore(path: $0) }
+            if let db { SharedFiles.shareDatabase(db) }
+        } catch {
             Log.error("cannot open database \(db ?? ""): \(db.flatMap(CallStore.fileProblem) ?? "\(error)")")
             throw ExitCode(ExitStatus.database)
         }
@@ -137,6 +143,7 @@ struct CaptureCommand: AsyncParsableCommand {
 
         var base = AnalysisOptions()
         base.includeLocal = includeLocal
+        base.summaries = summaries
         base.keyLog = keyLog
         base.orderedOutput = false
         var live = LiveCaptureOptions()
@@ -167,8 +174,9 @@ struct CaptureCommand: AsyncParsableCommand {
         var clawmetry: FileHandle?
         if let path = clawmetryJSONL {
             if !FileManager.default.fileExists(atPath: path) {
-                _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+                _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o640])
             }
+            SharedFiles.share([path])
             guard let h = FileHandle(forWritingAtPath: path) else {
                 Log.error("cannot write --clawmetry-jsonl \(path)")
                 throw ExitCode(ExitStatus.usage)

@@ -75,6 +75,7 @@ struct ReadCommand: ParsableCommand {
         let store: CallStore?
         do {
             store = try db.map { try CallStore(path: $0) }
+            if let db { SharedFiles.shareDatabase(db) }
         } catch {
             Log.error("cannot open database \(db ?? ""): \(db.flatMap(CallStore.fileProblem) ?? "\(error)")")
             throw ExitCode(ExitStatus.database)

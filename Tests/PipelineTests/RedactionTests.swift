@@ -10,6 +10,11 @@ import Testing
         ("/bot123456:ABC-DEF/sendMessage", "/botREDACTED/sendMessage"),
         ("http://user:pass@example.com/path?key=1", "http://example.com/path?key=REDACTED"),
         ("/plain/path", "/plain/path"),
+        ("/v1/keys/sk-ant-api03-PLANTEDsecret0000/usage", "/v1/keys/REDACTED/usage"),
+        ("/hooks/xoxb-1234567890-abcdefghij", "/hooks/REDACTED"),
+        ("/auth/eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "/auth/REDACTED"),
+        ("/users/AKIAIOSFODNN7EXAMPLE/keys", "/users/REDACTED/keys"),
+        ("/sk-short/ghp_", "/sk-short/ghp_"),
         ("/q?flag&empty=", "/q?flag&empty="),
     ])
     func secretsInTargetsAreReplaced(input: String, expected: String) {
