@@ -13,8 +13,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "calltap", targets: ["calltap"]),
-        // The parsers that take outside bytes, for the fuzz targets in FuzzTesting/.
-        .library(name: "CalltapParsers", targets: ["Capture", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution"]),
+        // The fuzz targets, for the libFuzzer driver in FuzzTesting/.
+        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -94,6 +94,12 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Capture"]),
+        // One fuzz target per parser that takes outside bytes (driven by libFuzzer from FuzzTesting/).
+        .target(name: "FuzzTargets",
+                dependencies: ["Capture", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution"],
+                path: "FuzzTesting/Sources/FuzzTargets"),
+        // Replays every seed and every input that once failed through the fuzz targets.
+        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
         // Test support: counts heap allocations, to prove the in-order packet path makes none.
         .target(name: "AllocationCounter", path: "Tests/Support/AllocationCounter"),
         .testTarget(name: "HotPathTests", dependencies: ["AllocationCounter", "Capture", "Pipeline", "CallModel", "Reassembly"]),

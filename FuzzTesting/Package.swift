@@ -1,8 +1,9 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// libFuzzer targets for every calltap parser that takes outside bytes. Built only by Scripts/fuzz, with
-// `-sanitize=fuzzer,address` in its own scratch directory; see FuzzTesting/README.md.
+// The libFuzzer driver for calltap's fuzz targets (FuzzTesting/Sources/FuzzTargets, which the main package
+// builds and its FuzzReplayTests replay). Built only by Scripts/fuzz, with `-sanitize=fuzzer,address` in
+// its own scratch directory.
 let package = Package(
     name: "calltap-fuzzing",
     dependencies: [
@@ -13,7 +14,7 @@ let package = Package(
         .target(name: "CFuzzDriver"),
         .executableTarget(name: "calltap-fuzz", dependencies: [
             "CFuzzDriver",
-            .product(name: "CalltapParsers", package: "calltap"),
+            .product(name: "FuzzTargets", package: "calltap"),
         ]),
     ],
     swiftLanguageModes: [.v6]

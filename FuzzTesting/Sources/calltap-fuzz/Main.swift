@@ -1,5 +1,6 @@
 import CFuzzDriver
 import Foundation
+import FuzzTargets
 
 /// The target chosen on the command line; libFuzzer's callback is a C function and cannot capture it.
 nonisolated(unsafe) private var selected: FuzzTarget?

@@ -6,13 +6,13 @@ import Reassembly
 /// Writes seed inputs for every target from real captures: frames for the decoder and the pipeline,
 /// reassembled client/server streams for the HTTP/1, TLS and HTTP/2 parsers, DNS payloads, small files
 /// whole, key logs that sit beside the captures, and registry lines.
-struct SeedMaker {
+public struct SeedMaker {
     let output: String
     private let maxStreamBytes = 16 * 1024
 
-    init(output: String) { self.output = output }
+    public init(output: String) { self.output = output }
 
-    func make(from captures: [String]) {
+    public func make(from captures: [String]) {
         var written: [String: Int] = [:]
         func write(_ target: String, _ name: String, _ bytes: [UInt8]) {
             let dir = "\(output)/\(target)"

@@ -6,10 +6,10 @@ import Foundation
 import Pipeline
 
 /// One fuzz target: a parser that takes outside bytes, and how one input is fed to it.
-struct FuzzTarget: Sendable {
-    let name: String
-    let summary: String
-    let run: @Sendable (UnsafeRawBufferPointer) -> Void
+public struct FuzzTarget: Sendable {
+    public let name: String
+    public let summary: String
+    public let run: @Sendable (UnsafeRawBufferPointer) -> Void
 }
 
 /// Link types a fuzz input can pick with its first byte.
@@ -23,7 +23,7 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 ///   analyser, call building and the JSON line
 /// - http1, tls, http2: [u16 client length][client bytes][server bytes], delivered in alternating chunks
 /// - dns: one DNS message; keylog: key log text; registry: one registry line; pcapfile: a whole file
-let fuzzTargets: [FuzzTarget] = [
+public let fuzzTargets: [FuzzTarget] = [
     FuzzTarget(name: "decode", summary: "link layer, IPv4/IPv6, TCP/UDP headers") { data in
         guard let first = data.first else { return }
         var decoder = PacketDecoder(linkType: fuzzLinkTypes[Int(first) % fuzzLinkTypes.count])
@@ -92,7 +92,7 @@ let fuzzKeyLog: KeyLog = {
     return log
 }()
 
-let fuzzScratchFile = "/dev/shm/calltap-fuzz-\(getpid()).pcap"
+public let fuzzScratchFile = "/dev/shm/calltap-fuzz-\(getpid()).pcap"
 
 /// Splits `[u16 client length][client][server]` and hands out the two sides in alternating chunks of
 /// 509 bytes (an odd size, so messages are cut in odd places).
