@@ -37,4 +37,15 @@ public struct AnalysisOptions: Sendable {
     public var maxHeldCalls = 20_000
 
     public init() {}
+
+    /// Sets the caps that grow with the input — tracked connections, out-of-order bytes, calls held for
+    /// ordering, DNS names — in proportion to a memory budget. The defaults are those of 256 MB.
+    public mutating func scaleCaps(toMemoryMB megabytes: Int) {
+        let mb = max(16, megabytes)
+        reassembly.maxConnections = mb * 512
+        reassembly.maxPendingBytesTotal = mb << 18          // a quarter of the budget
+        reassembly.maxPendingBytesPerConnection = min(4 << 20, reassembly.maxPendingBytesTotal / 4)
+        maxHeldCalls = mb * 78
+        maxDNSNames = mb * 256
+    }
 }

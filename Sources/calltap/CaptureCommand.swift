@@ -65,6 +65,10 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(help: "Print calls to standard output: jsonl, table or none.")
     var format: OutputFormat = .none
 
+    @Option(name: .customLong("memory-mb"),
+            help: "Memory budget: the caps on connections, out-of-order bytes, held calls and DNS names scale with it.")
+    var memoryMB = 256
+
     @Flag(help: "Keep short, redacted request/response body summaries.")
     var summaries = false
 
@@ -144,6 +148,7 @@ struct CaptureCommand: AsyncParsableCommand {
         var base = AnalysisOptions()
         base.includeLocal = includeLocal
         base.summaries = summaries
+        base.scaleCaps(toMemoryMB: memoryMB)
         base.keyLog = keyLog
         base.orderedOutput = false
         var live = LiveCaptureOptions()

@@ -41,6 +41,10 @@ struct ReadCommand: ParsableCommand {
     @Option(name: .customLong("keylog"), help: "TLS key log (SSLKEYLOGFILE format) for decrypting HTTPS. Repeatable.")
     var keylogs: [String] = []
 
+    @Option(name: .customLong("memory-mb"),
+            help: "Memory budget: the caps on connections, out-of-order bytes, held calls and DNS names scale with it.")
+    var memoryMB = 256
+
     @Flag(help: "Keep short, redacted request/response body summaries.")
     var summaries = false
 
@@ -56,6 +60,7 @@ struct ReadCommand: ParsableCommand {
         options.includeLocal = includeLocal
         options.excludeHosts = excludeHosts
         options.summaries = summaries
+        options.scaleCaps(toMemoryMB: memoryMB)
         let keyLog = KeyLog()
         for path in keylogs {
             // Read as bytes: lines that are not UTF-8 are malformed lines (counted), not an unreadable file.
