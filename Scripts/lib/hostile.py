@@ -54,12 +54,17 @@ def handshake(w, sport, dport=80, client=AGENT, server=SERVER, cseq=1000, sseq=5
     return cseq + 1, sseq + 1
 
 
-def good_call(w, sport, path):
-    """One complete, well-formed HTTP/1.1 exchange on its own connection."""
+def connect_and_get(w, sport, path):
+    """A new connection carrying one GET request; returns the next client and server sequence numbers."""
     c, s = handshake(w, sport)
     req = f"GET {path} HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: agent\r\n\r\n".encode()
     w.tcp(AGENT, SERVER, sport, 80, c, s, PSH | ACK, req)
-    c += len(req)
+    return c + len(req), s
+
+
+def good_call(w, sport, path):
+    """One complete, well-formed HTTP/1.1 exchange on its own connection."""
+    c, s = connect_and_get(w, sport, path)
     body = b'{"ok":true}'
     resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     w.tcp(SERVER, AGENT, 80, sport, s, c, PSH | ACK, resp, advance_us=2000)
@@ -114,16 +119,12 @@ def overlaps(w, scale):
 def huge_chunked(w, scale):
     """A 1 GB chunked response body, then a request whose head never ends."""
     sport = 30001
-    c, s = handshake(w, sport)
-    req = b"GET /big HTTP/1.1\r\nHost: api.example.com\r\n\r\n"
-    w.tcp(AGENT, SERVER, sport, 80, c, s, PSH | ACK, req)
-    c += len(req)
+    c, s = connect_and_get(w, sport, "/big")
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     w.tcp(SERVER, AGENT, 80, sport, s, c, PSH | ACK, head)
     s += len(head)
     total = int(1_000_000_000 * scale)
     chunk = b"%x\r\n" % 8000 + b"z" * 8000 + b"\r\n"
-    segment = chunk[:1400]
     stream = chunk * 7  # 56,000 bytes of body per 40 segments
     sent = 0
     while sent < total:
