@@ -104,6 +104,9 @@ public final class HTTP1Analyser {
                     if s.buffer.count > limits.maxHeadBytes { break }
                 }
                 if s.buffer.count > limits.maxHeadBytes {
+                    if side == .client, let r = requestIndex, pending[r].request == nil {
+                        pending[r].request = s.buffer.withUnsafeBytes { HTTPHeadParser.requestLine($0) }
+                    }
                     markWeird(side, .headerTooLong)
                     abandonMessage(side, &s)
                     continue

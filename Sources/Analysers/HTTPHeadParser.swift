@@ -33,6 +33,14 @@ enum HTTPHeadParser {
         return true
     }
 
+    /// Just the request line, for a head given up as too long: the record still says what was asked.
+    static func requestLine(_ bytes: UnsafeRawBufferPointer) -> HTTPHead? {
+        var lines = LineIterator(bytes)
+        var head = HTTPHead(isRequest: true)
+        guard let start = lines.next(), parseRequestLine(start, into: &head) else { return nil }
+        return head
+    }
+
     private static func applyHeader(_ name: UnsafeRawBufferPointer.SubSequence, _ value: UnsafeRawBufferPointer.SubSequence,
                                     to head: inout HTTPHead) {
         // Only a few names matter; compare case-insensitively without building strings first.
