@@ -88,7 +88,7 @@ public final class LiveCapture: @unchecked Sendable {
             if rc == 1, let header, let data {
                 let h = header.pointee
                 body(UnsafeRawBufferPointer(start: data, count: Int(h.caplen)), Int(h.len),
-                     Nanos(h.ts.tv_sec) * 1_000_000_000 + Nanos(h.ts.tv_usec))
+                     captureNanos(seconds: h.ts.tv_sec, fraction: h.ts.tv_usec) ?? 0)
                 let now = DispatchTime.now().uptimeNanoseconds
                 if now - lastIdle > 100_000_000 { idle(); lastIdle = now }
             } else if rc == 0 {

@@ -1,6 +1,15 @@
 /// Capture time in nanoseconds since the Unix epoch (pcapng may carry ns; pcap carries µs).
 public typealias Nanos = Int64
 
+/// A record's timestamp (seconds and the fraction libpcap scaled to nanoseconds) as `Nanos`, or nil when
+/// a damaged or hostile file gives one outside what Int64 nanoseconds can hold (about the years 1678–2262).
+@inline(__always) public func captureNanos(seconds: Int, fraction: Int) -> Nanos? {
+    let (whole, overflow) = Nanos(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+    guard !overflow else { return nil }
+    let (total, overflow2) = whole.addingReportingOverflow(Nanos(fraction))
+    return overflow2 ? nil : total
+}
+
 /// An IPv4 or IPv6 address held in two words, so flow keys hash and compare without allocation.
 /// IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d).
 public struct IPAddress: Hashable, Sendable, Comparable {

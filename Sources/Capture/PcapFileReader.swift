@@ -21,6 +21,8 @@ public struct ReadOutcome: Sendable {
     public var packets = 0
     /// Set when libpcap stopped on damage (truncated or corrupt file) rather than at end of file.
     public var damage: String?
+    /// Records whose timestamp could not be represented; they took the previous record's time.
+    public var badTimestamps = 0
 }
 
 /// Reads a pcap or pcapng file (or "-" for standard input) through libpcap, with nanosecond timestamps.
@@ -68,13 +70,22 @@ public final class PcapFileReader {
     /// and the timestamp. Stops at end of file or at the first damage, which it reports.
     public func forEach(_ body: (UnsafeRawBufferPointer, Int, Nanos) -> Void) -> ReadOutcome {
         var outcome = ReadOutcome()
+        var lastTimestamp: Nanos = 0
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
         while true {
             let rc = pcap_next_ex(handle, &header, &data)
             if rc == 1, let header, let data {
                 let h = header.pointee
-                let ts = Nanos(h.ts.tv_sec) * 1_000_000_000 + Nanos(h.ts.tv_usec)
+                // A timestamp out of range keeps the previous packet's time (counted), rather than trapping.
+                let ts: Nanos
+                if let t = captureNanos(seconds: h.ts.tv_sec, fraction: h.ts.tv_usec) {
+                    ts = t
+                    lastTimestamp = t
+                } else {
+                    ts = lastTimestamp
+                    outcome.badTimestamps += 1
+                }
                 body(UnsafeRawBufferPointer(start: data, count: Int(h.caplen)), Int(h.len), ts)
                 outcome.packets += 1
             } else if rc == PCAP_ERROR_BREAK || rc == -2 {

@@ -145,6 +145,9 @@ struct ReadCommand: ParsableCommand {
             }
             if showProgress && fileSize > 50_000_000 { Log.progress("") }
             if outcome.packets > 0 { anyRead = true }
+            if outcome.badTimestamps > 0 {
+                Log.error("\(path): \(outcome.badTimestamps) records with impossible timestamps took the previous record's time")
+            }
             if let damage = outcome.damage {
                 Log.error("\(path): damaged after \(outcome.packets) packets: \(damage)")
                 damaged.append(path)

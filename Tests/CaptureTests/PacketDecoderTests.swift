@@ -136,3 +136,14 @@ import Testing
         #expect(reader.forEach { _, _, _ in }.packets == 7)
     }
 }
+
+@Suite struct CaptureTimestampTests {
+    /// Found by fuzzing (FuzzTesting/FailCases/pcapfile): a pcapng record with a 64-bit timestamp whose
+    /// seconds times 10^9 overflow Int64 trapped the reader. Such times are now refused, not computed.
+    @Test func timestampsOutOfRangeAreRefused() {
+        #expect(captureNanos(seconds: 1_764_000_000, fraction: 123) == 1_764_000_000_000_000_123)
+        #expect(captureNanos(seconds: Int(Int64.max / 1_000_000_000) + 1, fraction: 0) == nil)
+        #expect(captureNanos(seconds: Int(Int64.max / 1_000_000_000), fraction: 999_999_999) == nil)
+        #expect(captureNanos(seconds: -5, fraction: 0) == -5_000_000_000)
+    }
+}
