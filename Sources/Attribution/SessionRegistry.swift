@@ -141,11 +141,12 @@ public final class SessionRegistry: @unchecked Sendable {
               let pid = (obj["pid"] as? NSNumber)?.intValue, pid > 0,
               let session = obj["session_id"] as? String, !session.isEmpty else { return nil }
         func time(_ v: Any?) -> Int64? {
-            if let n = v as? NSNumber { return Int64(n.doubleValue * 1_000_000_000) }
+            if let n = v as? NSNumber { return nanos(seconds: n.doubleValue) }
             if let s = v as? String { return parseISO(s) }
             return nil
         }
         if obj["started_at"] != nil && time(obj["started_at"]) == nil { return nil }
+        if obj["ended_at"] != nil && time(obj["ended_at"]) == nil { return nil }
         return RegistryEntry(pid: pid, sessionId: session, startedAt: time(obj["started_at"]), endedAt: time(obj["ended_at"]),
                              agent: obj["agent"] as? String,
                              pidStartTime: (obj["pid_start_time"] as? NSNumber)?.uint64Value,
@@ -169,8 +170,16 @@ public final class SessionRegistry: @unchecked Sendable {
     static func parseISO(_ s: String) -> Int64? {
         let f = ISO8601DateFormatter()
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return Int64(d.timeIntervalSince1970 * 1_000_000_000) }
+        if let d = f.date(from: s) { return nanos(seconds: d.timeIntervalSince1970) }
         f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s).map { Int64($0.timeIntervalSince1970 * 1_000_000_000) }
+        return f.date(from: s).flatMap { nanos(seconds: $0.timeIntervalSince1970) }
+    }
+
+    /// Seconds since the epoch as nanoseconds, or nil when they do not fit (found by fuzzing: the year
+    /// 1013 trapped the conversion). Such a line is malformed.
+    static func nanos(seconds: Double) -> Int64? {
+        let n = seconds * 1_000_000_000
+        guard n.isFinite, n > -9.2e18, n < 9.2e18 else { return nil }
+        return Int64(n)
     }
 }

@@ -41,6 +41,16 @@ import Testing
         #expect(r.entry(pid: 12, startTime: nil, at: 0) == nil)
     }
 
+    /// Found by fuzzing (FuzzTesting/FailCases/registry): times that do not fit Int64 nanoseconds trapped.
+    @Test(arguments: [
+        #"{"pid":4242,"session_id":"s-1","started_at":"1013-11-25T10:00:00Z"}"#,
+        #"{"pid":4242,"session_id":"s-1","started_at":1e300}"#,
+        #"{"pid":4242,"session_id":"s-1","started_at":1764064800,"ended_at":-1e19}"#,
+    ])
+    func timesOutOfRangeMakeAMalformedLine(line: String) {
+        #expect(SessionRegistry.parse(Substring(line)) == nil)
+    }
+
     @Test func garbageIsCountedAndReportedOnce() throws {
         let path = tempFile()
         try append(path, "nonsense\n{\"pid\": \"x\", \"session_id\": \"s\"}\n{\"pid\": 5}\n{\"pid\": 7, \"session_id\": \"ok\"}\n[]\n")
