@@ -47,11 +47,17 @@ class Writer:
 SYN, FIN, RST, PSH, ACK = 0x02, 0x01, 0x04, 0x08, 0x10
 
 
-def handshake(w, sport, dport=80, client=AGENT, server=SERVER, cseq=1000, sseq=5000):
+_isn = [0]
+
+
+def handshake(w, sport, dport=80, client=AGENT, server=SERVER, sseq=5000):
+    # Each connection its own initial sequence number, as real stacks choose them.
+    _isn[0] += 1
+    cseq = (1000 + _isn[0] * 2_654_435_761) & 0xFFFFFFFF
     w.tcp(client, server, sport, dport, cseq, 0, SYN)
     w.tcp(server, client, dport, sport, sseq, cseq + 1, SYN | ACK)
     w.tcp(client, server, sport, dport, cseq + 1, sseq + 1, ACK)
-    return cseq + 1, sseq + 1
+    return (cseq + 1) & 0xFFFFFFFF, sseq + 1
 
 
 def connect_and_get(w, sport, path):
@@ -230,10 +236,11 @@ def main():
         if args.only and name != args.only:
             continue
         w = Writer(os.path.join(args.output, f"{name}.pcap"))
-        good_call(w, 20001, "/before")
+        # Source ports above those the attacks use (1024–61023), so the good calls share no 4-tuple.
+        good_call(w, 62001, "/before")
         make(w, args.scale)
         w.t += 1_000_000
-        good_call(w, 20002, "/after")
+        good_call(w, 62002, "/after")
         w.close()
         print(f"{name}: {w.packets} packets")
 

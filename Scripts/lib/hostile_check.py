@@ -51,7 +51,7 @@ def main():
         yield st.get("flows") == n + 2, f"flows {st.get('flows')} == {n + 2}"
         connects = [c for c in calls if c["kind"] == "connect"]
         yield len(connects) == n, f"{len(connects)} unanswered connects reported of {n}"
-        if n > budget * 512:  # the connection cap of that budget
+        if n > budget * 160:  # the connection cap of that budget
             yield st.get("evicted_for_capacity", 0) > 0, f"evicted_for_capacity {st.get('evicted_for_capacity')} > 0"
 
     def ooo_gaps(st, calls, budget):

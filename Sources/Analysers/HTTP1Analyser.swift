@@ -54,8 +54,6 @@ public final class HTTP1Analyser {
 
     public init(limits: HTTPLimits = HTTPLimits()) {
         self.limits = limits
-        streams[0].buffer.reserveCapacity(512)
-        streams[1].buffer.reserveCapacity(512)
     }
 
     public func takeCompleted() -> [HTTPExchange] {

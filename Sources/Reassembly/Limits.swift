@@ -3,11 +3,11 @@ import Capture
 /// Caps and timeouts of the reassembler. Every cap that drops or skips data is counted in `ReassemblyCounters`.
 public struct ReassemblyLimits: Sendable {
     /// Connections tracked at once; beyond it the idlest are evicted (counted) to make room.
-    public var maxConnections = 131_072
+    public var maxConnections = 40_960
     /// Out-of-order bytes held per connection before the first hole is given up as a gap.
     public var maxPendingBytesPerConnection = 4 << 20
     /// Out-of-order bytes held across all connections.
-    public var maxPendingBytesTotal = 64 << 20
+    public var maxPendingBytesTotal = 32 << 20
     /// Out-of-order segments held per direction.
     public var maxPendingSegmentsPerDirection = 2048
     /// Idle time after which an established connection is finished.
