@@ -35,14 +35,23 @@ enum CalltapFuzz {
             SeedMaker(output: args[2]).make(from: Array(args.dropFirst(3)))
             return
         }
-        guard let target = fuzzTargets.first(where: { $0.name == args[1] }) else {
+        // The target is named first; libFuzzer sees the rest. It is also left in the environment, because
+        // -merge, -fork and -jobs start this binary again with libFuzzer's arguments only.
+        var fuzzerArgs = [args[0]] + args.dropFirst(2)
+        var name = args[1]
+        if fuzzTargets.first(where: { $0.name == name }) == nil, let inherited = ProcessInfo.processInfo.environment["CALLTAP_FUZZ_TARGET"] {
+            name = inherited
+            fuzzerArgs = args
+        }
+        guard let target = fuzzTargets.first(where: { $0.name == name }) else {
             FileHandle.standardError.write(Data("calltap-fuzz: unknown target \(args[1])\n\(usage)\n".utf8))
             exit(2)
         }
+        setenv("CALLTAP_FUZZ_TARGET", name, 1)
         selected = target
-        // libFuzzer sees argv without the target name.
-        var cArgs: [UnsafeMutablePointer<CChar>?] = ([args[0]] + args.dropFirst(2)).map { strdup($0) }
-        let rc = cArgs.withUnsafeMutableBufferPointer { buffer in
+        let cArgs: [UnsafeMutablePointer<CChar>?] = fuzzerArgs.map { strdup($0) }
+        var argv = cArgs
+        let rc = argv.withUnsafeMutableBufferPointer { buffer in
             calltap_run_fuzzer(Int32(buffer.count), buffer.baseAddress, testOneInput)
         }
         if rc == -1 {
