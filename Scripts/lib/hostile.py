@@ -156,6 +156,21 @@ def huge_chunked(w, scale):
     w.tcp(AGENT, SERVER, sport, 80, c, s, RST | ACK)
 
 
+def many_heads(w, scale):
+    """10k connections, each sending a 60 KB head that never ends (all parsers' buffers together)."""
+    n = int(10_000 * scale)
+    block = (b"X-Filler: " + b"a" * 60 + b"\r\n") * 19
+    for i in range(n):
+        sport = 1024 + (i % 60000)
+        client = AGENT if i < 60000 else bytes([10, 68, (i >> 16) & 0xFF, (i >> 8) & 0xFF])
+        c, s = handshake(w, sport, client=client)
+        w.tcp(client, SERVER, sport, 80, c, s, ACK, b"GET /slow HTTP/1.1\r\n")
+        c += 20
+        for _ in range(44):
+            w.tcp(client, SERVER, sport, 80, c, s, ACK, block, advance_us=1)
+            c += len(block)
+
+
 def pipelined(w, scale):
     """Millions of pipelined requests on one connection, never answered."""
     sport = 30003
@@ -219,6 +234,7 @@ SCENARIOS = {
     "ooo-gaps": ooo_gaps,
     "overlaps": overlaps,
     "huge-chunked": huge_chunked,
+    "many-heads": many_heads,
     "pipelined": pipelined,
     "tls": tls_hostile,
     "dns-loops": dns_loops,

@@ -83,6 +83,14 @@ def main():
             "the endless head is one call, GET /endless, marked header_too_long"
         yield st.get("parse_errors", 0) >= 1, f"parse_errors {st.get('parse_errors')} >= 1"
 
+    def many_heads(st, calls, budget):
+        n = int(10_000 * s)
+        slow = by_path(calls, "/slow")
+        yield len(slow) == n, f"{len(slow)} /slow calls of {n}, each with its request line"
+        if n * 60_000 > (budget << 17):
+            yield st.get("parser_memory_refusals", 0) > 0, \
+                f"parser_memory_refusals {st.get('parser_memory_refusals')} > 0"
+
     def pipelined(st, calls, budget):
         n = int(2_000_000 * s) // 32 * 32
         p = by_path(calls, "/p")
@@ -104,12 +112,12 @@ def main():
         yield st.get("dns_malformed") == n, f"dns_malformed {st.get('dns_malformed')} == {n}"
 
     checks = {"synflood": synflood, "ooo-gaps": ooo_gaps, "overlaps": overlaps, "huge-chunked": huge_chunked,
-              "pipelined": pipelined, "tls": tls, "dns-loops": dns_loops}
+              "many-heads": many_heads, "pipelined": pipelined, "tls": tls, "dns-loops": dns_loops}
     failures = 0
     print(f"{'capture':18} {'packets':>9} {'seconds':>8} {'peak RSS':>9}  result")
     # Every capture with the default budget, and the two that fill the caps again with half of it.
     runs = [(name, check, args.cap_mb) for name, check in checks.items()]
-    runs += [(name, checks[name], args.cap_mb // 2) for name in ("synflood", "ooo-gaps")]
+    runs += [(name, checks[name], args.cap_mb // 2) for name in ("synflood", "ooo-gaps", "many-heads")]
     for name, check, budget in runs:
         pcap = os.path.join(args.dir, f"{name}.pcap")
         rc, stderr, rss, seconds, st, calls = run(args.binary, pcap, os.path.join(args.dir, f"{name}.jsonl"), budget)

@@ -26,6 +26,24 @@ public enum Weird: String, Sendable, CaseIterable {
     case http2StreamsCap = "http2_streams_cap"
     case dnsMalformed = "dns_malformed"
     case dnsPointerLoop = "dns_pointer_loop"
+    case parserMemoryCap = "parser_memory_cap"
+}
+
+/// Bytes that parsers of many connections may hold at once in message buffers (HTTP/1 heads and chunk
+/// lines). Each buffer is capped on its own; this caps their sum, so thousands of connections that each
+/// send a never-ending head cannot take more than `limit`. One per analysis pipeline, not shared across
+/// threads.
+public final class ParserBudget {
+    public let limit: Int
+    public private(set) var used = 0
+    /// Messages given up because the budget was spent.
+    public private(set) var refusals = 0
+
+    public init(limit: Int) { self.limit = limit }
+
+    var isSpent: Bool { used > limit }
+    func adjust(by delta: Int) { used += delta }
+    func refuse() { refusals += 1 }
 }
 
 /// Bounds-checked big-endian reader over bytes. Reads return nil past the end and leave the position unchanged.

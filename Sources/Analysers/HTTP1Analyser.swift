@@ -52,9 +52,17 @@ public final class HTTP1Analyser {
     /// Set once the connection switched protocols; the caller re-detects what follows.
     public private(set) var switched = false
 
-    public init(limits: HTTPLimits = HTTPLimits()) {
+    /// Shared with the other connections' parsers; nil: only the per-buffer caps apply.
+    private let budget: ParserBudget?
+    /// Buffer capacity of each side currently counted in `budget`.
+    private var charged = [0, 0]
+
+    public init(limits: HTTPLimits = HTTPLimits(), budget: ParserBudget? = nil) {
         self.limits = limits
+        self.budget = budget
     }
+
+    deinit { budget?.adjust(by: -(charged[0] + charged[1])) }
 
     public func takeCompleted() -> [HTTPExchange] {
         defer { completed.removeAll(keepingCapacity: true) }
@@ -66,6 +74,34 @@ public final class HTTP1Analyser {
     /// protocol switch, when the rest belongs to whatever runs inside.
     @discardableResult
     public func deliver(_ side: HTTPSide, _ data: UnsafeRawBufferPointer, at time: Timestamp) -> Int {
+        let used = parse(side, data, at: time)
+        if budget != nil { settleBudget(side) }
+        return used
+    }
+
+    /// Counts this side's buffer in the shared budget; when the budget is spent, the message whose
+    /// buffer just grew is given up (counted) and its memory released.
+    private func settleBudget(_ side: HTTPSide) {
+        guard let budget else { return }
+        let k = side.rawValue
+        let capacity = streams[k].buffer.capacity
+        budget.adjust(by: capacity - charged[k])
+        charged[k] = capacity
+        guard budget.isSpent, capacity > 0, streams[k].state != .idle, streams[k].state != .lost else { return }
+        budget.refuse()
+        markWeird(side, .parserMemoryCap)
+        if side == .client, let r = requestIndex, pending[r].request == nil {
+            pending[r].request = streams[k].buffer.withUnsafeBytes { HTTPHeadParser.requestLine($0) }
+        }
+        var s = streams[k]
+        abandonMessage(side, &s)
+        s.buffer = []
+        streams[k] = s
+        budget.adjust(by: -charged[k])
+        charged[k] = 0
+    }
+
+    private func parse(_ side: HTTPSide, _ data: UnsafeRawBufferPointer, at time: Timestamp) -> Int {
         var s = streams[side.rawValue]
         // Leave no second reference to the head buffer behind, so appending to it does not copy it;
         // every exit below writes `s` back.
@@ -82,7 +118,8 @@ public final class HTTP1Analyser {
                 if b == 0x0D || b == 0x0A { i += 1; continue } // tolerate stray CRLF between messages
                 s.state = .head
                 s.messageStart = time
-                s.buffer.removeAll(keepingCapacity: true)
+                // Keep a small buffer for the next head; give a large one (an earlier huge head) back.
+                if s.buffer.capacity > 8192 { s.buffer = [] } else { s.buffer.removeAll(keepingCapacity: true) }
                 s.bodyBytes = 0
                 s.missed = 0
                 if side == .client { beginRequest(at: time) } else { beginResponse(at: time) }
@@ -207,6 +244,10 @@ public final class HTTP1Analyser {
 
     /// The connection is over: every exchange still open is handed out as it stands.
     public func finish() {
+        // A request cut off inside its head still says what was asked.
+        if streams[0].state == .head, let r = requestIndex, pending[r].request == nil {
+            pending[r].request = streams[0].buffer.withUnsafeBytes { HTTPHeadParser.requestLine($0) }
+        }
         // Messages cut short keep the body bytes seen so far.
         if let r = requestIndex { pending[r].requestBodyBytes = streams[0].bodyBytes }
         if let r = responseIndex, pending[r].response != nil { pending[r].responseBodyBytes = streams[1].bodyBytes }

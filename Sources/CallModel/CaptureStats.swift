@@ -44,6 +44,8 @@ public struct CaptureStats: Sendable, Equatable {
     /// Calls released before the ordering watermark because too many were waiting (a long connection held
     /// it back); they may come out of start order.
     public var callsReleasedEarly = 0
+    /// HTTP/1 messages given up because all parsers together held their byte budget.
+    public var parserMemoryRefusals = 0
 
     public init() {}
 
@@ -64,7 +66,7 @@ public struct CaptureStats: Sendable, Equatable {
             ("http2_connections", http2Connections), ("http2_streams_dropped", http2StreamsDropped),
             ("http2_pushed_streams", http2PushedStreams),
             ("dns_names_dropped", dnsNamesDropped), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
-            ("calls_released_early", callsReleasedEarly),
+            ("calls_released_early", callsReleasedEarly), ("parser_memory_refusals", parserMemoryRefusals),
         ]
     }
 

@@ -35,6 +35,9 @@ public struct AnalysisOptions: Sendable {
     /// Finished calls held for ordering; beyond it the earliest are released at once (counted in
     /// `calls_released_early`), so a connection that never ends cannot hold every later call in memory.
     public var maxHeldCalls = 20_000
+    /// Bytes all HTTP/1 parsers together may hold in head and chunk-line buffers (each is also capped on
+    /// its own); beyond it the message that grew is given up (`parser_memory_refusals`).
+    public var maxParserBufferBytes = 32 << 20
 
     public init() {}
 
@@ -48,6 +51,7 @@ public struct AnalysisOptions: Sendable {
         reassembly.maxPendingBytesTotal = mb << 17          // an eighth of the budget
         reassembly.maxPendingBytesPerConnection = min(4 << 20, reassembly.maxPendingBytesTotal / 4)
         maxHeldCalls = mb * 78
+        maxParserBufferBytes = mb << 17                     // an eighth of the budget
         maxDNSNames = mb * 256
     }
 }

@@ -10,6 +10,8 @@ public final class Analyzer {
     public let options: AnalysisOptions
     var stats = CaptureStats()
     private let reassembler: Reassembler
+    /// What all connections' HTTP/1 parsers may buffer together.
+    let parserBudget: ParserBudget
     private var dns: DNSTracker!
     private var quic: QUICTracker!
     private let sink: (CallRecord) -> Void
@@ -28,6 +30,7 @@ public final class Analyzer {
         self.options = options
         self.sink = sink
         reassembler = Reassembler(limits: options.reassembly)
+        parserBudget = ParserBudget(limit: options.maxParserBufferBytes)
         dns = DNSTracker(owner: self)
         quic = QUICTracker(owner: self)
         reassembler.makeHandler = { [unowned self] c in ConnectionAnalysis(owner: self, connection: c) }
@@ -47,6 +50,7 @@ public final class Analyzer {
         s.evictedIdle = r.evictedIdle
         s.evictedForCapacity = r.evictedForCapacity
         s.dnsNamesDropped = namesDropped
+        s.parserMemoryRefusals = parserBudget.refusals
         if let d = decoder {
             s.packets = d.packets
             s.bytes = d.bytes

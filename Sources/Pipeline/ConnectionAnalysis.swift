@@ -222,7 +222,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
             } else if looksHTTP {
                 var limits = owner.options.http
                 if owner.options.summaries { limits.summaryBytes = owner.options.summaryBytes }
-                innerHTTP = HTTP1Analyser(limits: limits)
+                innerHTTP = HTTP1Analyser(limits: limits, budget: owner.parserBudget)
             } else {
                 innerUnknown = true
             }
@@ -367,7 +367,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         proto = .http
         var limits = owner.options.http
         if owner.options.summaries { limits.summaryBytes = owner.options.summaryBytes }
-        http = HTTP1Analyser(limits: limits)
+        http = HTTP1Analyser(limits: limits, budget: owner.parserBudget)
     }
 
     // MARK: Records

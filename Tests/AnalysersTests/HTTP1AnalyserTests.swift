@@ -175,6 +175,32 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
         #expect(a.malformedMessages == 1)
     }
 
+    /// Many connections' unfinished heads share one budget: the head that grows past it is given up,
+    /// keeps its request line, and gives its memory back; finished analysers return what they held.
+    @Test func headBuffersShareOneBudget() {
+        let budget = ParserBudget(limit: 6000)
+        let line = Array("X-Long: \(String(repeating: "a", count: 500))\r\n".utf8)
+        var analysers: [HTTP1Analyser] = []
+        for k in 0..<4 {
+            let a = HTTP1Analyser(budget: budget)
+            Array("GET /slow/\(k) HTTP/1.1\r\n".utf8).withUnsafeBytes { _ = a.deliver(.client, $0, at: 1) }
+            for t in 0..<5 { line.withUnsafeBytes { _ = a.deliver(.client, $0, at: Timestamp(t)) } }
+            analysers.append(a)
+        }
+        #expect(budget.refusals >= 1)
+        #expect(budget.used <= budget.limit)
+        var refused = 0
+        for (k, a) in analysers.enumerated() {
+            a.finish()
+            let x = a.takeCompleted().first
+            #expect(x?.request?.target == "/slow/\(k)")
+            if x?.weirds.contains(.parserMemoryCap) == true { refused += 1 }
+        }
+        #expect(refused == budget.refusals)
+        analysers.removeAll()
+        #expect(budget.used == 0)
+    }
+
     @Test func pendingRequestsAreCapped() {
         var limits = HTTPLimits()
         limits.maxPendingRequests = 10
