@@ -89,14 +89,8 @@ public final class HTTP1Analyser {
         charged[k] = capacity
         guard budget.isSpent, capacity > 0, streams[k].state != .idle, streams[k].state != .lost else { return }
         budget.refuse()
-        markWeird(side, .parserMemoryCap)
-        if side == .client, let r = requestIndex, pending[r].request == nil {
-            pending[r].request = streams[k].buffer.withUnsafeBytes { HTTPHeadParser.requestLine($0) }
-        }
-        var s = streams[k]
-        abandonMessage(side, &s)
-        s.buffer = []
-        streams[k] = s
+        giveUpHead(side, &streams[k], .parserMemoryCap)
+        streams[k].buffer = []
         budget.adjust(by: -charged[k])
         charged[k] = 0
     }
@@ -139,11 +133,7 @@ public final class HTTP1Analyser {
                     if s.buffer.count > limits.maxHeadBytes { break }
                 }
                 if s.buffer.count > limits.maxHeadBytes {
-                    if side == .client, let r = requestIndex, pending[r].request == nil {
-                        pending[r].request = s.buffer.withUnsafeBytes { HTTPHeadParser.requestLine($0) }
-                    }
-                    markWeird(side, .headerTooLong)
-                    abandonMessage(side, &s)
+                    giveUpHead(side, &s, .headerTooLong)
                     continue
                 }
                 if done {
@@ -244,10 +234,7 @@ public final class HTTP1Analyser {
 
     /// The connection is over: every exchange still open is handed out as it stands.
     public func finish() {
-        // A request cut off inside its head still says what was asked.
-        if streams[0].state == .head, let r = requestIndex, pending[r].request == nil {
-            pending[r].request = streams[0].buffer.withUnsafeBytes { HTTPHeadParser.requestLine($0) }
-        }
+        if streams[0].state == .head { keepRequestLine(from: streams[0].buffer) }
         // Messages cut short keep the body bytes seen so far.
         if let r = requestIndex { pending[r].requestBodyBytes = streams[0].bodyBytes }
         if let r = responseIndex, pending[r].response != nil { pending[r].responseBodyBytes = streams[1].bodyBytes }
@@ -403,6 +390,20 @@ public final class HTTP1Analyser {
         completed.append(contentsOf: pending[0..<moved])
         pending.removeFirst(moved)
         if let r = requestIndex { requestIndex = r - moved }
+    }
+
+    /// A head given up before its end (too long, or the shared budget spent): the message is abandoned,
+    /// but a request keeps its request line so the record still says what was asked.
+    private func giveUpHead(_ side: HTTPSide, _ s: inout Stream, _ weird: Weird) {
+        if side == .client { keepRequestLine(from: s.buffer) }
+        markWeird(side, weird)
+        abandonMessage(side, &s)
+    }
+
+    /// Parses just the request line of the request being received, when its head never completed.
+    private func keepRequestLine(from buffer: [UInt8]) {
+        guard let r = requestIndex, pending[r].request == nil else { return }
+        pending[r].request = buffer.withUnsafeBytes { HTTPHeadParser.requestLine($0) }
     }
 
     private func abandonMessage(_ side: HTTPSide, _ s: inout Stream) {
