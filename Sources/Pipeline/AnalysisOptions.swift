@@ -31,18 +31,24 @@ public struct AnalysisOptions: Sendable {
     /// Idle time after which a UDP/443 (QUIC) flow is reported.
     public var quicIdleTimeout: Int64 = 30_000_000_000
     /// Entries kept in the address → DNS name map used to name connections without SNI or Host.
-    public var maxDNSNames = 65_536
+    public var maxDNSNames = 0
     /// Finished calls held for ordering; beyond it the earliest are released at once (counted in
     /// `calls_released_early`), so a connection that never ends cannot hold every later call in memory.
-    public var maxHeldCalls = 20_000
+    public var maxHeldCalls = 0
     /// Bytes all HTTP/1 parsers together may hold in head and chunk-line buffers (each is also capped on
     /// its own); beyond it the message that grew is given up (`parser_memory_refusals`).
-    public var maxParserBufferBytes = 32 << 20
+    public var maxParserBufferBytes = 0
 
-    public init() {}
+    /// The memory budget the caps are set for unless `scaleCaps` is given another.
+    public static let defaultMemoryMB = 256
+
+    public init() {
+        scaleCaps(toMemoryMB: Self.defaultMemoryMB)
+    }
 
     /// Sets the caps that grow with the input — tracked connections, out-of-order bytes, calls held for
-    /// ordering, DNS names — in proportion to a memory budget (`--memory-mb`, 256 by default).
+    /// ordering, parser buffers, DNS names — in proportion to a memory budget (`--memory-mb`). At 256 MB:
+    /// 40,960 connections, 32 MiB out of order, 20,000 held calls, 32 MiB of heads, 65,536 names.
     public mutating func scaleCaps(toMemoryMB megabytes: Int) {
         let mb = max(16, megabytes)
         // Measured on hostile captures: an HTTP connection with a request in flight and a held hole costs
@@ -50,7 +56,7 @@ public struct AnalysisOptions: Sendable {
         reassembly.maxConnections = mb * 160
         reassembly.maxPendingBytesTotal = mb << 17          // an eighth of the budget
         reassembly.maxPendingBytesPerConnection = min(4 << 20, reassembly.maxPendingBytesTotal / 4)
-        maxHeldCalls = mb * 78
+        maxHeldCalls = mb * 20_000 / 256
         maxParserBufferBytes = mb << 17                     // an eighth of the budget
         maxDNSNames = mb * 256
     }

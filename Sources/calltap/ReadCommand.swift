@@ -42,8 +42,8 @@ struct ReadCommand: ParsableCommand {
     var keylogs: [String] = []
 
     @Option(name: .customLong("memory-mb"),
-            help: "Memory budget: the caps on connections, out-of-order bytes, held calls and DNS names scale with it.")
-    var memoryMB = 256
+            help: "Memory budget in MB: the caps on connections, out-of-order bytes, held calls, HTTP/1 head buffers and DNS names scale with it.")
+    var memoryMB = AnalysisOptions.defaultMemoryMB
 
     @Flag(help: "Keep short, redacted request/response body summaries.")
     var summaries = false
