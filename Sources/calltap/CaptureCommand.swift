@@ -131,14 +131,7 @@ struct CaptureCommand: AsyncParsableCommand {
                 throw ExitCode(ExitStatus.unreadable)
             }
         }
-        let store: CallStore?
-        do {
-            store = try db.map { try CallStore(path: $0) }
-            if let db { SharedFiles.shareDatabase(db) }
-        } catch {
-            Log.error("cannot open database \(db ?? ""): \(db.flatMap(CallStore.fileProblem) ?? "\(error)")")
-            throw ExitCode(ExitStatus.database)
-        }
+        let store = try db.map(CallStore.openForCommand)
         let registry = self.registry.map { SessionRegistry(path: $0) }
         registry?.onFirstProblem = { Log.error($0) }
         registry?.poll()

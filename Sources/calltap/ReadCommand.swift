@@ -77,14 +77,7 @@ struct ReadCommand: ParsableCommand {
         if keyLog.malformedLines > 0 { Log.error("key log: \(keyLog.malformedLines) malformed lines skipped") }
         if !keyLog.isEmpty { options.keyLog = keyLog }
 
-        let store: CallStore?
-        do {
-            store = try db.map { try CallStore(path: $0) }
-            if let db { SharedFiles.shareDatabase(db) }
-        } catch {
-            Log.error("cannot open database \(db ?? ""): \(db.flatMap(CallStore.fileProblem) ?? "\(error)")")
-            throw ExitCode(ExitStatus.database)
-        }
+        let store = try db.map(CallStore.openForCommand)
         let out = OutputStream()
         var tableRows: [CallRecord] = []
         var batch: [CallRecord] = []

@@ -26,13 +26,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.host = address.host
         options.port = address.port
         options.token = token
-        let store: CallStore
-        do {
-            store = try CallStore(path: db)
-        } catch {
-            Log.error("cannot open database \(db): \(CallStore.fileProblem(path: db) ?? "\(error)")")
-            throw ExitCode(ExitStatus.database)
-        }
+        let store = try CallStore.openForCommand(db)
         do {
             let app = try buildApplication(store: store, options: options)
             Log.info("serving \(db) on http://\(listen)/")

@@ -1,4 +1,6 @@
+import ArgumentParser
 import Foundation
+import Storage
 
 /// What calltap writes for others to read (the database and its WAL files, the ClawMetry JSON Lines) is
 /// 0640 and, when a `calltap` group exists, in that group: the dashboard and ClawMetry read it without
@@ -21,5 +23,20 @@ enum SharedFiles {
     /// The database file and the WAL and shared-memory files SQLite keeps beside it.
     static func shareDatabase(_ path: String) {
         share([path, path + "-wal", path + "-shm"])
+    }
+}
+
+extension CallStore {
+    /// Opens (creating and migrating) the database for a command, shares it with the `calltap` group, and
+    /// turns a failure into one line naming the reason and the database exit status.
+    static func openForCommand(_ path: String) throws -> CallStore {
+        do {
+            let store = try CallStore(path: path)
+            SharedFiles.shareDatabase(path)
+            return store
+        } catch {
+            Log.error("cannot open database \(path): \(fileProblem(path: path) ?? "\(error)")")
+            throw ExitCode(ExitStatus.database)
+        }
     }
 }
