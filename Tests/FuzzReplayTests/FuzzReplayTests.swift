@@ -21,12 +21,16 @@ import Testing
         let seeds = Self.inputs("Corpus", name)
         let failCases = Self.inputs("FailCases", name)
         #expect(!seeds.isEmpty, "no seeds for \(name): run Scripts/fuzz --seeds")
-        var replayed = 0
+        if Self.targetsWithKnownCrashers.contains(name) {
+            #expect(!failCases.isEmpty, "the inputs that once crashed \(name) are gone from FailCases")
+        }
+        // What fails here is a trap (bounds, overflow, force unwrap) in the target: it ends the test run.
         for url in seeds + failCases {
             let data = try Data(contentsOf: url)
             data.withUnsafeBytes { target.run($0) }
-            replayed += 1
         }
-        #expect(replayed == seeds.count + failCases.count)
     }
+
+    /// Targets for which fuzzing found a crash; their crashers must keep being replayed.
+    static let targetsWithKnownCrashers: Set<String> = ["pcapfile", "registry"]
 }
