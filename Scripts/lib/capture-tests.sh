@@ -13,6 +13,17 @@ check() { # name, condition (a command)
   local name=$1; shift
   if "$@"; then pass=$((pass + 1)); echo "ok: $name"; else fail=$((fail + 1)); echo "FAIL: $name" >&2; fi
 }
+# Starts `calltap capture ARGS` (stdout to OUT), makes one request from the agent namespace once it is
+# up, and stops it with SIGTERM.
+capture_one_request() { # out, url, capture arguments...
+  local out=$1 url=$2; shift 2
+  "$bin" capture "$@" > "$out" 2>/dev/null &
+  local pid=$!
+  sleep 1.5
+  ip netns exec $A curl -s -o /dev/null "$url"
+  sleep 0.5
+  kill -TERM $pid; wait $pid
+}
 cleanup() {
   pkill -f "calltap capture" 2>/dev/null
   umount "$tmp/small" "$tmp/ro" 2>/dev/null
@@ -233,12 +244,7 @@ fi
 
 # --config: a TOML file keyed by the long flag names; flags given on the command line override it.
 printf 'netns = ["%s"]\nformat = "table"\ndb = "%s"\nbuffer-size = 16\n' $A "$tmp/config.db" > "$tmp/calltap.toml"
-"$bin" capture --config "$tmp/calltap.toml" --format jsonl > "$tmp/config.jsonl" 2>/dev/null &
-cap=$!
-sleep 1.5
-ip netns exec $A curl -s -o /dev/null http://$SIP/from-config
-sleep 0.5
-kill -TERM $cap; wait $cap
+capture_one_request "$tmp/config.jsonl" http://$SIP/from-config --config "$tmp/calltap.toml" --format jsonl
 check "--config TOML applies, flags override it" \
   [ "$(grep -c '"path":"/from-config"' "$tmp/config.jsonl")" = 1 -a "$(q "select count(*) from calls where path='/from-config'" 2>/dev/null || true)" != "" ]
 
@@ -295,12 +301,7 @@ ip netns exec $A sleep 30 &
 sleeper=$!
 sleep 0.3
 target=$(pgrep -n -f "^sleep 30$")
-"$bin" capture --pid "$target" --format jsonl > "$tmp/pid.jsonl" 2>/dev/null &
-cap=$!
-sleep 1.5
-ip netns exec $A curl -s -o /dev/null http://$SIP/by-pid
-sleep 0.5
-kill -TERM $cap; wait $cap
+capture_one_request "$tmp/pid.jsonl" http://$SIP/by-pid --pid "$target" --format jsonl
 kill $sleeper 2>/dev/null
 check "--pid captures in that process's namespace" grep -q '"/by-pid"' "$tmp/pid.jsonl"
 # --keylog: the daemon follows a key log written by the client after the capture started.
