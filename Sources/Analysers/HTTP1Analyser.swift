@@ -85,6 +85,7 @@ public final class HTTP1Analyser {
         guard let budget else { return }
         let k = side.rawValue
         let capacity = streams[k].buffer.capacity
+        if capacity == charged[k] { return } // nothing grew or shrank: every body segment
         budget.adjust(by: capacity - charged[k])
         charged[k] = capacity
         guard budget.isSpent, capacity > 0, streams[k].state != .idle, streams[k].state != .lost else { return }
