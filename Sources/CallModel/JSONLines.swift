@@ -175,6 +175,8 @@ public enum Timestamps {
     /// Parses ISO-8601 ("2024-06-01T12:00:00Z", optional fraction, "Z" or ±hh:mm) or epoch seconds.
     public static func parse(_ text: String) -> Int64? {
         if let secs = Double(text), text.allSatisfy({ $0.isNumber || $0 == "." || $0 == "-" }) {
+            // Beyond ±9.2e9 s (the year 2262) nanoseconds do not fit an Int64: not a time we can use.
+            guard secs.isFinite, abs(secs) < 9.2e9 else { return nil }
             return Int64((secs * 1_000_000).rounded()) * 1000
         }
         let chars = Array(text.utf8)
@@ -222,8 +224,9 @@ public enum Timestamps {
             } else { return nil }
         }
         guard i == chars.count, (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61 else { return nil }
-        let days = daysFromCivil(y, mo, d)
-        return ((days * 86400 + h * 3600 + mi * 60 + s) - offset) * 1_000_000_000 + fracNanos
+        let seconds = daysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset
+        let (nanos, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? nil : nanos + fracNanos // years past 2262 do not fit
     }
 
     public static func millisText(_ micros: Int64) -> String {

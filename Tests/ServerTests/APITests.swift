@@ -126,6 +126,7 @@ import Testing
     }
 
     @Test(arguments: ["limit=0", "limit=1001", "limit=abc", "since=yesterday", "until=2024-13-01", "outcome=bogus",
+                      "since=999999999999999999999999999999", "until=9999-12-31T23:59:59Z",
                       "before=xyz", "method=GET%20X", "colour=red", "session=a&session=b", "host="])
     func badParametersAre400(query: String) async throws {
         let (store, _) = try Self.makeStore()
