@@ -16,11 +16,11 @@ public enum Outcome: String, Sendable, Codable, CaseIterable {
     case incomplete
 }
 
-public enum Visibility: String, Sendable, Codable {
+public enum Visibility: String, Sendable, Codable, CaseIterable {
     case plaintext, decrypted, encrypted
 }
 
-public enum Attribution: String, Sendable, Codable {
+public enum Attribution: String, Sendable, Codable, CaseIterable {
     case exact, inherited, ambiguous, none
 }
 

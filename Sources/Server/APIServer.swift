@@ -61,9 +61,15 @@ public func buildApplication(store: CallStore, options: ServerOptions,
     router.get("/healthz") { _, _ in JSONResponse.ok(#"{"status":"ok"}"#) }
     router.get("/api/external-calls") { request, _ in api.calls(request.queryParameters) }
     router.get("/api/external-calls/summary") { request, _ in api.summary(request.queryParameters) }
-    router.get("/api/sessions") { _, _ in api.sessions() }
-    router.get("/api/stats") { _, _ in api.stats() }
-    router.get("/metrics") { _, _ in metrics.scrape() }
+    router.get("/api/sessions") { request, _ in
+        CallsAPI.refuseParameters(request.queryParameters) ?? api.sessions()
+    }
+    router.get("/api/stats") { request, _ in
+        CallsAPI.refuseParameters(request.queryParameters) ?? api.stats()
+    }
+    router.get("/metrics") { request, _ in
+        CallsAPI.refuseParameters(request.queryParameters) ?? metrics.scrape()
+    }
     router.get("/openapi.json") { _, _ in
         JSONResponse.bytes(PackageResources.openapi_json, contentType: "application/json")
     }

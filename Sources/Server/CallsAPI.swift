@@ -11,7 +11,29 @@ struct CallsAPI: Sendable {
     static let knownCallParameters: Set<String> = ["session", "session_id", "host", "since", "until", "outcome",
                                                    "method", "limit", "before"]
 
+    static let knownSummaryParameters: Set<String> = ["session", "session_id", "since", "until"]
+
     struct BadRequest: Error { var message: String }
+
+    /// A 400 for a route that takes no parameters when it was given some, nil otherwise: a typo such as
+    /// `/api/stats?session=x` must not look like a filtered answer.
+    static func refuseParameters(_ q: QueryParameters) -> Response? {
+        do {
+            try checkKnown(q, [])
+            return nil
+        } catch let e as BadRequest {
+            return JSONResponse.error(.badRequest, e.message)
+        } catch {
+            return JSONResponse.error(.badRequest, "\(error)")
+        }
+    }
+
+    static func checkKnown(_ q: QueryParameters, _ known: Set<String>) throws {
+        for (name, _) in q.pairs where !known.contains(name) {
+            throw BadRequest(message: known.isEmpty ? "this route takes no parameters ('\(name)' given)"
+                                                    : "unknown parameter '\(name)'")
+        }
+    }
 
     func calls(_ q: QueryParameters) -> Response {
         do {
@@ -33,6 +55,7 @@ struct CallsAPI: Sendable {
 
     func summary(_ q: QueryParameters) -> Response {
         do {
+            try Self.checkKnown(q, Self.knownSummaryParameters)
             let session = try Self.session(q)
             let since = try Self.time(q, "since"), until = try Self.time(q, "until")
             let hosts = try store.hostSummaries(session: session, since: since, until: until)
@@ -105,9 +128,7 @@ struct CallsAPI: Sendable {
     // MARK: Parameters
 
     static func pageFilter(_ q: QueryParameters) throws -> CallStore.PageFilter {
-        for (name, _) in q.pairs where !knownCallParameters.contains(name) {
-            throw BadRequest(message: "unknown parameter '\(name)'")
-        }
+        try checkKnown(q, knownCallParameters)
         var f = CallStore.PageFilter()
         f.session = try session(q)
         f.host = try text(q, "host")

@@ -34,18 +34,8 @@ public final class CallStore: Sendable {
         try Self.migrator.migrate(writer)
     }
 
-    static let columns: [String] = [
-        "kind", "ts", "ended_at", "latency_ms", "connection_id", "stream_id", "estimated",
-        "session_id", "attribution", "pid", "process", "exe", "cgroup", "agent", "target",
-        "client_ip", "client_port", "server_ip", "server_port",
-        "scheme", "host", "method", "path", "url", "status_code", "http_version",
-        "request_content_type", "response_content_type", "request_body_bytes", "response_body_bytes",
-        "request_summary", "response_summary",
-        "sni", "alpn", "alpn_offered", "tls_version", "tls_cipher", "ja4", "cert_subject", "cert_san",
-        "dns_qtype", "dns_rcode", "dns_answers",
-        "connect_ms", "tls_handshake_ms", "ttfb_ms",
-        "outcome", "error", "weirds", "missed_bytes", "visibility", "bytes_sent", "bytes_received",
-    ]
+    /// The calls table's columns: the call's fields, in contract order.
+    static let columns: [String] = CallRecord.fieldNames
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -159,26 +149,11 @@ public final class CallStore: Sendable {
         }
     }
 
-    static func values(_ r: CallRecord) -> [(any DatabaseValueConvertible)?] {
-        func ms(_ micros: Int64?) -> Double? { micros.map { Double($0) / 1000 } }
-        func list(_ v: [String]?) -> String? {
-            guard let v else { return nil }
-            var w = "["
-            for (i, s) in v.enumerated() { if i > 0 { w += "," }; JSONObjectWriter.appendQuoted(s, to: &w) }
-            return w + "]"
-        }
-        return [
-            r.kind.rawValue, r.ts / 1000, r.endedAt.map { $0 / 1000 }, ms(r.latencyMicros), r.connectionId, r.streamId,
-            r.estimated, r.sessionId, r.attribution?.rawValue, r.pid, r.process, r.exe, r.cgroup, r.agent, r.target,
-            r.clientIp, r.clientPort, r.serverIp, r.serverPort,
-            r.scheme, r.host, r.method, r.path, r.url, r.statusCode, r.httpVersion,
-            r.requestContentType, r.responseContentType, r.requestBodyBytes, r.responseBodyBytes,
-            r.requestSummary, r.responseSummary,
-            r.sni, r.alpn, list(r.alpnOffered), r.tlsVersion, r.tlsCipher, r.ja4, r.certSubject, list(r.certSan),
-            r.dnsQtype, r.dnsRcode, list(r.dnsAnswers),
-            ms(r.connectMicros), ms(r.tlsHandshakeMicros), ms(r.ttfbMicros),
-            r.outcome.rawValue, r.error, list(r.weirds), r.missedBytes, r.visibility?.rawValue, r.bytesSent, r.bytesReceived,
-        ]
+    static func values(_ r: CallRecord) -> [DatabaseValue] {
+        var record = r
+        var out = RowValues()
+        record.visitFields(&out)
+        return out.values
     }
 
     // MARK: Reading
@@ -229,62 +204,79 @@ public final class CallStore: Sendable {
     }
 
     static func record(_ row: Row) -> CallRecord {
-        func micros(_ ms: Double?) -> Int64? { ms.map { Int64(($0 * 1000).rounded()) } }
-        func list(_ s: String?) -> [String]? { s.flatMap(JSONStringList.parse) }
-        let ts: Int64 = row["ts"]
-        var r = CallRecord(kind: CallKind(rawValue: row["kind"]) ?? .connect, ts: ts * 1000)
-        r.endedAt = (row["ended_at"] as Int64?).map { $0 * 1000 }
-        r.latencyMicros = micros(row["latency_ms"])
-        r.connectionId = row["connection_id"]
-        r.streamId = row["stream_id"]
-        r.estimated = row["estimated"]
-        r.sessionId = row["session_id"]
-        r.attribution = (row["attribution"] as String?).flatMap(Attribution.init(rawValue:))
-        r.pid = row["pid"]
-        r.process = row["process"]
-        r.exe = row["exe"]
-        r.cgroup = row["cgroup"]
-        r.agent = row["agent"]
-        r.target = row["target"]
-        r.clientIp = row["client_ip"]
-        r.clientPort = row["client_port"]
-        r.serverIp = row["server_ip"]
-        r.serverPort = row["server_port"]
-        r.scheme = row["scheme"]
-        r.host = row["host"]
-        r.method = row["method"]
-        r.path = row["path"]
-        r.url = row["url"]
-        r.statusCode = row["status_code"]
-        r.httpVersion = row["http_version"]
-        r.requestContentType = row["request_content_type"]
-        r.responseContentType = row["response_content_type"]
-        r.requestBodyBytes = row["request_body_bytes"]
-        r.responseBodyBytes = row["response_body_bytes"]
-        r.requestSummary = row["request_summary"]
-        r.responseSummary = row["response_summary"]
-        r.sni = row["sni"]
-        r.alpn = row["alpn"]
-        r.alpnOffered = list(row["alpn_offered"])
-        r.tlsVersion = row["tls_version"]
-        r.tlsCipher = row["tls_cipher"]
-        r.ja4 = row["ja4"]
-        r.certSubject = row["cert_subject"]
-        r.certSan = list(row["cert_san"])
-        r.dnsQtype = row["dns_qtype"]
-        r.dnsRcode = row["dns_rcode"]
-        r.dnsAnswers = list(row["dns_answers"])
-        r.connectMicros = micros(row["connect_ms"])
-        r.tlsHandshakeMicros = micros(row["tls_handshake_ms"])
-        r.ttfbMicros = micros(row["ttfb_ms"])
-        r.outcome = Outcome(rawValue: row["outcome"]) ?? .ok
-        r.error = row["error"]
-        r.weirds = list(row["weirds"]) ?? []
-        r.missedBytes = row["missed_bytes"]
-        r.visibility = (row["visibility"] as String?).flatMap(Visibility.init(rawValue:))
-        r.bytesSent = row["bytes_sent"]
-        r.bytesReceived = row["bytes_received"]
+        var r = CallRecord(kind: .connect, ts: 0)
+        // The fields are read by position from the `kind` column on (queries may select `id` first).
+        var reader = RowReader(row: row, index: row.columnNames.first == "id" ? 1 : 0)
+        r.visitFields(&reader)
         return r
+    }
+}
+
+/// A call's fields as column values, in contract order (the shapes' table is in CallFields.swift).
+struct RowValues: CallFieldVisitor {
+    var values: [DatabaseValue] = []
+
+    init() { values.reserveCapacity(CallStore.columns.count) }
+
+    static func list(_ v: [String]) -> DatabaseValue {
+        var w = "["
+        for (i, s) in v.enumerated() { if i > 0 { w += "," }; JSONObjectWriter.appendQuoted(s, to: &w) }
+        return (w + "]").databaseValue
+    }
+
+    mutating func time(_ name: String, _ value: inout Int64) { values.append((value / 1000).databaseValue) }
+    mutating func optionalTime(_ name: String, _ value: inout Int64?) {
+        values.append(value.map { ($0 / 1000).databaseValue } ?? .null)
+    }
+    mutating func millis(_ name: String, _ value: inout Int64?) {
+        values.append(value.map { (Double($0) / 1000).databaseValue } ?? .null)
+    }
+    mutating func text(_ name: String, _ value: inout String?) { values.append(value?.databaseValue ?? .null) }
+    mutating func integer(_ name: String, _ value: inout Int?) { values.append(value?.databaseValue ?? .null) }
+    mutating func count(_ name: String, _ value: inout Int) { values.append(value.databaseValue) }
+    mutating func flag(_ name: String, _ value: inout Bool) { values.append(value.databaseValue) }
+    mutating func list(_ name: String, _ value: inout [String]?) { values.append(value.map(Self.list) ?? .null) }
+    mutating func requiredList(_ name: String, _ value: inout [String]) { values.append(Self.list(value)) }
+    mutating func choice<E: CallFieldChoice>(_ name: String, _ value: inout E?) {
+        values.append(value?.rawValue.databaseValue ?? .null)
+    }
+    mutating func requiredChoice<E: CallFieldChoice>(_ name: String, _ value: inout E) {
+        values.append(value.rawValue.databaseValue)
+    }
+}
+
+/// A call read from a row of the calls table, column by column in contract order.
+struct RowReader: CallFieldVisitor {
+    let row: Row
+    var index: Int
+
+    private mutating func next() -> DatabaseValue {
+        defer { index += 1 }
+        return row[index]
+    }
+
+    mutating func time(_ name: String, _ value: inout Int64) { value = (Int64.fromDatabaseValue(next()) ?? 0) * 1000 }
+    mutating func optionalTime(_ name: String, _ value: inout Int64?) {
+        value = Int64.fromDatabaseValue(next()).map { $0 * 1000 }
+    }
+    mutating func millis(_ name: String, _ value: inout Int64?) {
+        value = Double.fromDatabaseValue(next()).map { Int64(($0 * 1000).rounded()) }
+    }
+    mutating func text(_ name: String, _ value: inout String?) { value = String.fromDatabaseValue(next()) }
+    mutating func integer(_ name: String, _ value: inout Int?) { value = Int.fromDatabaseValue(next()) }
+    mutating func count(_ name: String, _ value: inout Int) { value = Int.fromDatabaseValue(next()) ?? 0 }
+    mutating func flag(_ name: String, _ value: inout Bool) { value = Bool.fromDatabaseValue(next()) ?? false }
+    mutating func list(_ name: String, _ value: inout [String]?) {
+        value = String.fromDatabaseValue(next()).flatMap(JSONStringList.parse)
+    }
+    mutating func requiredList(_ name: String, _ value: inout [String]) {
+        value = String.fromDatabaseValue(next()).flatMap(JSONStringList.parse) ?? []
+    }
+    mutating func choice<E: CallFieldChoice>(_ name: String, _ value: inout E?) {
+        value = String.fromDatabaseValue(next()).flatMap(E.init(rawValue:))
+    }
+    mutating func requiredChoice<E: CallFieldChoice>(_ name: String, _ value: inout E) {
+        if let e = String.fromDatabaseValue(next()).flatMap(E.init(rawValue:)) { value = e }
     }
 }
 

@@ -24,7 +24,41 @@ struct Calltap: AsyncParsableCommand {
             Log.error("\(error)")
             Foundation.exit(ExitStatus.usage)
         }
-        await main(args)
+        await run(args)
+    }
+
+    /// Parses and runs one command. A usage error is one `calltap:` line on stderr and exit 1 (as the
+    /// README's exit-code table says), not ArgumentParser's multi-line message and exit 64; help and
+    /// `--version` still print in full.
+    static func run(_ args: [String]) async {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot(args)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+                Foundation.exit(0)
+            }
+            let text = message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "usage error"
+            Log.error(text.hasPrefix("Error: ") ? String(text.dropFirst(7)) : text)
+            Foundation.exit(ExitStatus.usage)
+        }
+        do {
+            if var async = command as? AsyncParsableCommand {
+                try await async.run()
+            } else {
+                try command.run()
+            }
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success { print(fullMessage(for: error)); Foundation.exit(0) }
+            let text = message(for: error).split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
+            Log.error(text.hasPrefix("Error: ") ? String(text.dropFirst(7)) : text)
+            Foundation.exit(code == .validationFailure ? ExitStatus.usage : code.rawValue)
+        }
     }
 }
 

@@ -138,6 +138,76 @@ import Testing
         }
     }
 
+    /// Every route that takes parameters refuses unknown or bad ones; the routes that take none refuse any.
+    @Test(arguments: ["/api/external-calls/summary?colour=red", "/api/external-calls/summary?limit=0",
+                      "/api/external-calls/summary?since=yesterday", "/api/external-calls/summary?session=a&session=b",
+                      "/api/sessions?colour=red", "/api/stats?x=1", "/metrics?x=1"])
+    func badParametersAre400OnEveryRoute(uri: String) async throws {
+        let (store, _) = try Self.makeStore()
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            let r = try await client.execute(uri: uri, method: .get)
+            #expect(r.status == .badRequest)
+            #expect((try Self.json(r)["error"] as? String)?.isEmpty == false)
+        }
+    }
+
+    /// A database that cannot be read is a 503 with a reason on every data route, never a crash.
+    @Test func unreadableDatabaseIs503() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-503-\(UUID().uuidString).db").path
+        let store = try CallStore(path: path)
+        try await store.writer.write { db in try db.execute(sql: "DROP TABLE calls; DROP TABLE capture_stats") }
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            for uri in ["/api/external-calls", "/api/external-calls/summary", "/api/sessions", "/api/stats", "/metrics"] {
+                let r = try await client.execute(uri: uri, method: .get)
+                #expect(r.status == .serviceUnavailable, "\(uri)")
+            }
+        }
+    }
+
+    /// A call with every field set to a distinct value comes back from the API unchanged.
+    @Test func everyFieldSurvivesTheAPI() async throws {
+        let store = try CallStore.inMemory()
+        let filled = CallFieldFiller.filledRecord()
+        try store.insert([filled])
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            let r = try await client.execute(uri: "/api/external-calls", method: .get)
+            let calls = try Self.json(r)["calls"] as? [[String: Any]] ?? []
+            #expect(calls.count == 1)
+            let back = try CallRecord.fromJSONObject(try #require(calls.first))
+            #expect(back == filled)
+        }
+    }
+
+    /// `openapi.json`'s Call schema lists exactly the call's fields, in contract order, with their types.
+    @Test func openAPICallSchemaMatchesTheFieldList() throws {
+        let spec = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: Self.root.appendingPathComponent("Sources/Server/Assets/openapi.json"))) as? [String: Any]
+        let call = try #require(((spec?["components"] as? [String: Any])?["schemas"] as? [String: Any])?["Call"] as? [String: Any])
+        let properties = try #require(call["properties"] as? [String: Any])
+        #expect(Set(properties.keys) == Set(CallRecord.fieldNames))
+        #expect(call["required"] as? [String] == CallRecord.fieldNames)
+        // Key order in the committed file is the contract order.
+        let text = try String(contentsOf: Self.root.appendingPathComponent("Sources/Server/Assets/openapi.json"), encoding: .utf8)
+        let callStart = try #require(text.range(of: "\"Call\": {"))
+        let positions = CallRecord.fieldNames.compactMap { text.range(of: "\"\($0)\": {", range: callStart.upperBound..<text.endIndex)?.lowerBound }
+        #expect(positions.count == CallRecord.fieldNames.count && positions == positions.sorted())
+        let types: [CallFieldDescription.Shape: String] = [.time: "string", .millis: "number", .text: "string", .choice: "string",
+                                                          .integer: "integer", .flag: "boolean", .list: "array"]
+        for field in CallRecord.fieldList {
+            let p = try #require(properties[field.name] as? [String: Any])
+            #expect(p["type"] as? String == types[field.shape], "\(field.name)")
+            #expect((p["nullable"] as? Bool ?? false) == field.nullable, "\(field.name) nullable")
+            if field.shape == .time { #expect(p["format"] as? String == "date-time", "\(field.name)") }
+            if field.shape == .choice {
+                let words = (p["enum"] as? [Any] ?? []).compactMap { $0 as? String }
+                #expect(words == field.choices, "\(field.name) enum")
+            }
+        }
+    }
+
     @Test func summarySessionsStatsAndHealth() async throws {
         let (store, sessions) = try Self.makeStore()
         let app = try buildApplication(store: store, options: Self.options())

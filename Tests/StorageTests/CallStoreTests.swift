@@ -31,6 +31,50 @@ import Testing
         #expect(CallJSON.line(back[0]) == CallJSON.line(original))
     }
 
+    /// Every field set to a distinct value survives SQLite and JSON Lines: a field that one of them
+    /// forgets, or two fields swapped, shows up here.
+    @Test func everyFieldSurvivesSQLiteAndJSONLines() throws {
+        let filled = CallFieldFiller.filledRecord()
+        let empty = CallRecord(kind: .connect, ts: 0)
+        // The filler touched every field.
+        let line = CallJSON.line(filled), emptyLine = CallJSON.line(empty)
+        let a = try #require(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let b = try #require(JSONSerialization.jsonObject(with: Data(emptyLine.utf8)) as? [String: Any])
+        #expect(Array(a.keys).sorted() == CallRecord.fieldNames.sorted())
+        for name in CallRecord.fieldNames {
+            #expect("\(a[name] ?? "missing")" != "\(b[name] ?? "missing")", "field \(name) was not filled")
+        }
+        // JSON Lines: in contract order, and read back whole.
+        let order = CallRecord.fieldNames.map { "\"\($0)\":" }
+        let positions = order.map { line.range(of: $0)?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil })
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted())
+        #expect(try CallRecord.fromJSONObject(a) == filled)
+        // SQLite.
+        let store = try CallStore.inMemory()
+        try store.insert([filled, empty])
+        let back = try store.calls(CallStore.Filter())
+        #expect(back == [empty, filled])
+        let page = try store.page(CallStore.PageFilter())
+        #expect(page.calls.contains(filled))
+    }
+
+    /// The calls table has one column per field, in contract order, of the type its shape is stored as:
+    /// a new field without its migration fails here.
+    @Test func schemaHasAColumnPerField() throws {
+        let store = try CallStore.inMemory()
+        let columns = try store.writer.read { db in
+            try Row.fetchAll(db, sql: "PRAGMA table_info(calls)").map { (String($0["name"] as String), String($0["type"] as String)) }
+        }
+        let expected: [String: String] = ["time": "INTEGER", "millis": "REAL", "text": "TEXT", "choice": "TEXT",
+                                          "integer": "INTEGER", "flag": "INTEGER", "list": "TEXT"]
+        #expect(columns.first?.0 == "id")
+        #expect(columns.dropFirst().map(\.0) == CallRecord.fieldNames)
+        for (field, column) in zip(CallRecord.fieldList, columns.dropFirst()) {
+            #expect(expected[field.shape.rawValue] == column.1, "\(field.name) is \(column.1)")
+        }
+    }
+
     @Test func filtersBySessionHostOutcomeAndTime() throws {
         let store = try CallStore.inMemory()
         let base: Int64 = 1_700_000_000_000_000_000
