@@ -44,6 +44,17 @@ public final class ParserBudget {
     var isSpent: Bool { used > limit }
     func adjust(by delta: Int) { used += delta }
     func refuse() { refusals += 1 }
+
+    /// Takes `bytes` from the budget for a buffer held outside the parsers (bytes held while a stream's
+    /// protocol is undecided); false, and counted as a refusal, when that would overspend it.
+    public func reserve(_ bytes: Int) -> Bool {
+        guard used + bytes <= limit else { refusals += 1; return false }
+        used += bytes
+        return true
+    }
+
+    /// Gives back what `reserve` took.
+    public func release(_ bytes: Int) { used -= bytes }
 }
 
 /// Bounds-checked big-endian reader over bytes. Reads return nil past the end and leave the position unchanged.

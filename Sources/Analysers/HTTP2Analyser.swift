@@ -35,11 +35,16 @@ public struct HTTP2Stream: Sendable {
 }
 
 public struct HTTP2Limits: Sendable {
-    /// Largest frame payload buffered (headers, settings); DATA is only counted.
+    /// Largest frame payload buffered (headers, settings) whatever a peer's SETTINGS_MAX_FRAME_SIZE allows;
+    /// DATA is only counted. A frame longer than the receiver's SETTINGS_MAX_FRAME_SIZE (16,384 until it
+    /// says otherwise) is a protocol error (RFC 9113 §4.2) and stops that direction.
     public var maxBufferedFrame = 1 << 20
+    /// Largest header block collected across CONTINUATION frames.
+    public var maxHeaderBlock = 256 << 10
     /// Streams open at once; beyond it the oldest is handed out unfinished (counted).
     public var maxOpenStreams = 1024
-    /// Largest HPACK dynamic table accepted from either side.
+    /// Largest HPACK dynamic table accepted from either side (the receiver's SETTINGS_HEADER_TABLE_SIZE,
+    /// 4,096 until it says otherwise, is what the encoder may use).
     public var maxDynamicTable = 1 << 20
     public init() {}
 }
@@ -65,8 +70,19 @@ public final class HTTP2Analyser {
         var blockEndsStream = false
         var blockIsPush = false
         var blockStart: Timestamp = 0
-        var decoder: HPACKDecoder
+        /// Made on this direction's first header block: connections that never send one cost nothing.
+        var decoder: HPACKDecoder?
+        /// The dynamic table size this direction's receiver allows (its SETTINGS_HEADER_TABLE_SIZE).
+        var tableLimit = 4096
+        /// The frame size this direction's receiver allows (its SETTINGS_MAX_FRAME_SIZE).
+        var maxFrame = 16_384
+        /// Bytes of this side counted in the shared parser budget.
+        var charged = 0
     }
+
+    /// What a decoder with a dynamic table of `tableSize` may hold, counted in the shared budget: the
+    /// table's RFC 7541 size twice over (Swift strings and entries) plus the static table each decoder copies.
+    static func decoderCost(tableSize: Int) -> Int { 2 * tableSize + 8192 }
 
     static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
     public let limits: HTTP2Limits
@@ -79,16 +95,46 @@ public final class HTTP2Analyser {
     public private(set) var droppedStreams = 0
     public private(set) var pushedStreams = 0
     public private(set) var hpackErrors = 0
+    /// Directions given up because the shared parser budget was spent.
+    public private(set) var budgetRefusals = 0
+    private let budget: ParserBudget?
 
     /// `expectPreface`: the client starts with the connection preface (false when it was already consumed).
-    public init(limits: HTTP2Limits = HTTP2Limits(), expectPreface: Bool = true) {
+    /// `budget`: the byte budget that frame and header-block buffers and HPACK tables draw from.
+    public init(limits: HTTP2Limits = HTTP2Limits(), expectPreface: Bool = true, budget: ParserBudget? = nil) {
         self.limits = limits
-        let allocator = ByteBufferAllocator()
-        func decoder() -> HPACKDecoder {
-            HPACKDecoder(allocator: allocator, maxDynamicTableSize: limits.maxDynamicTable, maxHeaderListSize: 1 << 20)
+        self.budget = budget
+        sides = [Side(prefaceLeft: expectPreface ? Self.preface.count : 0), Side(prefaceLeft: 0)]
+    }
+
+    deinit { budget?.adjust(by: -(sides[0].charged + sides[1].charged)) }
+
+    /// Counts side `k`'s buffers and HPACK table in the shared budget. When the budget is spent the
+    /// direction is given up (its buffers freed, `parser_memory_cap`), so no input can grow it further.
+    private func settle(_ k: Int) {
+        guard let budget else { return }
+        var bytes = sides[k].header.capacity + sides[k].payload.capacity + sides[k].block.capacity
+        if sides[k].decoder != nil { bytes += Self.decoderCost(tableSize: sides[k].tableLimit) }
+        budget.adjust(by: bytes - sides[k].charged)
+        sides[k].charged = bytes
+        guard budget.isSpent, !sides[k].lost, bytes > 0 else { return }
+        budget.refuse()
+        budgetRefusals += 1
+        note(.parserMemoryCap)
+        lose(k)
+    }
+
+    /// Stops side `k` for good and frees what it held.
+    private func lose(_ k: Int) {
+        sides[k].lost = true
+        sides[k].header = []
+        sides[k].payload = []
+        sides[k].block = []
+        sides[k].decoder = nil
+        if let budget {
+            budget.adjust(by: -sides[k].charged)
+            sides[k].charged = 0
         }
-        sides = [Side(prefaceLeft: expectPreface ? Self.preface.count : 0, decoder: decoder()),
-                 Side(prefaceLeft: 0, decoder: decoder())]
     }
 
     public func takeCompleted() -> [HTTP2Stream] {
@@ -120,7 +166,7 @@ public final class HTTP2Analyser {
             let take = min(sides[k].prefaceLeft, n)
             for j in 0..<take where data[j] != Self.preface[offset + j] {
                 note(.http2BadPreface)
-                sides[k].lost = true
+                lose(k)
                 return
             }
             sides[k].prefaceLeft -= take
@@ -140,9 +186,11 @@ public final class HTTP2Analyser {
                 sides[k].streamID = (UInt32(h[5]) << 24 | UInt32(h[6]) << 16 | UInt32(h[7]) << 8 | UInt32(h[8])) & 0x7FFF_FFFF
                 sides[k].remaining = sides[k].length
                 sides[k].payload.removeAll(keepingCapacity: true)
-                if sides[k].length > limits.maxBufferedFrame && sides[k].frameType != 0 {
+                // Longer than the receiver allows is a protocol error whatever the type (RFC 9113 §4.2);
+                // the length is never used to size a buffer.
+                if sides[k].length > min(sides[k].maxFrame, limits.maxBufferedFrame) {
                     note(.http2FrameTooLarge)
-                    sides[k].lost = true
+                    lose(k)
                     return
                 }
                 if sides[k].remaining == 0 { frameComplete(k) }
@@ -152,11 +200,13 @@ public final class HTTP2Analyser {
             // DATA payloads are counted, not kept: only the pad-length byte matters.
             if sides[k].frameType != 0 || sides[k].payload.isEmpty {
                 let keep = sides[k].frameType == 0 ? min(take, 1) : take
+                let before = sides[k].payload.capacity
                 sides[k].payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[i..<(i + keep)]))
+                if sides[k].payload.capacity != before { settle(k); if sides[k].lost { return } }
             }
             i += take
             sides[k].remaining -= take
-            if sides[k].remaining == 0 { frameComplete(k) }
+            if sides[k].remaining == 0 { frameComplete(k); if sides[k].lost { return } }
         }
     }
 
@@ -165,7 +215,7 @@ public final class HTTP2Analyser {
         let k = fromClient ? 0 : 1
         sawGap = true
         if !sides[k].lost {
-            sides[k].lost = true
+            lose(k)
             note(.http2Gap)
         }
     }
@@ -218,6 +268,8 @@ public final class HTTP2Analyser {
             }
             guard payload.count >= c + padding else { return malformed() }
             sides[k].block = Array(payload[c..<(payload.count - padding)])
+            settle(k)
+            if sides[k].lost { return }
             sides[k].blockStream = target
             sides[k].blockEndsStream = type == 0x1 && flags & 0x01 != 0
             sides[k].blockIsPush = type == 0x5
@@ -226,7 +278,9 @@ public final class HTTP2Analyser {
         case 0x9: // CONTINUATION
             guard id == sides[k].blockStream else { return malformed() }
             sides[k].block += payload
-            if sides[k].block.count > limits.maxBufferedFrame { note(.http2FrameTooLarge); sides[k].lost = true; return }
+            if sides[k].block.count > limits.maxHeaderBlock { note(.http2FrameTooLarge); lose(k); return }
+            settle(k)
+            if sides[k].lost { return }
             if flags & 0x04 != 0 { headerBlockComplete(k) }
         case 0x3: // RST_STREAM
             guard payload.count >= 4 else { return malformed() }
@@ -247,8 +301,26 @@ public final class HTTP2Analyser {
                     close(sid)
                 }
             }
-        case 0x4: // SETTINGS: HEADER_TABLE_SIZE limits what the peer's encoder may use; we accept up to our cap.
-            break
+        case 0x4: // SETTINGS: what this sender, as a receiver, allows the other direction to use.
+            guard flags & 0x01 == 0 else { break } // an ACK carries nothing
+            guard payload.count % 6 == 0 else { return malformed() }
+            let other = 1 - k
+            var j = 0
+            while j + 6 <= payload.count {
+                let id = UInt16(payload[j]) << 8 | UInt16(payload[j + 1])
+                let value = Int(payload[j + 2]) << 24 | Int(payload[j + 3]) << 16 | Int(payload[j + 4]) << 8 | Int(payload[j + 5])
+                j += 6
+                switch id {
+                case 0x1: // HEADER_TABLE_SIZE
+                    sides[other].tableLimit = min(value, limits.maxDynamicTable)
+                    let tableSize = sides[other].tableLimit
+                    sides[other].decoder?.maxDynamicTableLength = tableSize
+                    if !sides[other].lost { settle(other) }
+                case 0x5: // MAX_FRAME_SIZE: 16,384 to 16,777,215 (RFC 9113 §6.5.2)
+                    if (16_384...16_777_215).contains(value) { sides[other].maxFrame = value }
+                default: break
+                }
+            }
         default:
             break // PRIORITY, PING, WINDOW_UPDATE, unknown extension frames
         }
@@ -264,14 +336,21 @@ public final class HTTP2Analyser {
         let time = sides[k].blockStart
         var buffer = ByteBuffer(bytes: sides[k].block)
         sides[k].block = []
+        if sides[k].decoder == nil {
+            let tableSize = sides[k].tableLimit
+            sides[k].decoder = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: tableSize,
+                                            maxHeaderListSize: limits.maxHeaderBlock)
+        }
+        settle(k)
+        if sides[k].lost { return }
         let headers: HPACKHeaders
         do {
-            headers = try sides[k].decoder.decodeHeaders(from: &buffer)
+            headers = try sides[k].decoder!.decodeHeaders(from: &buffer)
         } catch {
             // A header block that does not decode leaves the dynamic table unknown: stop this direction.
             hpackErrors += 1
             note(.http2HPACKError)
-            sides[k].lost = true
+            lose(k)
             return
         }
         if sides[k].blockIsPush { return } // pushed streams are counted, not reported as calls

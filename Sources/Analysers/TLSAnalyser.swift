@@ -78,8 +78,48 @@ public final class TLSAnalyser {
     public private(set) var droppedWhileWaitingForKeys = 0
     public var isWaitingForKeys: Bool { pendingTLS13 || !pendingTLS12Sides.isEmpty }
 
-    public init(keyLog: KeyLog? = nil) {
+    /// The byte budget that handshake, record and held-record buffers draw from (shared by every parser
+    /// of a pipeline), and what this connection counts in it now.
+    private let budget: ParserBudget?
+    private var charged = 0
+    /// Directions given up because the shared budget was spent.
+    public private(set) var budgetRefusals = 0
+
+    public init(keyLog: KeyLog? = nil, budget: ParserBudget? = nil) {
         self.keyLog = keyLog
+        self.budget = budget
+    }
+
+    deinit { budget?.adjust(by: -charged) }
+
+    /// Counts this connection's buffers in the shared budget. When the budget is spent, side `k` (the one
+    /// that grew) is given up and its buffers freed (`parser_memory_cap`); held records are dropped too.
+    private func settle(_ k: Int) {
+        guard let budget else { return }
+        var bytes = heldBytes
+        for j in 0..<2 {
+            bytes += sides[j].header.capacity + sides[j].handshake.capacity + sides[j].body.capacity
+                + sides[j].innerHandshake.capacity + sides[j].alertBytes.capacity
+        }
+        budget.adjust(by: bytes - charged)
+        charged = bytes
+        guard budget.isSpent, !sides[k].lost, bytes > 0 else { return }
+        budget.refuse()
+        budgetRefusals += 1
+        note(.parserMemoryCap)
+        if !held.isEmpty {
+            droppedWhileWaitingForKeys += held.count
+            held = []
+            heldBytes = 0
+        }
+        sides[k].lost = true
+        sides[k].handshake = []
+        sides[k].body = []
+        sides[k].innerHandshake = []
+        sides[k].alertBytes = []
+        sides[k].decryptThisRecord = false
+        sides[k].holdThisRecord = false
+        settle(k)
     }
 
     public var isDecrypting: Bool { sides[0].protection != nil || sides[1].protection != nil }
@@ -140,12 +180,13 @@ public final class TLSAnalyser {
             let fragment = UnsafeRawBufferPointer(rebasing: data[i..<(i + take)])
             i += take
             sides[k].recordRemaining -= take
-            if sides[k].decryptThisRecord {
+            if sides[k].decryptThisRecord || sides[k].holdThisRecord {
+                let before = sides[k].body.capacity
                 sides[k].body.append(contentsOf: fragment)
-                if sides[k].recordRemaining == 0 { decryptRecord(k, time: sides[k].recordStart) }
-            } else if sides[k].holdThisRecord {
-                sides[k].body.append(contentsOf: fragment)
-                if sides[k].recordRemaining == 0 { hold(k) }
+                if sides[k].body.capacity != before { settle(k); if sides[k].lost { return } }
+                if sides[k].recordRemaining == 0 {
+                    if sides[k].decryptThisRecord { decryptRecord(k, time: sides[k].recordStart) } else { hold(k) }
+                }
             } else {
                 recordBytes(k, fragment, time: time)
             }
@@ -210,7 +251,9 @@ public final class TLSAnalyser {
     private func recordBytes(_ k: Int, _ fragment: UnsafeRawBufferPointer, time: Timestamp) {
         switch sides[k].recordType {
         case 22 where handshakeIsPlaintext(k):
+            let before = sides[k].handshake.capacity
             sides[k].handshake.append(contentsOf: fragment)
+            if sides[k].handshake.capacity != before { settle(k); if sides[k].lost { return } }
             parseHandshakeMessages(k, time: sides[k].recordStart)
         case 21 where handshakeIsPlaintext(k) || (k == 1 && serverHello == nil):
             sides[k].alertBytes.append(contentsOf: fragment)
@@ -419,6 +462,7 @@ extension TLSAnalyser {
         held.append(HeldRecord(side: k, type: sides[k].recordType, version: sides[k].recordVersion, body: body,
                                time: sides[k].recordStart))
         heldBytes += body.count
+        settle(k)
     }
 
     /// Looks for keys again (the key log grew); once found, held records are decrypted in order.
@@ -508,7 +552,9 @@ extension TLSAnalyser {
                 i += 2
             }
         case 22 where innerTLS13:
+            let before = sides[k].innerHandshake.capacity
             sides[k].innerHandshake += plaintext
+            if sides[k].innerHandshake.capacity != before { settle(k); if sides[k].lost { return } }
             parseInnerHandshake(k)
         default:
             break // TLS 1.2 Finished, or padding records

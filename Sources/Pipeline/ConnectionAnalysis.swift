@@ -32,6 +32,8 @@ final class ConnectionAnalysis: TCPStreamHandler {
     /// Client bytes held while undecided: a request line too damaged to recognise is still HTTP
     /// when the server answers with a status line.
     private var heldClientBytes: [UInt8] = []
+    /// Bytes of `heldClientBytes` counted in the shared parser budget.
+    private var heldCharged = 0
     private static let maxHeldClientBytes = 8192
     private var httpCalls = 0
     /// HTTP/2 in the clear: prior knowledge, or after an Upgrade: h2c.
@@ -56,8 +58,22 @@ final class ConnectionAnalysis: TCPStreamHandler {
     /// Who opened the connection, looked up on its first packet.
     private let processOwner: ConnectionOwner?
 
+    /// The shared parser budget, held strongly so the bytes held here are given back however the
+    /// connection ends.
+    private let budget: ParserBudget
+
+    deinit { budget.release(heldCharged) }
+
+    /// The bytes held for detection are done with (handed to a parser, or the stream was decided).
+    private func releaseHeld() {
+        heldClientBytes = []
+        budget.release(heldCharged)
+        heldCharged = 0
+    }
+
     init(owner: Analyzer, connection c: TCPConnection) {
         self.owner = owner
+        budget = owner.parserBudget
         connection = c
         processOwner = owner.options.attribute?(c.client, c.clientPort, c.server, c.serverPort, c.firstSeen)
         if owner.options.attribute != nil && processOwner == nil { owner.stats.unattributedConnections += 1 }
@@ -82,7 +98,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
                 proto = .undecided
                 afterSwitch = true
                 if let x = switchedExchange?.value, x.request?.upgrade?.contains("h2c") == true, x.response?.status == 101 {
-                    let a = HTTP2Analyser()
+                    let a = HTTP2Analyser(budget: owner.parserBudget)
                     a.adoptUpgradedRequest(method: x.request?.method, path: x.request?.target, authority: x.request?.host,
                                            start: x.requestStart, end: x.requestEnd)
                     h2 = a
@@ -174,35 +190,39 @@ final class ConnectionAnalysis: TCPStreamHandler {
         }
         if direction == .toServer {
             if heldClientBytes.isEmpty && HTTPDetector.looksLikeHTTP2Preface(data) {
-                h2 = HTTP2Analyser()
+                h2 = HTTP2Analyser(budget: owner.parserBudget)
                 proto = .http2
             } else if heldClientBytes.isEmpty && HTTPDetector.looksLikeRequest(data) {
                 startHTTP()
-            } else if heldClientBytes.count + data.count <= Self.maxHeldClientBytes && data[0] >= 0x20 {
+            } else if heldClientBytes.count + data.count <= Self.maxHeldClientBytes && data[0] >= 0x20
+                        && budget.reserve(heldClientBytes.count + data.count - heldCharged) {
                 heldClientBytes.append(contentsOf: data) // wait for the server's answer to decide
+                heldCharged = heldClientBytes.count
             } else {
                 proto = .unknown
+                releaseHeld()
             }
             return
         }
         if heldClientBytes.isEmpty && HTTPDetector.looksLikeHTTP2Settings(data) {
-            h2 = HTTP2Analyser()
+            h2 = HTTP2Analyser(budget: owner.parserBudget)
             proto = .http2
             return
         }
         guard HTTPDetector.looksLikeResponse(data) else {
             proto = .unknown
+            releaseHeld()
             return
         }
         startHTTP()
         if !heldClientBytes.isEmpty, let http {
             heldClientBytes.withUnsafeBytes { _ = http.deliver(.client, $0, at: c.firstDataTime[0] ?? c.firstSeen) }
-            heldClientBytes = []
         }
+        releaseHeld()
     }
 
     private func startTLS(_ c: TCPConnection) {
-        let t = TLSAnalyser(keyLog: owner.options.keyLog)
+        let t = TLSAnalyser(keyLog: owner.options.keyLog, budget: owner.parserBudget)
         if owner.options.keyLog != nil {
             t.onPlaintext = { [unowned self, unowned c] fromClient, data, time in
                 self.decrypted(c, fromClient: fromClient, data, at: time)
@@ -217,7 +237,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
             let looksHTTP = fromClient ? HTTPDetector.looksLikeRequest(data) : HTTPDetector.looksLikeResponse(data)
             let alpn = tls?.serverHello?.alpn ?? tls?.encryptedALPN
             if HTTPDetector.looksLikeHTTP2Preface(data) || alpn == "h2" {
-                innerHTTP2 = HTTP2Analyser(expectPreface: true)
+                innerHTTP2 = HTTP2Analyser(expectPreface: true, budget: owner.parserBudget)
                 owner.stats.http2Connections += 1
             } else if looksHTTP {
                 var limits = owner.options.http
