@@ -127,7 +127,12 @@ final class ConnectionAnalysis: TCPStreamHandler {
         case .http: http?.gap(direction == .toServer ? .client : .server, length: length, at: time)
         case .tls:
             tls?.gap(fromClient: direction == .toServer, length: length)
+            // What the lost records carried is lost to the protocol inside too.
             innerHTTP2?.gap(fromClient: direction == .toServer, length: length)
+            if let inner = innerHTTP {
+                inner.gap(direction == .toServer ? .client : .server, length: length, at: time)
+                emitInnerHTTP(c)
+            }
         case .http2: h2?.gap(fromClient: direction == .toServer, length: length)
         default: break
         }
@@ -137,6 +142,11 @@ final class ConnectionAnalysis: TCPStreamHandler {
         if proto == .http, let http {
             http.endOfStream(direction == .toServer ? .client : .server, at: time)
             emitHTTP(c)
+        }
+        // A close-delimited response inside TLS ends with the connection too.
+        if proto == .tls, let inner = innerHTTP {
+            inner.endOfStream(direction == .toServer ? .client : .server, at: time)
+            emitInnerHTTP(c)
         }
     }
 
