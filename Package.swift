@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -72,8 +73,17 @@ let package = Package(
                 .embedInCode("Assets/openapi.json"),
             ]
         ),
+        // The capturing daemon as services: capture (one OS thread per target), attribution, writer and
+        // sinks, followers, retention and the API under one ServiceGroup with ordered graceful shutdown.
+        .target(name: "Daemon", dependencies: [
+            "Capture", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "calltap", dependencies: [
-            "Capture", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution",
+            "Capture", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Daemon",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -94,6 +104,11 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Capture"]),
+        .testTarget(name: "DaemonTests", dependencies: [
+            "Daemon", "Storage", "CallModel", "Pipeline",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // One fuzz target per parser that takes outside bytes (driven by libFuzzer from FuzzTesting/).
         .target(name: "FuzzTargets",
                 dependencies: ["Capture", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution"],

@@ -24,8 +24,15 @@ capture_one_request() { # out, url, capture arguments...
   sleep 0.5
   kill -TERM $pid; wait $pid
 }
+# Stops what this script started, by pid (its own background jobs: the capture daemons, the servers,
+# the clients), never by name, so a calltap capture running for anyone else is left alone. Each gets
+# up to 5 s to exit (a daemon flushes on SIGTERM) before the mounts under it are taken away.
 cleanup() {
-  pkill -f "calltap capture" 2>/dev/null
+  local p _
+  for p in $(jobs -p); do kill -TERM "$p" 2>/dev/null; done
+  for p in $(jobs -p); do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
   umount "$tmp/small" "$tmp/ro" 2>/dev/null
   ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null; ip netns del ct-cap-b 2>/dev/null; ip netns del ct-cap-br 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$tmp"
@@ -132,11 +139,12 @@ PY
 done
 kill -TERM $cap; wait $cap; code=$?
 
-q() { python3 - "$db" "$1" <<'PY'
+qdb() { python3 - "$1" "$2" <<'PY'
 import sqlite3, sys
 print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])
 PY
 }
+q() { qdb "$db" "$1"; }
 one_total=$(q "select count(*) from calls where path like '/one/%'")
 one_ok=$(q "select count(*) from calls where path like '/one/%' and session_id='sess-one'")
 one_pid=$(q "select count(*) from calls where path like '/one/%' and process='curl'")
@@ -179,10 +187,14 @@ ip netns exec $A "$bin" run --session sess-run --registry "$tmp/run-registry.jso
 run_code=$?
 sleep 1
 kill -TERM $cap; wait $cap
+# A command that fails: calltap run must exit with its status (3), not its own, and still end the session.
+"$bin" run --session sess-fail --registry "$tmp/run-fail-registry.jsonl" -- sh -c 'exit 3'
+run_fail_code=$?
 check "calltap run attributes its command's calls to the session" \
   [ "$(grep '"session_id":"sess-run"' "$tmp/run.jsonl" | grep -c '"path":"/run/[12]"')" = 2 ]
-check "calltap run writes started_at and ended_at and passes the exit status" \
-  [ "$run_code" = 0 -a "$(grep -c ended_at "$tmp/run-registry.jsonl")" = 1 ]
+check "calltap run writes started_at and ended_at and passes the exit status (0 and 3)" \
+  [ "$run_code" = 0 -a "$(grep -c ended_at "$tmp/run-registry.jsonl")" = 1 \
+    -a "$run_fail_code" = 3 -a "$(grep -c ended_at "$tmp/run-fail-registry.jsonl")" = 1 ]
 check "--clawmetry-jsonl writes external_api_call lines" python3 - "$tmp/claw.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -245,8 +257,11 @@ fi
 # --config: a TOML file keyed by the long flag names; flags given on the command line override it.
 printf 'netns = ["%s"]\nformat = "table"\ndb = "%s"\nbuffer-size = 16\n' $A "$tmp/config.db" > "$tmp/calltap.toml"
 capture_one_request "$tmp/config.jsonl" http://$SIP/from-config --config "$tmp/calltap.toml" --format jsonl
+# jsonl on stdout shows --format overrode the file's "table"; the call in the file's own database shows
+# its netns and db keys were applied.
 check "--config TOML applies, flags override it" \
-  [ "$(grep -c '"path":"/from-config"' "$tmp/config.jsonl")" = 1 -a "$(q "select count(*) from calls where path='/from-config'" 2>/dev/null || true)" != "" ]
+  [ "$(grep -c '"path":"/from-config"' "$tmp/config.jsonl")" = 1 \
+    -a "$(qdb "$tmp/config.db" "select count(*) from calls where path='/from-config'" 2>/dev/null)" = 1 ]
 
 # --listen serves the API while capturing; after kill -9 the database opens cleanly with what was written.
 port=$((20000 + RANDOM % 20000))
@@ -297,10 +312,12 @@ check "-i any drops packets seen twice (veth and bridge) and counts them" \
   [ "$(grep -c '"path":"/bridged/' "$tmp/br.jsonl")" = 3 -a "$dups" -gt 10 -a "$retrans" -lt 3 ]
 
 # --pid: the namespace of a process inside it.
+# `ip netns exec` execs the command in place, so the background job's pid is the sleeper's own (a
+# search by name could find someone else's sleep).
 ip netns exec $A sleep 30 &
 sleeper=$!
 sleep 0.3
-target=$(pgrep -n -f "^sleep 30$")
+target=$sleeper
 capture_one_request "$tmp/pid.jsonl" http://$SIP/by-pid --pid "$target" --format jsonl
 kill $sleeper 2>/dev/null
 check "--pid captures in that process's namespace" grep -q '"/by-pid"' "$tmp/pid.jsonl"

@@ -66,6 +66,9 @@ public final class PcapFileReader {
 
     deinit { pcap_close(handle) }
 
+    /// Makes a `forEach` running on another thread return after its current packet, as if the file ended.
+    public func stop() { pcap_breakloop(handle) }
+
     /// Calls `body` for every packet with the captured bytes (valid only during the call), the wire length,
     /// and the timestamp. Stops at end of file or at the first damage, which it reports.
     public func forEach(_ body: (UnsafeRawBufferPointer, Int, Nanos) -> Void) -> ReadOutcome {

@@ -8,9 +8,10 @@ public struct AnalysisOptions: Sendable {
     public var sessionId: String?
     /// The capture target (namespace or interface) calls are tagged with.
     public var target: String?
-    /// Looks up who owns a new TCP connection (client address and port, server address and port, and
-    /// the time of its first packet), called on that packet.
-    public var attribute: (@Sendable (IPAddress, UInt16, IPAddress, UInt16, Int64) -> ConnectionOwner?)?
+    /// Told of each new TCP connection (client address and port, server address and port, and the time
+    /// of its first packet) on that packet, so the attribution stage can look its owner up while the socket
+    /// exists. Must only hand the facts on: it runs on the packet thread.
+    public var connectionOpened: (@Sendable (IPAddress, UInt16, IPAddress, UInt16, Int64) -> Void)?
     /// Release calls in order of their start (offline reading). Live capture releases each call as
     /// soon as it completes instead, so a long-lived connection never holds others back.
     public var orderedOutput = true

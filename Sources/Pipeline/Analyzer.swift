@@ -117,7 +117,9 @@ public final class Analyzer {
             stats.excludedHost += 1
             return
         }
-        if let session = options.sessionId { r.sessionId = session }
+        // The input's own tags, on every kind of call (DNS and QUIC included).
+        r.target = options.target
+        if options.sessionId != nil { r.attribute(owner: nil, inputSession: options.sessionId, lookedUp: false) }
         if !options.orderedOutput {
             stats.calls += 1
             sink(r)
@@ -173,6 +175,22 @@ public final class Analyzer {
 }
 
 extension Analyzer {
+    /// Feeds one capture file (or `-`, standard input) through a decoder into this analyser, without
+    /// finishing it (several files are one stream). `progress` is told the bytes read so far every
+    /// 65,536 packets. Used by `calltap read` and by `analyzeFile` alike.
+    public func read(_ reader: PcapFileReader, progress: ((Int) -> Void)? = nil) -> (ReadOutcome, DecodeCounters) {
+        var decoder = PacketDecoder(linkType: reader.linkType)
+        var seenBytes = 0
+        let outcome = reader.forEach { frame, wireLength, ts in
+            if let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) { process(p) }
+            if let progress {
+                seenBytes += frame.count + 16
+                if decoder.counters.packets & 0xFFFF == 0 { progress(seenBytes) }
+            }
+        }
+        return (outcome, decoder.counters)
+    }
+
     /// Analyses one capture file start to end and returns its calls in order, the statistics and how
     /// the read ended.
     public static func analyzeFile(_ path: String, options: AnalysisOptions = AnalysisOptions(),
@@ -187,11 +205,8 @@ extension Analyzer {
         }
         var calls: [CallRecord] = []
         let analyzer = Analyzer(options: options) { calls.append($0) }
-        var decoder = PacketDecoder(linkType: reader.linkType)
-        let outcome = reader.forEach { frame, wireLength, ts in
-            if let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) { analyzer.process(p) }
-        }
+        let (outcome, counters) = analyzer.read(reader)
         analyzer.finish()
-        return (calls, analyzer.statistics(decoder: decoder.counters), outcome)
+        return (calls, analyzer.statistics(decoder: counters), outcome)
     }
 }

@@ -55,9 +55,6 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private lazy var serverText = connection.server.description
     private unowned let connection: TCPConnection
 
-    /// Who opened the connection, looked up on its first packet.
-    private let processOwner: ConnectionOwner?
-
     /// The shared parser budget, held strongly so the bytes held here are given back however the
     /// connection ends.
     private let budget: ParserBudget
@@ -75,8 +72,8 @@ final class ConnectionAnalysis: TCPStreamHandler {
         self.owner = owner
         budget = owner.parserBudget
         connection = c
-        processOwner = owner.options.attribute?(c.client, c.clientPort, c.server, c.serverPort, c.firstSeen)
-        if owner.options.attribute != nil && processOwner == nil { owner.stats.unattributedConnections += 1 }
+        // Who opened it is looked up by the attribution stage, off this thread, while the socket still exists.
+        owner.options.connectionOpened?(c.client, c.clientPort, c.server, c.serverPort, c.firstSeen)
     }
 
     // MARK: TCPStreamHandler
@@ -410,18 +407,6 @@ final class ConnectionAnalysis: TCPStreamHandler {
         r.serverIp = serverText
         r.serverPort = Int(c.serverPort)
         r.estimated = c.midStream
-        r.target = owner.options.target
-        if let o = processOwner {
-            r.pid = o.pid
-            r.process = o.process
-            r.exe = o.exe
-            r.cgroup = o.cgroup
-            r.sessionId = o.sessionId
-            r.attribution = Attribution(rawValue: o.attribution)
-            r.agent = o.agent
-        } else if owner.options.attribute != nil {
-            r.attribution = Attribution.none
-        }
         return r
     }
 

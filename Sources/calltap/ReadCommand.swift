@@ -78,10 +78,13 @@ struct ReadCommand: ParsableCommand {
         if !keyLog.isEmpty { options.keyLog = keyLog }
 
         let store = try db.map(CallStore.openForCommand)
+        // The database sink `capture` uses too: batched, and it holds (bounded) what the database refuses.
+        let writer = store.map { CallWriter(store: $0, maxHeld: options.maxHeldCalls) }
+        var storeError: Error?
+        writer?.onFailure = { storeError = storeError ?? $0 }
         let out = OutputStream()
         var tableRows: [CallRecord] = []
         var batch: [CallRecord] = []
-        var storeError: Error?
         let format = self.format
         // The table header waits for the first call or the first readable file, so an input that cannot
         // be opened leaves nothing on stdout but its error on stderr.
@@ -95,10 +98,10 @@ struct ReadCommand: ParsableCommand {
                 tableRows.append(record)
             case .none: break
             }
-            if let store, storeError == nil {
+            if let writer {
                 batch.append(record)
                 if batch.count >= 2000 {
-                    do { try store.insert(batch) } catch { storeError = error }
+                    writer.write(batch)
                     batch.removeAll(keepingCapacity: true)
                 }
             }
@@ -120,22 +123,14 @@ struct ReadCommand: ParsableCommand {
                 continue
             }
             anyOpened = true
-            var decoder = PacketDecoder(linkType: reader.linkType)
             let fileSize = path == "-" ? 0 : ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
             var lastProgress = Date()
-            var seenBytes = 0
-            let outcome = reader.forEach { frame, wireLength, ts in
-                if let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) {
-                    analyzer.process(p)
+            let (outcome, counters) = analyzer.read(reader, progress: showProgress && fileSize > 50_000_000 ? { seen in
+                if Date().timeIntervalSince(lastProgress) > 1 {
+                    lastProgress = Date()
+                    Log.progress("\(path): \(seen * 100 / max(fileSize, 1))%")
                 }
-                if showProgress && fileSize > 50_000_000 {
-                    seenBytes += frame.count + 16
-                    if decoder.counters.packets & 0xFFFF == 0, Date().timeIntervalSince(lastProgress) > 1 {
-                        lastProgress = Date()
-                        Log.progress("\(path): \(seenBytes * 100 / max(fileSize, 1))%")
-                    }
-                }
-            }
+            } : nil)
             if showProgress && fileSize > 50_000_000 { Log.progress("") }
             if outcome.packets > 0 { anyRead = true }
             if outcome.badTimestamps > 0 {
@@ -145,7 +140,7 @@ struct ReadCommand: ParsableCommand {
                 Log.error("\(path): damaged after \(outcome.packets) packets: \(damage)")
                 damaged.append(path)
             }
-            totalDecoder.add(decoder.counters)
+            totalDecoder.add(counters)
         }
         analyzer.finish()
         let statistics = analyzer.statistics(decoder: totalDecoder)
@@ -154,9 +149,10 @@ struct ReadCommand: ParsableCommand {
             for line in CallTable.summary(tableRows) { out.line(line) }
         }
         out.flush()
-        if let store {
+        if let store, let writer {
             do {
-                if storeError == nil { try store.insert(batch) }
+                writer.write(batch)
+                try writer.flush()
                 try store.recordStats(statistics, source: files.joined(separator: ","),
                                       at: Int64(Date().timeIntervalSince1970 * 1_000_000_000))
             } catch {

@@ -10,19 +10,29 @@ import Testing
         var truth: [[String: Any]]
     }
 
+    /// Tests of this suite run in parallel: the capture is generated once, under a lock, into a private
+    /// directory and moved into place only when complete, so no test reads a half-written file.
+    static let generation = NSLock()
+
     static func generate() throws -> Generated {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-gen-\(getpid())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let prefix = dir.appendingPathComponent("s20").path
-        if !FileManager.default.fileExists(atPath: prefix + ".pcap") {
+        try generation.withLock {
+            guard !FileManager.default.fileExists(atPath: prefix + ".truth.jsonl") else { return }
+            let work = dir.appendingPathComponent("partial-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
             let generator = Corpus.root.deletingLastPathComponent().appendingPathComponent("benchdata/gen_pcap.py").path
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = ["python3", generator, "--mb", "20", "--seed", "1", "--out", prefix]
+            p.arguments = ["python3", generator, "--mb", "20", "--seed", "1", "--out", work.appendingPathComponent("s20").path]
             p.standardOutput = FileHandle.nullDevice
             try p.run()
             p.waitUntilExit()
             #expect(p.terminationStatus == 0, "gen_pcap.py failed")
+            // The truth file last: its presence means both are complete.
+            try FileManager.default.moveItem(atPath: work.appendingPathComponent("s20.pcap").path, toPath: prefix + ".pcap")
+            try FileManager.default.moveItem(atPath: work.appendingPathComponent("s20.truth.jsonl").path, toPath: prefix + ".truth.jsonl")
         }
         let data = try Data(contentsOf: URL(fileURLWithPath: prefix + ".truth.jsonl"))
         let truth = try data.split(separator: 0x0A).filter { !$0.isEmpty }.map {

@@ -1,0 +1,168 @@
+import Analysers
+import Attribution
+import CallModel
+import Capture
+import Foundation
+import Logging
+import Pipeline
+import ServiceLifecycle
+import UnixSignals
+import Storage
+
+/// Everything a capturing daemon runs, as services under one `ServiceGroup`:
+///
+/// | service | thread | job |
+/// |---|---|---|
+/// | `CaptureService` (one per target) | its own OS thread, inside the target's namespace | packets → calls, new connections |
+/// | `AttributionService` (one per target) | its own OS thread, inside the namespace | owners and sessions, cgroup filter |
+/// | `WriterService` | a task | calls → sinks (database, JSON Lines, ClawMetry), statistics rows, status |
+/// | followers, retention | tasks | registry and key log files; pruning the database |
+/// | the API (optional) | Hummingbird | `calltap serve` on the same database |
+///
+/// Graceful shutdown (SIGTERM/SIGINT, or the end of a capture file) runs in reverse order of that list
+/// as started: captures stop and finish their open connections, attribution drains, the API stops, and
+/// the writer writes the rest and flushes every sink — so no finished call is lost.
+public struct Daemon {
+    public struct Target: Sendable {
+        public var name: String
+        public var source: CaptureService.Source
+        public init(name: String, source: CaptureService.Source) {
+            self.name = name
+            self.source = source
+        }
+    }
+
+    public struct Configuration: Sendable {
+        public var targets: [Target] = []
+        public var analysis = AnalysisOptions()
+        /// Look up the process behind each connection (live capture as root). Off for capture files.
+        public var attributeProcesses = true
+        public var registryPath: String?
+        public var keyLogPaths: [String] = []
+        /// Keep only calls of processes in this cgroup (relative to the cgroup v2 mount).
+        public var cgroup: String?
+        /// A session for every call (as `read --session`).
+        public var session: String?
+        public var statsInterval: Duration = .seconds(10)
+        public var showStatus = false
+        public var retainDays: Double?
+        public var maxDatabaseBytes: Int?
+        /// How the database is named in messages (its path).
+        public var databaseName = ""
+        public init() {}
+    }
+
+    public let group: ServiceGroup
+    public let captures: [CaptureService]
+    public let attribution: [AttributionService]
+    public let writer: WriterService
+    /// The database sink, when there is a store.
+    public let callWriter: CallWriter?
+
+    /// Builds the services. `sinks` get every call after the database (JSON Lines, ClawMetry…);
+    /// `api` is added as a service when given; `signals` lead to graceful shutdown.
+    public init(configuration c: Configuration, store: CallStore?, sinks: [any CallSink], api: (any Service)? = nil,
+                signals: [UnixSignal] = [], logger: Logger) {
+        let caps = c.analysis
+        let registry = c.registryPath.map { SessionRegistry(path: $0) }
+        registry?.onFirstProblem = { logger.error("\($0)") }
+        registry?.poll()
+        var analysis = c.analysis
+        if !c.keyLogPaths.isEmpty, analysis.keyLog == nil { analysis.keyLog = KeyLog() }
+        let keyLog = analysis.keyLog
+        let followers = c.keyLogPaths.map { FileFollower(path: $0) }
+
+        let toWriter = StageQueue<CallRecord>(capacity: caps.maxHeldCalls)
+        var captures: [CaptureService] = []
+        var attribution: [AttributionService] = []
+        for t in c.targets {
+            let events = StageQueue<AttributionEvent>(capacity: caps.maxHeldCalls + caps.reassembly.maxConnections)
+            var options = analysis
+            options.target = t.name
+            captures.append(CaptureService(target: t.name, source: t.source, options: options, events: events, logger: logger))
+            var namespacePath: String?
+            if case let .live(path, _, _) = t.source { namespacePath = path }
+            let owners = c.attributeProcesses ? SocketOwners(registry: registry) : nil
+            attribution.append(AttributionService(target: t.name, namespacePath: namespacePath, owners: owners, events: events,
+                                                  output: toWriter, cgroup: c.cgroup, inputSession: c.session,
+                                                  maxRemembered: caps.reassembly.maxConnections))
+        }
+        let callWriter = store.map { CallWriter(store: $0, maxHeld: caps.maxHeldCalls) }
+        let databaseName = c.databaseName
+        callWriter?.onFailure = { logger.error("cannot write to database \(databaseName): \($0); holding calls and retrying") }
+        callWriter?.onRecovery = { logger.notice("database writable again: \($0) held calls stored") }
+        let allSinks: [any CallSink] = (callWriter.map { [$0] } ?? []) + sinks
+        let capturesForStats = captures, attributionForStats = attribution
+        let writer = WriterService(
+            input: toWriter, sinks: allSinks, store: store, writer: callWriter,
+            statistics: {
+                zip(capturesForStats, attributionForStats).map { capture, attribution in
+                    var s = capture.statistics()
+                    let a = attribution.counters
+                    s.excludedCgroup = a.excludedCgroup
+                    s.unattributedConnections = a.unattributed
+                    return (capture.target, s)
+                }
+            },
+            statsInterval: c.statsInterval, showStatus: c.showStatus, logger: logger)
+
+        // Started in this order; graceful shutdown runs from the end of the list back.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: writer)]
+        if registry != nil || !followers.isEmpty {
+            services.append(.init(service: PeriodicService(every: .milliseconds(250)) {
+                registry?.poll()
+                for f in followers { if let text = f.readNew() { keyLog?.add(text: text) } }
+            }))
+        }
+        if let store, c.retainDays != nil || c.maxDatabaseBytes != nil {
+            let retainDays = c.retainDays, maxBytes = c.maxDatabaseBytes
+            services.append(.init(service: PeriodicService(every: .seconds(5)) {
+                let cutoff = retainDays.map { Int64((Date().timeIntervalSince1970 - $0 * 86_400) * 1e9) }
+                _ = try? store.pruneStep(before: cutoff, maxBytes: maxBytes)
+            }))
+        }
+        if let api { services.append(.init(service: api)) }
+        services += attribution.map { .init(service: $0) }
+        services += captures.map { .init(service: $0) }
+        // When every input has ended (capture files read to their end), the group shuts down gracefully.
+        services.append(.init(service: InputsEnded(captures: captures), successTerminationBehavior: .gracefullyShutdownGroup))
+        group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: signals,
+                                                  cancellationSignals: [], logger: logger))
+        self.captures = captures
+        self.attribution = attribution
+        self.writer = writer
+        self.callWriter = callWriter
+    }
+}
+
+/// Returns when every capture's input has ended, or at shutdown.
+final class InputsEnded: Service {
+    let captures: [CaptureService]
+    init(captures: [CaptureService]) { self.captures = captures }
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            for c in self.captures { await c.waitUntilEnded() }
+        }
+    }
+}
+
+/// Reads what was appended to a file since the last call (restarting after truncation or replacement).
+final class FileFollower: @unchecked Sendable {
+    let path: String
+    private var offset: UInt64 = 0
+    private var inode: UInt64 = 0
+    init(path: String) { self.path = path }
+
+    func readNew() -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        if UInt64(st.st_ino) != inode || UInt64(st.st_size) < offset { inode = UInt64(st.st_ino); offset = 0 }
+        guard UInt64(st.st_size) > offset, let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        try? h.seek(toOffset: offset)
+        guard let data = try? h.readToEnd(), let lastNewline = data.lastIndex(of: 0x0A) else { return nil }
+        let complete = data[...lastNewline]
+        offset += UInt64(complete.count)
+        return String(decoding: complete, as: UTF8.self)
+    }
+}

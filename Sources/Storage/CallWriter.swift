@@ -1,0 +1,77 @@
+import CallModel
+import Foundation
+
+/// The database as a sink: calls are inserted in batches (one transaction each); calls the database
+/// refuses (disk full, read-only, locked) are held, up to `maxHeld`, and tried again with the next
+/// write. The first failure and the recovery are reported once each; calls dropped at the cap are
+/// counted in `notStored`. `read --db` and `capture --db` both write through it.
+public final class CallWriter: CallSink {
+    public let store: CallStore
+    public let sinkName = "database"
+    /// Calls held while the database refuses writes; beyond it the oldest are dropped (counted).
+    public let maxHeld: Int
+    /// Rows per transaction, so a large backlog never holds the write lock for long.
+    public let batchSize: Int
+    public private(set) var stored = 0
+    /// Calls dropped because the database refused them for longer than `maxHeld` calls.
+    public private(set) var notStored = 0
+    public var held: Int { pending.count }
+    /// Told of the first failure after a success (with the error), and of the recovery (with the number
+    /// of held calls stored).
+    public var onFailure: (any Error) -> Void = { _ in }
+    public var onRecovery: (Int) -> Void = { _ in }
+
+    private var pending: [CallRecord] = []
+    private var failing = false
+
+    public init(store: CallStore, maxHeld: Int, batchSize: Int = 5_000) {
+        self.store = store
+        self.maxHeld = max(1, maxHeld)
+        self.batchSize = max(1, batchSize)
+    }
+
+    /// Stores `calls` after any held ones; never throws for a refusing database (the calls are held).
+    public func write(_ calls: [CallRecord]) {
+        pending += calls
+        drain()
+    }
+
+    /// Tries the held calls once more; throws if some are still not stored.
+    public func flush() throws {
+        drain()
+        if failing, !pending.isEmpty { throw NotStored(count: pending.count) }
+    }
+
+    public struct NotStored: Error, CustomStringConvertible {
+        public var count: Int
+        public var description: String { "\(count) calls could not be stored" }
+    }
+
+    private func drain() {
+        let before = pending.count
+        var done = 0
+        do {
+            while done < pending.count {
+                let end = min(pending.count, done + batchSize)
+                try store.insert(Array(pending[done..<end]))
+                done = end
+            }
+            pending.removeAll(keepingCapacity: pending.count <= batchSize)
+            stored += done
+            if failing {
+                failing = false
+                onRecovery(before)
+            }
+        } catch {
+            stored += done
+            pending.removeFirst(done)
+            if !failing { onFailure(error) }
+            failing = true
+            if pending.count > maxHeld {
+                let dropped = pending.count - maxHeld
+                pending.removeFirst(dropped)
+                notStored += dropped
+            }
+        }
+    }
+}
