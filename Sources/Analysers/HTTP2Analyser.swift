@@ -76,6 +76,8 @@ public final class HTTP2Analyser {
         var tableLimit = 4096
         /// The frame size this direction's receiver allows (its SETTINGS_MAX_FRAME_SIZE).
         var maxFrame = 16_384
+        /// The receiver's SETTINGS were seen, so its limits are known (else they are not enforced).
+        var settingsSeen = false
         /// Bytes of this side counted in the shared parser budget.
         var charged = 0
     }
@@ -114,7 +116,7 @@ public final class HTTP2Analyser {
     private func settle(_ k: Int) {
         guard let budget else { return }
         var bytes = sides[k].header.capacity + sides[k].payload.capacity + sides[k].block.capacity
-        if sides[k].decoder != nil { bytes += Self.decoderCost(tableSize: sides[k].tableLimit) }
+        if let d = sides[k].decoder { bytes += Self.decoderCost(tableSize: d.allowedDynamicTableLength) }
         budget.adjust(by: bytes - sides[k].charged)
         sides[k].charged = bytes
         guard budget.isSpent, !sides[k].lost, bytes > 0 else { return }
@@ -188,12 +190,15 @@ public final class HTTP2Analyser {
                 sides[k].payload.removeAll(keepingCapacity: true)
                 // Longer than the receiver allows is a protocol error whatever the type (RFC 9113 §4.2);
                 // the length is never used to size a buffer.
-                if sides[k].length > min(sides[k].maxFrame, limits.maxBufferedFrame) {
+                // DATA is counted, never kept: only the receiver's own limit applies to it. Without the
+                // receiver's SETTINGS (an h2c Upgrade carries them in a header) only our buffer cap does.
+                let allowed = sides[k].settingsSeen ? sides[k].maxFrame : Int.max
+                if sides[k].length > (sides[k].frameType == 0 ? allowed : min(allowed, limits.maxBufferedFrame)) {
                     note(.http2FrameTooLarge)
                     lose(k)
                     return
                 }
-                if sides[k].remaining == 0 { frameComplete(k) }
+                if sides[k].remaining == 0 { frameComplete(k); if sides[k].lost { return } }
                 continue
             }
             let take = min(sides[k].remaining, n - i)
@@ -305,6 +310,7 @@ public final class HTTP2Analyser {
             guard flags & 0x01 == 0 else { break } // an ACK carries nothing
             guard payload.count % 6 == 0 else { return malformed() }
             let other = 1 - k
+            sides[other].settingsSeen = true
             var j = 0
             while j + 6 <= payload.count {
                 let id = UInt16(payload[j]) << 8 | UInt16(payload[j + 1])
@@ -337,9 +343,13 @@ public final class HTTP2Analyser {
         var buffer = ByteBuffer(bytes: sides[k].block)
         sides[k].block = []
         if sides[k].decoder == nil {
-            let tableSize = sides[k].tableLimit
-            sides[k].decoder = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: tableSize,
-                                            maxHeaderListSize: limits.maxHeaderBlock)
+            // Made at the protocol's initial 4,096 (its storage is sized from that), then allowed what the
+            // receiver said, or our cap when its SETTINGS were not seen; the table grows only with what the
+            // encoder puts in it.
+            var d = HPACKDecoder(allocator: ByteBufferAllocator(), maxDynamicTableSize: 4096,
+                                 maxHeaderListSize: limits.maxHeaderBlock)
+            d.maxDynamicTableLength = sides[k].settingsSeen ? sides[k].tableLimit : limits.maxDynamicTable
+            sides[k].decoder = d
         }
         settle(k)
         if sides[k].lost { return }
@@ -353,6 +363,8 @@ public final class HTTP2Analyser {
             lose(k)
             return
         }
+        settle(k) // the table may have grown (a size update)
+        if sides[k].lost { return }
         if sides[k].blockIsPush { return } // pushed streams are counted, not reported as calls
         let after = sawGap
         if fromClient {

@@ -92,10 +92,10 @@ public final class TLSAnalyser {
 
     deinit { budget?.adjust(by: -charged) }
 
-    /// Counts this connection's buffers in the shared budget. When the budget is spent, side `k` (the one
-    /// that grew) is given up and its buffers freed (`parser_memory_cap`); held records are dropped too.
-    private func settle(_ k: Int) {
-        guard let budget else { return }
+    /// Brings this connection's count in the shared budget up to date (after buffers grew or were freed).
+    @discardableResult
+    private func recount() -> Int {
+        guard let budget else { return 0 }
         var bytes = heldBytes
         for j in 0..<2 {
             bytes += sides[j].header.capacity + sides[j].handshake.capacity + sides[j].body.capacity
@@ -103,6 +103,14 @@ public final class TLSAnalyser {
         }
         budget.adjust(by: bytes - charged)
         charged = bytes
+        return bytes
+    }
+
+    /// Counts this connection's buffers in the shared budget. When the budget is spent, side `k` (the one
+    /// that grew) is given up and its buffers freed (`parser_memory_cap`); held records are dropped too.
+    private func settle(_ k: Int) {
+        guard let budget else { return }
+        let bytes = recount()
         guard budget.isSpent, !sides[k].lost, bytes > 0 else { return }
         budget.refuse()
         budgetRefusals += 1
@@ -457,6 +465,7 @@ extension TLSAnalyser {
             pendingTLS12Sides = []
             pendingTLS13 = false
             noteUndecryptable("no key for this connection in the key log")
+            recount()
             return
         }
         held.append(HeldRecord(side: k, type: sides[k].recordType, version: sides[k].recordVersion, body: body,
@@ -483,6 +492,9 @@ extension TLSAnalyser {
             decryptRecord(r.side, time: r.time)
         }
         (sides[0].recordType, sides[0].recordVersion, sides[0].body, sides[1].recordType, sides[1].recordVersion, sides[1].body) = saved
+        // A side given up while the held records were replayed keeps nothing.
+        for k in 0..<2 where sides[k].lost { sides[k].body = [] }
+        recount()
     }
 
     /// At the end of the connection: whatever still waits for keys is undecryptable.
@@ -492,6 +504,8 @@ extension TLSAnalyser {
             noteUndecryptable("no key for this connection in the key log")
             undecryptableRecords += held.count
             held = []
+            heldBytes = 0
+            recount()
         }
     }
 

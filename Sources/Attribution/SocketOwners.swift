@@ -31,8 +31,16 @@ public final class SocketOwners: @unchecked Sendable {
 
     public var counters: AttributionCounters { lock.withLock { _counters } }
 
+    /// Serialises `refresh`: the watcher and the attribution stage both call it, and the /proc walk keeps
+    /// state of its own (`knownPIDs`).
+    private let refreshing = NSLock()
+
     /// Reads the socket table of the calling thread's namespace and resolves owners of new sockets.
     public func refresh(now: Int64 = Int64(Date().timeIntervalSince1970 * 1e9)) {
+        refreshing.withLock { refreshLocked(now: now) }
+    }
+
+    private func refreshLocked(now: Int64) {
         let table = SocketTable.read()
         var unknown: [SocketKey: SocketTable.Entry] = [:]
         lock.withLock {

@@ -44,8 +44,11 @@ public struct CaptureStats: Sendable, Equatable {
     /// Calls released before the ordering watermark because too many were waiting (a long connection held
     /// it back); they may come out of start order.
     public var callsReleasedEarly = 0
-    /// HTTP/1 messages given up because all parsers together held their byte budget.
+    /// Messages and directions given up because all parsers together (HTTP/1 heads, HTTP/2 frames and
+    /// HPACK tables, TLS handshakes and held records, undecided streams) held their byte budget.
     public var parserMemoryRefusals = 0
+    /// Finished calls dropped because a stage's queue or the database's hold was full (a live capture).
+    public var callsNotStored = 0
 
     public init() {}
 
@@ -67,6 +70,7 @@ public struct CaptureStats: Sendable, Equatable {
             ("http2_pushed_streams", http2PushedStreams),
             ("dns_names_dropped", dnsNamesDropped), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
             ("calls_released_early", callsReleasedEarly), ("parser_memory_refusals", parserMemoryRefusals),
+            ("calls_not_stored", callsNotStored),
         ]
     }
 

@@ -8,10 +8,10 @@ import ServiceLifecycle
 /// The attribution stage of one capture target, on its own thread (inside the target's network
 /// namespace for a live capture, since socket tables are per namespace): it looks up the owner of each
 /// new connection as soon as the capture thread reports it (a watcher thread and the process connector
-/// learn owners ahead of time), attaches owner and session to each call by one rule
-/// (`CallRecord.attribute`), applies the cgroup filter, and hands calls to the writer. No system call
-/// runs on a packet thread. On graceful shutdown (after the capture services have ended) it drains
-/// what is queued and returns.
+/// learn owners ahead of time), keeps it for the connection's life, attaches owner and session to each
+/// call by one rule (`CallRecord.attribute`), applies the cgroup filter, and hands calls to the writer,
+/// waiting for room rather than dropping them. No system call runs on a packet thread. On graceful
+/// shutdown (after the capture services have ended) it drains what is queued and returns.
 public final class AttributionService: Service, @unchecked Sendable {
     public let target: String
     private let namespacePath: String?
@@ -19,14 +19,20 @@ public final class AttributionService: Service, @unchecked Sendable {
     private let owners: SocketOwners?
     private let events: StageQueue<AttributionEvent>
     private let output: StageQueue<CallRecord>
+    /// Bumped by the capture when it opened its namespace again.
+    private let namespaceGeneration: Counter
     /// Keep only calls of processes in this cgroup (relative to the cgroup v2 mount).
     private let cgroup: String?
     private let inputSession: String?
-    private let maxRemembered: Int
+    /// Owners of open connections kept at most (the reassembler's connection cap, with room for lingering).
+    private let maxOpen: Int
+    private let logger: Logger
     private let lock = NSLock()
     private var stopping = false
     private var excludedCgroup = 0
     private var unattributed = 0
+    private var refused = 0
+    private var forgotten = 0
 
     struct Key: Hashable {
         var client: String
@@ -36,61 +42,44 @@ public final class AttributionService: Service, @unchecked Sendable {
     }
 
     init(target: String, namespacePath: String?, owners: SocketOwners?, events: StageQueue<AttributionEvent>,
-         output: StageQueue<CallRecord>, cgroup: String?, inputSession: String?, maxRemembered: Int) {
+         output: StageQueue<CallRecord>, namespaceGeneration: Counter, cgroup: String?, inputSession: String?,
+         maxOpen: Int, logger: Logger) {
         self.target = target
         self.namespacePath = namespacePath
         self.owners = owners
         self.events = events
         self.output = output
+        self.namespaceGeneration = namespaceGeneration
         self.cgroup = cgroup
         self.inputSession = inputSession
-        self.maxRemembered = max(1024, maxRemembered)
+        self.maxOpen = max(1024, maxOpen)
+        self.logger = logger
     }
 
-    /// Calls left out by the cgroup filter, and connections whose owner was not found.
-    public var counters: (excludedCgroup: Int, unattributed: Int) { lock.withLock { (excludedCgroup, unattributed) } }
+    /// Calls left out by the cgroup filter, connections whose owner was not found (or was forgotten when
+    /// more connections were open than the cap), and calls the writer's queue refused.
+    public var counters: (excludedCgroup: Int, unattributed: Int, refused: Int) {
+        lock.withLock { (excludedCgroup, unattributed + forgotten, refused) }
+    }
+
+    private var isStopping: Bool { lock.withLock { stopping } }
 
     public func run() async throws {
-        let ended = OneShot<Bool>()
-        let thread = Thread { [self] in
-            threadMain()
-            ended.set(true)
-        }
-        thread.name = "calltap-attribution-\(target)"
-        thread.start()
-        var connector: Thread?
+        var threads: [OneShot<Bool>] = []
+        threads.append(start("calltap-attribution-\(target)") { self.attributeUntilStopped() })
         if let owners {
-            // The watcher learns owners of new sockets while their processes are alive, ahead of the
-            // events, on a thread of its own so a /proc scan never delays a lookup.
-            let namespacePath = self.namespacePath
-            let watcher = Thread { [self] in
-                if let p = namespacePath { guard (try? LiveCapture.enterNetworkNamespace(path: p)) != nil else { return } }
-                var lastScan: UInt64 = 0
-                while !lock.withLock({ stopping }) {
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    if now - lastScan > 500_000_000 {
-                        owners.scanProcesses()
-                        lastScan = now
-                    }
-                    owners.refresh()
-                    usleep(2_000)
-                }
-            }
-            watcher.name = "calltap-sockets-\(target)"
-            watcher.start()
+            // The watcher learns owners of new sockets while their processes are alive, ahead of the events,
+            // on a thread of its own so a /proc scan never delays a lookup.
+            threads.append(start("calltap-sockets-\(target)") { self.watch(owners) })
             // Process lifetimes and lineage as they happen (the connector lives in the initial namespace).
-            let t = Thread { [self] in
+            threads.append(start("calltap-procs-\(target)") {
                 guard let c = try? ProcessEvents() else { return }
-                c.run(shouldStop: { self.lock.withLock { self.stopping } }) { owners.handle($0) }
-            }
-            t.name = "calltap-procs-\(target)"
-            t.start()
-            connector = t
+                c.run(shouldStop: { self.isStopping }) { owners.handle($0) }
+            })
         }
-        _ = connector
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
-                _ = await ended.wait()
+                for t in threads { _ = await t.wait() }
             } onGracefulShutdown: {
                 self.lock.withLock { self.stopping = true }
             }
@@ -99,63 +88,102 @@ public final class AttributionService: Service, @unchecked Sendable {
         }
     }
 
-    private func threadMain() {
-        if let p = namespacePath, owners != nil {
-            guard (try? LiveCapture.enterNetworkNamespace(path: p)) != nil else {
-                // Without the namespace no owner can be found: calls still flow, unattributed.
-                drainUntilStopped(owners: nil)
-                return
-            }
+    private func start(_ name: String, _ body: @escaping @Sendable () -> Void) -> OneShot<Bool> {
+        let done = OneShot<Bool>()
+        let t = Thread {
+            body()
+            done.set(true)
         }
-        drainUntilStopped(owners: owners)
+        t.name = name
+        t.start()
+        return done
     }
 
-    private func drainUntilStopped(owners: SocketOwners?) {
-        // Owners of recent connections, in two generations so the map stays bounded.
-        var recent: [Key: ConnectionOwner?] = [:]
-        var older: [Key: ConnectionOwner?] = [:]
+    /// Enters the target's namespace (again, when the capture reopened it). False when it cannot, said once.
+    private func enterNamespace(seen generation: inout Int, reported: inout Bool) -> Bool {
+        guard let p = namespacePath else { return true }
+        let now = namespaceGeneration.value
+        guard now != generation else { return true }
+        do {
+            try LiveCapture.enterNetworkNamespace(path: p)
+            generation = now
+            reported = false
+            return true
+        } catch {
+            if !reported { logger.error("\(target): attribution cannot enter \(p): \(error); calls stay unattributed") }
+            reported = true
+            return false
+        }
+    }
+
+    private func watch(_ owners: SocketOwners) {
+        var generation = -1, reported = false
+        var lastScan: UInt64 = 0
+        while !isStopping {
+            if enterNamespace(seen: &generation, reported: &reported) {
+                let now = DispatchTime.now().uptimeNanoseconds
+                if now - lastScan > 500_000_000 {
+                    owners.scanProcesses()
+                    lastScan = now
+                }
+                owners.refresh()
+            }
+            usleep(2_000)
+        }
+    }
+
+    private func attributeUntilStopped() {
+        var generation = -1, reported = false
+        // Owners of open connections; `.closed` removes them, after the connection's last call.
+        var open: [Key: ConnectionOwner?] = [:]
         while true {
             let batch = events.take()
             if batch.isEmpty {
-                if lock.withLock({ stopping }) && events.isEmpty { return }
+                if isStopping && events.isEmpty { return }
                 usleep(1_000)
                 continue
             }
-            // One socket-table read for the whole batch, after it was taken: every socket it names that
-            // still exists is seen, at the cost of one dump however many connections opened.
-            if let owners, batch.contains(where: { if case .opened = $0 { return true } else { return false } }) {
+            let inNamespace = owners != nil && enterNamespace(seen: &generation, reported: &reported)
+            // One socket-table read for the whole batch, after it was taken: every socket it names that still
+            // exists is seen, at the cost of one dump however many connections opened.
+            if inNamespace, let owners, batch.contains(where: { if case .opened = $0 { return true } else { return false } }) {
                 owners.refresh()
             }
             for event in batch {
                 switch event {
                 case let .opened(client, clientPort, server, serverPort, time):
-                    guard let owners else { continue }
-                    let key = Key(client: client.description, clientPort: Int(clientPort), server: server.description,
-                                  serverPort: Int(serverPort))
+                    guard inNamespace, let owners else { continue }
                     let o = owners.owner(client: client, clientPort: clientPort, server: server, serverPort: serverPort,
                                          at: time, retry: false)
                     if o == nil { lock.withLock { unattributed += 1 } }
-                    recent[key] = .some(o)
-                    if recent.count >= maxRemembered / 2 {
-                        older = recent
-                        recent.removeAll(keepingCapacity: true)
+                    if open.count >= maxOpen {
+                        // More open connections than the cap allows: start again (counted), rather than grow.
+                        lock.withLock { forgotten += open.count }
+                        open.removeAll(keepingCapacity: true)
                     }
+                    open[Self.key(client, clientPort, server, serverPort)] = .some(o)
+                case let .closed(client, clientPort, server, serverPort):
+                    open.removeValue(forKey: Self.key(client, clientPort, server, serverPort))
                 case var .call(record):
                     var owner: ConnectionOwner?
-                    if owners != nil, let ci = record.clientIp, let cp = record.clientPort, let si = record.serverIp,
-                       let sp = record.serverPort, record.kind != .dns, record.kind != .quic {
-                        let key = Key(client: ci, clientPort: cp, server: si, serverPort: sp)
-                        owner = (recent[key] ?? older[key]) ?? nil
+                    let tcp = record.kind != .dns && record.kind != .quic
+                    if owners != nil, tcp, let ci = record.clientIp, let cp = record.clientPort, let si = record.serverIp,
+                       let sp = record.serverPort {
+                        owner = open[Key(client: ci, clientPort: cp, server: si, serverPort: sp)] ?? nil
                     }
-                    record.attribute(owner: owner, inputSession: inputSession,
-                                     lookedUp: owners != nil && record.kind != .dns && record.kind != .quic)
+                    record.attribute(owner: owner, inputSession: inputSession, lookedUp: owners != nil && tcp)
                     if let cgroup, !CgroupTargets.contains(cgroup, member: record.cgroup) {
                         lock.withLock { excludedCgroup += 1 }
                         continue
                     }
-                    output.put(record)
+                    // Back-pressure: wait for the writer (it drains four times a second) rather than drop.
+                    if !output.putWaiting(record, timeout: 5) { lock.withLock { refused += 1 } }
                 }
             }
         }
+    }
+
+    static func key(_ client: IPAddress, _ clientPort: UInt16, _ server: IPAddress, _ serverPort: UInt16) -> Key {
+        Key(client: client.description, clientPort: Int(clientPort), server: server.description, serverPort: Int(serverPort))
     }
 }

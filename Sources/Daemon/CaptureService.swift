@@ -11,6 +11,8 @@ import ServiceLifecycle
 public enum AttributionEvent: Sendable {
     case opened(client: IPAddress, clientPort: UInt16, server: IPAddress, serverPort: UInt16, at: Int64)
     case call(CallRecord)
+    /// After the connection's last call: its owner can be forgotten.
+    case closed(client: IPAddress, clientPort: UInt16, server: IPAddress, serverPort: UInt16)
 }
 
 /// One capture target as a service: its own OS thread (setns applies to the calling thread only, so it
@@ -53,6 +55,12 @@ public final class CaptureService: Service, @unchecked Sendable {
     private var file: PcapFileReader?
     private var latest = CaptureStats()
     private var duplicatePackets = 0
+    /// Calls and new-connection events the attribution queue refused (it was full).
+    private let refusedCalls = Counter()
+    private let refusedOpenings = Counter()
+    /// Bumped each time the capture opened its namespace again (it may be a new one): the attribution
+    /// stage enters it again too.
+    let namespaceGeneration = Counter()
 
     init(target: String, source: Source, options: AnalysisOptions, events: StageQueue<AttributionEvent>, logger: Logger) {
         self.target = target
@@ -71,8 +79,17 @@ public final class CaptureService: Service, @unchecked Sendable {
     /// Returns once the input has ended.
     public func waitUntilEnded() async { _ = await ended.wait() }
 
+    /// Set once the capture is open (nil) or could not be opened (why).
+    private let startedSignal = OneShot<String?>()
+
+    /// True once the capture is open; false if it could not be (or the task was cancelled).
+    public func waitUntilStarted() async -> Bool {
+        guard let result = await startedSignal.wait() else { return false }
+        return result == nil
+    }
+
     public func run() async throws {
-        let started = OneShot<String?>()
+        let started = startedSignal
         let ended = self.ended
         let thread = Thread { [self] in
             threadMain(started: started)
@@ -112,9 +129,15 @@ public final class CaptureService: Service, @unchecked Sendable {
     private var isStopping: Bool { lock.withLock { stopping } }
 
     private func threadMain(started: OneShot<String?>) {
-        let events = self.events
+        let events = self.events, refusedOpenings = self.refusedOpenings
         options.connectionOpened = { client, clientPort, server, serverPort, time in
-            events.put(.opened(client: client, clientPort: clientPort, server: server, serverPort: serverPort, at: time))
+            if !events.put(.opened(client: client, clientPort: clientPort, server: server, serverPort: serverPort, at: time)) {
+                refusedOpenings.add()
+            }
+        }
+        options.connectionClosed = { client, clientPort, server, serverPort in
+            // Refused only when the queue is full; the owner map is capped on its own.
+            events.put(.closed(client: client, clientPort: clientPort, server: server, serverPort: serverPort))
         }
         switch source {
         case .file(let path):
@@ -138,8 +161,8 @@ public final class CaptureService: Service, @unchecked Sendable {
             for text in embedded { keyLog.add(text: text) }
             options.keyLog = keyLog
         }
-        let events = self.events
-        let analyzer = Analyzer(options: options) { events.put(.call($0)) }
+        let events = self.events, refusedCalls = self.refusedCalls
+        let analyzer = Analyzer(options: options) { if !events.put(.call($0)) { refusedCalls.add() } }
         var decoder = PacketDecoder(linkType: reader.linkType)
         let stopNow = lock.withLock { () -> Bool in
             file = reader
@@ -177,8 +200,8 @@ public final class CaptureService: Service, @unchecked Sendable {
             return
         }
         defer { writer?.close() }
-        let events = self.events
-        let analyzer = Analyzer(options: options) { events.put(.call($0)) }
+        let events = self.events, refusedCalls = self.refusedCalls
+        let analyzer = Analyzer(options: options) { if !events.put(.call($0)) { refusedCalls.add() } }
         var decoder = PacketDecoder(linkType: capture.linkType)
         let stopNow = lock.withLock { () -> Bool in
             live = capture
@@ -215,7 +238,12 @@ public final class CaptureService: Service, @unchecked Sendable {
             guard let again = reopen(analyzer, namespacePath: namespacePath, liveOptions: liveOptions) else { break }
             if again.linkType != capture.linkType { decoder = PacketDecoder(linkType: again.linkType) }
             capture = again
-            lock.withLock { live = again }
+            let stopNow = lock.withLock { () -> Bool in
+                live = again
+                return stopping
+            }
+            if stopNow { again.stop() }
+            namespaceGeneration.add()
             logger.notice("\(target): capture resumed")
         }
         lock.withLock { live = nil }
@@ -238,6 +266,8 @@ public final class CaptureService: Service, @unchecked Sendable {
     private func publish(_ stats: CaptureStats, _ capture: LiveCapture? = nil) {
         var s = stats
         if let k = capture?.stats() { s.kernelDrops = Int(k.kernelDrops + k.interfaceDrops) }
+        s.callsNotStored = refusedCalls.value
+        s.unattributedConnections = refusedOpenings.value // their owners were never looked up
         lock.withLock {
             s.duplicatePackets = duplicatePackets
             latest = s

@@ -72,11 +72,14 @@ public struct Daemon {
         let keyLog = analysis.keyLog
         let followers = c.keyLogPaths.map { FileFollower(path: $0) }
 
-        let toWriter = StageQueue<CallRecord>(capacity: caps.maxHeldCalls)
+        // The budget's share for finished calls (`maxHeldCalls`; a live capture holds none for ordering) is
+        // split between the stages: half waiting for attribution, a quarter for the writer, a quarter held
+        // while the database refuses writes. New-connection events are small and bounded by the connection cap.
+        let toWriter = StageQueue<CallRecord>(capacity: caps.maxHeldCalls / 4)
         var captures: [CaptureService] = []
         var attribution: [AttributionService] = []
         for t in c.targets {
-            let events = StageQueue<AttributionEvent>(capacity: caps.maxHeldCalls + caps.reassembly.maxConnections)
+            let events = StageQueue<AttributionEvent>(capacity: caps.maxHeldCalls / 2 + caps.reassembly.maxConnections)
             var options = analysis
             options.target = t.name
             captures.append(CaptureService(target: t.name, source: t.source, options: options, events: events, logger: logger))
@@ -84,10 +87,11 @@ public struct Daemon {
             if case let .live(path, _, _) = t.source { namespacePath = path }
             let owners = c.attributeProcesses ? SocketOwners(registry: registry) : nil
             attribution.append(AttributionService(target: t.name, namespacePath: namespacePath, owners: owners, events: events,
-                                                  output: toWriter, cgroup: c.cgroup, inputSession: c.session,
-                                                  maxRemembered: caps.reassembly.maxConnections))
+                                                  output: toWriter, namespaceGeneration: captures.last!.namespaceGeneration,
+                                                  cgroup: c.cgroup, inputSession: c.session,
+                                                  maxOpen: caps.reassembly.maxConnections * 2, logger: logger))
         }
-        let callWriter = store.map { CallWriter(store: $0, maxHeld: caps.maxHeldCalls) }
+        let callWriter = store.map { CallWriter(store: $0, maxHeld: caps.maxHeldCalls / 4) }
         let databaseName = c.databaseName
         callWriter?.onFailure = { logger.error("cannot write to database \(databaseName): \($0); holding calls and retrying") }
         callWriter?.onRecovery = { logger.notice("database writable again: \($0) held calls stored") }
@@ -96,12 +100,15 @@ public struct Daemon {
         let writer = WriterService(
             input: toWriter, sinks: allSinks, store: store, writer: callWriter,
             statistics: {
-                zip(capturesForStats, attributionForStats).map { capture, attribution in
-                    var s = capture.statistics()
-                    let a = attribution.counters
+                zip(capturesForStats, attributionForStats).enumerated().map { i, pair in
+                    var s = pair.0.statistics()
+                    let a = pair.1.counters
                     s.excludedCgroup = a.excludedCgroup
-                    s.unattributedConnections = a.unattributed
-                    return (capture.target, s)
+                    s.unattributedConnections += a.unattributed
+                    s.callsNotStored += a.refused
+                    // Calls the database could not take belong to no one target: counted on the first.
+                    if i == 0 { s.callsNotStored += callWriter?.notStored ?? 0 }
+                    return (pair.0.target, s)
                 }
             },
             statsInterval: c.statsInterval, showStatus: c.showStatus, logger: logger)
@@ -125,9 +132,12 @@ public struct Daemon {
         services += attribution.map { .init(service: $0) }
         services += captures.map { .init(service: $0) }
         // When every input has ended (capture files read to their end), the group shuts down gracefully.
-        services.append(.init(service: InputsEnded(captures: captures), successTerminationBehavior: .gracefullyShutdownGroup))
-        group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: signals,
-                                                  cancellationSignals: [], logger: logger))
+        services.append(.init(service: InputsEnded(captures: captures, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup))
+        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: signals,
+                                                           cancellationSignals: [], logger: logger)
+        // A stage that cannot finish (a capture stuck in the kernel) must not keep the daemon from exiting.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(30)
+        group = ServiceGroup(configuration: groupConfiguration)
         self.captures = captures
         self.attribution = attribution
         self.writer = writer
@@ -138,11 +148,16 @@ public struct Daemon {
 /// Returns when every capture's input has ended, or at shutdown.
 final class InputsEnded: Service {
     let captures: [CaptureService]
-    init(captures: [CaptureService]) { self.captures = captures }
+    let logger: Logger
+    init(captures: [CaptureService], logger: Logger) {
+        self.captures = captures
+        self.logger = logger
+    }
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        try? await cancelWhenGracefulShutdown {
             for c in self.captures { await c.waitUntilEnded() }
         }
+        logger.info("stopping: flushing open calls")
     }
 }
 

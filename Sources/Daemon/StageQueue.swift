@@ -1,10 +1,10 @@
 import Foundation
 
-/// The hand-over between two stages running on different threads (capture → attribution → writer):
-/// producers never block (a capture thread that waits loses packets in the kernel), so the queue is
-/// bounded and what it refuses is counted.
+/// The hand-over between two stages running on different threads (capture → attribution → writer).
+/// A capture thread never blocks (one that waits loses packets in the kernel), so `put` refuses and counts
+/// when the queue is full; a later stage may wait for room with `putWaiting` instead (back-pressure).
 public final class StageQueue<Element>: @unchecked Sendable {
-    private let lock = NSLock()
+    private let condition = NSCondition()
     private var items: [Element] = []
     private var _refused = 0
     public let capacity: Int
@@ -14,23 +14,40 @@ public final class StageQueue<Element>: @unchecked Sendable {
     /// Adds `e`; false (and counted) when the queue is full.
     @discardableResult
     public func put(_ e: Element) -> Bool {
-        lock.withLock {
-            guard items.count < capacity else { _refused += 1; return false }
-            items.append(e)
-            return true
+        condition.lock()
+        defer { condition.unlock() }
+        guard items.count < capacity else { _refused += 1; return false }
+        items.append(e)
+        return true
+    }
+
+    /// Adds `e`, waiting for room up to `timeout`; false (and counted) if there was none by then.
+    @discardableResult
+    public func putWaiting(_ e: Element, timeout: TimeInterval) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while items.count >= capacity {
+            if !condition.wait(until: deadline) { break }
         }
+        guard items.count < capacity else { _refused += 1; return false }
+        items.append(e)
+        return true
     }
 
     /// Everything queued, oldest first.
     public func take() -> [Element] {
-        lock.withLock {
-            defer { items.removeAll(keepingCapacity: items.count <= 4096) }
-            return items
-        }
+        condition.lock()
+        defer { condition.unlock() }
+        let out = items
+        items.removeAll(keepingCapacity: items.count <= 4096)
+        condition.broadcast()
+        return out
     }
 
-    public var refused: Int { lock.withLock { _refused } }
-    public var isEmpty: Bool { lock.withLock { items.isEmpty } }
+    public var refused: Int { condition.lock(); defer { condition.unlock() }; return _refused }
+    public var isEmpty: Bool { condition.lock(); defer { condition.unlock() }; return items.isEmpty }
+    public var count: Int { condition.lock(); defer { condition.unlock() }; return items.count }
 }
 
 /// A value set once by one thread and awaited by tasks; a waiting task that is cancelled stops waiting.
@@ -68,4 +85,13 @@ final class OneShot<Value: Sendable>: @unchecked Sendable {
             waiter?.resume(returning: nil)
         }
     }
+}
+
+/// A count kept by one thread and read by others.
+public final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    public init() {}
+    public func add(_ k: Int = 1) { lock.withLock { n += k } }
+    public var value: Int { lock.withLock { n } }
 }

@@ -44,11 +44,19 @@ public final class WriterService: Service, @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(250))
             drain(final: false)
         }
-        drain(final: true)
+        // Cancelled (a service failed, e.g. a capture could not start): write what there is, but no final
+        // statistics or status line for a run that did not happen.
+        drain(final: !Task.isCancelled, cancelled: Task.isCancelled)
     }
 
-    private func drain(final: Bool) {
+    private func drain(final: Bool, cancelled: Bool = false) {
         let calls = input.take()
+        // Calls the database refused are tried again every tick, not only when new ones come.
+        if calls.isEmpty, let writer, writer.held > 0 { try? writer.flush() }
+        if cancelled {
+            if !calls.isEmpty { for sink in sinks { try? sink.write(calls); try? sink.flush() } }
+            return
+        }
         if !calls.isEmpty {
             for sink in sinks {
                 do {
@@ -71,7 +79,8 @@ public final class WriterService: Service, @unchecked Sendable {
         lastStatsTime = now
         let wall = Int64(Date().timeIntervalSince1970 * 1e9)
         var parts: [String] = []
-        for (target, s) in statistics() {
+        let stats = statistics()
+        for (target, s) in stats {
             if let store {
                 try? store.recordStats(s.delta(since: lastStats[target] ?? CaptureStats()), source: target, at: wall)
             }
@@ -79,7 +88,7 @@ public final class WriterService: Service, @unchecked Sendable {
             parts.append("\(target): \(s.packets) packets, \(s.kernelDrops) drops, \(s.unattributedConnections) unattributed")
         }
         if showStatus || final {
-            let notStored = (writer?.notStored ?? 0) + (final ? writer?.held ?? 0 : 0) + input.refused
+            let notStored = stats.reduce(0) { $0 + $1.1.callsNotStored } + (final ? writer?.held ?? 0 : 0)
             let line = "\(written) calls; " + parts.joined(separator: "; ")
                 + (notStored > 0 ? "; \(notStored) calls not stored (database errors or full queues)" : "")
             logger.notice("\(line)")

@@ -12,6 +12,9 @@ public struct AnalysisOptions: Sendable {
     /// of its first packet) on that packet, so the attribution stage can look its owner up while the socket
     /// exists. Must only hand the facts on: it runs on the packet thread.
     public var connectionOpened: (@Sendable (IPAddress, UInt16, IPAddress, UInt16, Int64) -> Void)?
+    /// Told when a TCP connection is over, after its last call was emitted (so the attribution stage can
+    /// forget its owner).
+    public var connectionClosed: (@Sendable (IPAddress, UInt16, IPAddress, UInt16) -> Void)?
     /// Release calls in order of their start (offline reading). Live capture releases each call as
     /// soon as it completes instead, so a long-lived connection never holds others back.
     public var orderedOutput = true

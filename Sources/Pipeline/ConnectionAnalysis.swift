@@ -178,6 +178,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         } else if (http == nil && h2 == nil) || httpCalls == 0 {
             if let r = connectRecord(c, reason: reason) { owner.emit(r) }
         }
+        owner.options.connectionClosed?(c.client, c.clientPort, c.server, c.serverPort)
     }
 
     // MARK: Detection

@@ -250,33 +250,28 @@ struct RowReader: CallFieldVisitor {
     let row: Row
     var index: Int
 
-    private mutating func next() -> DatabaseValue {
-        defer { index += 1 }
-        return row[index]
-    }
+    // Typed reads kept out of line: the optimiser (Swift 6.3.1, -O) fails an ownership check when they are
+    // specialised into `visitFields`.
+    @inline(never) private mutating func int64() -> Int64? { defer { index += 1 }; return row[index] }
+    @inline(never) private mutating func int() -> Int? { defer { index += 1 }; return row[index] }
+    @inline(never) private mutating func double() -> Double? { defer { index += 1 }; return row[index] }
+    @inline(never) private mutating func string() -> String? { defer { index += 1 }; return row[index] }
+    @inline(never) private mutating func bool() -> Bool? { defer { index += 1 }; return row[index] }
 
-    mutating func time(_ name: String, _ value: inout Int64) { value = (Int64.fromDatabaseValue(next()) ?? 0) * 1000 }
-    mutating func optionalTime(_ name: String, _ value: inout Int64?) {
-        value = Int64.fromDatabaseValue(next()).map { $0 * 1000 }
-    }
-    mutating func millis(_ name: String, _ value: inout Int64?) {
-        value = Double.fromDatabaseValue(next()).map { Int64(($0 * 1000).rounded()) }
-    }
-    mutating func text(_ name: String, _ value: inout String?) { value = String.fromDatabaseValue(next()) }
-    mutating func integer(_ name: String, _ value: inout Int?) { value = Int.fromDatabaseValue(next()) }
-    mutating func count(_ name: String, _ value: inout Int) { value = Int.fromDatabaseValue(next()) ?? 0 }
-    mutating func flag(_ name: String, _ value: inout Bool) { value = Bool.fromDatabaseValue(next()) ?? false }
-    mutating func list(_ name: String, _ value: inout [String]?) {
-        value = String.fromDatabaseValue(next()).flatMap(JSONStringList.parse)
-    }
+    mutating func time(_ name: String, _ value: inout Int64) { value = (int64() ?? 0) * 1000 }
+    mutating func optionalTime(_ name: String, _ value: inout Int64?) { value = int64().map { $0 * 1000 } }
+    mutating func millis(_ name: String, _ value: inout Int64?) { value = double().map { Int64(($0 * 1000).rounded()) } }
+    mutating func text(_ name: String, _ value: inout String?) { value = string() }
+    mutating func integer(_ name: String, _ value: inout Int?) { value = int() }
+    mutating func count(_ name: String, _ value: inout Int) { value = int() ?? 0 }
+    mutating func flag(_ name: String, _ value: inout Bool) { value = bool() ?? false }
+    mutating func list(_ name: String, _ value: inout [String]?) { value = string().flatMap(JSONStringList.parse) }
     mutating func requiredList(_ name: String, _ value: inout [String]) {
-        value = String.fromDatabaseValue(next()).flatMap(JSONStringList.parse) ?? []
+        value = string().flatMap(JSONStringList.parse) ?? []
     }
-    mutating func choice<E: CallFieldChoice>(_ name: String, _ value: inout E?) {
-        value = String.fromDatabaseValue(next()).flatMap(E.init(rawValue:))
-    }
+    mutating func choice<E: CallFieldChoice>(_ name: String, _ value: inout E?) { value = string().flatMap(E.init(rawValue:)) }
     mutating func requiredChoice<E: CallFieldChoice>(_ name: String, _ value: inout E) {
-        if let e = String.fromDatabaseValue(next()).flatMap(E.init(rawValue:)) { value = e }
+        if let e = string().flatMap(E.init(rawValue:)) { value = e }
     }
 }
 

@@ -4,18 +4,22 @@ import Foundation
 /// The database as a sink: calls are inserted in batches (one transaction each); calls the database
 /// refuses (disk full, read-only, locked) are held, up to `maxHeld`, and tried again with the next
 /// write. The first failure and the recovery are reported once each; calls dropped at the cap are
-/// counted in `notStored`. `read --db` and `capture --db` both write through it.
-public final class CallWriter: CallSink {
+/// counted in `notStored`. `read --db` and `capture --db` both write through it. Calls are written by one
+/// task at a time; the counters may be read from any thread.
+public final class CallWriter: CallSink, @unchecked Sendable {
     public let store: CallStore
     public let sinkName = "database"
     /// Calls held while the database refuses writes; beyond it the oldest are dropped (counted).
     public let maxHeld: Int
     /// Rows per transaction, so a large backlog never holds the write lock for long.
     public let batchSize: Int
-    public private(set) var stored = 0
+    private let lock = NSLock()
+    private var counts = (stored: 0, notStored: 0, held: 0)
+    public var stored: Int { lock.withLock { counts.stored } }
     /// Calls dropped because the database refused them for longer than `maxHeld` calls.
-    public private(set) var notStored = 0
-    public var held: Int { pending.count }
+    public var notStored: Int { lock.withLock { counts.notStored } }
+    /// Calls waiting for the database to take them.
+    public var held: Int { lock.withLock { counts.held } }
     /// Told of the first failure after a success (with the error), and of the recovery (with the number
     /// of held calls stored).
     public var onFailure: (any Error) -> Void = { _ in }
@@ -50,6 +54,7 @@ public final class CallWriter: CallSink {
     private func drain() {
         let before = pending.count
         var done = 0
+        var dropped = 0
         do {
             while done < pending.count {
                 let end = min(pending.count, done + batchSize)
@@ -57,21 +62,24 @@ public final class CallWriter: CallSink {
                 done = end
             }
             pending.removeAll(keepingCapacity: pending.count <= batchSize)
-            stored += done
             if failing {
                 failing = false
                 onRecovery(before)
             }
         } catch {
-            stored += done
             pending.removeFirst(done)
             if !failing { onFailure(error) }
             failing = true
             if pending.count > maxHeld {
-                let dropped = pending.count - maxHeld
+                dropped = pending.count - maxHeld
                 pending.removeFirst(dropped)
-                notStored += dropped
             }
+        }
+        let held = pending.count
+        lock.withLock {
+            counts.stored += done
+            counts.notStored += dropped
+            counts.held = held
         }
     }
 }

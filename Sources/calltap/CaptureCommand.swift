@@ -192,12 +192,28 @@ struct CaptureCommand: AsyncParsableCommand {
         }
         let daemon = Daemon(configuration: configuration, store: store, sinks: sinks, api: api,
                             signals: [.sigterm, .sigint], logger: Log.logger)
-        Log.info("capturing on \(targets.map(\.name).joined(separator: ", ")) (interface \(interface))")
+        let group = daemon.group, captures = daemon.captures
+        let names = targets.map(\.name).joined(separator: ", "), interface = self.interface
         do {
-            try await daemon.group.run()
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                tasks.addTask {
+                    // Said once every target is capturing, so a target that cannot start leaves only its error.
+                    for c in captures { guard await c.waitUntilStarted() else { return } }
+                    Log.info("capturing on \(names) (interface \(interface))")
+                }
+                try await tasks.waitForAll()
+            }
         } catch let e as CaptureService.StartError {
             Log.error(e.description)
             throw ExitCode(ExitStatus.unreadable)
+        } catch let e as ServiceGroupError {
+            // Another service failed (the API could not listen, …): one line, the group's own words.
+            Log.error("\(e)")
+            throw ExitCode(ExitStatus.usage)
+        } catch {
+            Log.error("\(error)")
+            throw ExitCode(ExitStatus.usage)
         }
     }
 }

@@ -81,7 +81,9 @@ struct ReadCommand: ParsableCommand {
         // The database sink `capture` uses too: batched, and it holds (bounded) what the database refuses.
         let writer = store.map { CallWriter(store: $0, maxHeld: options.maxHeldCalls) }
         var storeError: Error?
+        // The first error is what is reported if the database never takes the calls; a recovery clears it.
         writer?.onFailure = { storeError = storeError ?? $0 }
+        writer?.onRecovery = { _ in storeError = nil }
         let out = OutputStream()
         var tableRows: [CallRecord] = []
         var batch: [CallRecord] = []
@@ -159,7 +161,8 @@ struct ReadCommand: ParsableCommand {
                 storeError = storeError ?? error
             }
             if let storeError {
-                Log.error("cannot write to database \(db ?? ""): \(storeError)")
+                let dropped = writer.notStored + writer.held
+                Log.error("cannot write to database \(db ?? ""): \(storeError)" + (dropped > 0 ? " (\(dropped) calls not stored)" : ""))
                 throw ExitCode(ExitStatus.database)
             }
         }
