@@ -88,6 +88,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .testTarget(name: "CallModelTests", dependencies: ["CallModel"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Capture"]),
         .testTarget(name: "AnalysersTests", dependencies: [

@@ -29,7 +29,7 @@ public struct DuplicateFilter {
         if p.transport == .udp, let first = p.payload.first { mix(UInt64(first) << 8 | UInt64(p.payload.count)) }
         if h == 0 { h = 1 }
         let slot = Int(truncatingIfNeeded: h) & mask
-        if hashes[slot] == h && p.timestamp - times[slot] <= window && p.timestamp >= times[slot] {
+        if hashes[slot] == h && p.timestamp.minus(times[slot]) <= window && p.timestamp >= times[slot] {
             duplicates += 1
             return true
         }

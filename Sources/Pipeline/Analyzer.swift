@@ -82,7 +82,7 @@ public final class Analyzer {
                 quic.process(p)
             }
         }
-        if now - lastHousekeeping >= 1_000_000_000 {
+        if now.minus(lastHousekeeping) >= 1_000_000_000 {
             lastHousekeeping = now
             dns.expire(now: now)
             quic.expire(now: now)

@@ -281,12 +281,12 @@ final class ConnectionAnalysis: TCPStreamHandler {
             r.bytesReceived = x.responseBytes
             if i == 0 {
                 r.connectMicros = connectMicros(c)
-                if let ch = t.clientHelloTime, let done = t.handshakeDoneTime, done >= ch { r.tlsHandshakeMicros = (done - ch) / 1000 }
+                if let ch = t.clientHelloTime, let done = t.handshakeDoneTime, done >= ch { r.tlsHandshakeMicros = done.micros(since: ch) }
             }
-            if let first = x.responseStart { r.ttfbMicros = (first - x.start) / 1000 }
+            if let first = x.responseStart { r.ttfbMicros = first.micros(since: x.start) }
             if let end = x.responseEnd {
                 r.endedAt = end
-                r.latencyMicros = (end - x.start) / 1000
+                r.latencyMicros = end.micros(since: x.start)
             } else if c.resetTime != nil {
                 r.outcome = .reset
                 r.error = "connection reset before a response"
@@ -309,7 +309,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         r.tlsVersion = tls.serverHello.map { TLSNames.version($0.version) }
         r.tlsCipher = tls.serverHello.map { TLSNames.cipher($0.cipherSuite) }
         if httpCalls == 0, let ch = tls.clientHelloTime, let done = tls.handshakeDoneTime, done >= ch {
-            r.tlsHandshakeMicros = (done - ch) / 1000
+            r.tlsHandshakeMicros = done.micros(since: ch)
         }
         if r.host == nil { r.host = Self.hostName(r.sni) }
         r.url = Self.url(r, port: c.serverPort)
@@ -355,8 +355,8 @@ final class ConnectionAnalysis: TCPStreamHandler {
         r.responseContentType = st.responseContentType
         r.requestBodyBytes = st.requestBodyBytes
         if st.status != nil { r.responseBodyBytes = st.responseBodyBytes }
-        if let end = st.responseEnd { r.endedAt = end; r.latencyMicros = (end - start) / 1000 }
-        if let first = st.responseStart { r.ttfbMicros = (first - start) / 1000 }
+        if let end = st.responseEnd { r.endedAt = end; r.latencyMicros = end.micros(since: start) }
+        if let first = st.responseStart { r.ttfbMicros = first.micros(since: start) }
         if st.afterGap {
             r.outcome = .incomplete
             r.error = "capture gap earlier on the connection: headers unreliable"
@@ -427,7 +427,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
 
     private var connectMicros: (TCPConnection) -> Int64? = { c in
         guard let syn = c.synTime, let synAck = c.synAckTime, synAck >= syn else { return nil }
-        return (synAck - syn) / 1000
+        return synAck.micros(since: syn)
     }
 
     private func emitHTTP(_ c: TCPConnection, finishing: FinishReason? = nil) {
@@ -468,8 +468,8 @@ final class ConnectionAnalysis: TCPStreamHandler {
             r.weirds += resp.weirds.map(\.rawValue)
         }
         if x.responseComplete || x.response != nil { r.responseBodyBytes = x.responseBodyBytes }
-        if let end = x.responseEnd { r.endedAt = end; r.latencyMicros = (end - start) / 1000 }
-        if let first = x.responseStart { r.ttfbMicros = (first - start) / 1000 }
+        if let end = x.responseEnd { r.endedAt = end; r.latencyMicros = end.micros(since: start) }
+        if let first = x.responseStart { r.ttfbMicros = first.micros(since: start) }
         if httpCalls == 0 {
             r.connectMicros = connectMicros(c)
         }
@@ -496,7 +496,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         } else if c.resetTime != nil, let by = c.resetBy {
             r.outcome = .reset
             r.error = by == .toClient ? "connection reset by server" : "connection reset by client"
-            if let t = c.resetTime { r.endedAt = t; r.latencyMicros = (t - start) / 1000 }
+            if let t = c.resetTime { r.endedAt = t; r.latencyMicros = t.micros(since: start) }
         } else if x.response != nil {
             r.outcome = .incomplete
             r.error = finishing == .endOfCapture ? "capture ended during the response" : "response cut short"
@@ -538,13 +538,13 @@ final class ConnectionAnalysis: TCPStreamHandler {
         }
         let end = c.lastSeen
         r.endedAt = end
-        r.latencyMicros = (end - start) / 1000
+        r.latencyMicros = end.micros(since: start)
         r.connectMicros = connectMicros(c)
         if let ch = t.clientHelloTime, let done = t.handshakeDoneTime, done >= ch {
-            r.tlsHandshakeMicros = (done - ch) / 1000
+            r.tlsHandshakeMicros = done.micros(since: ch)
         }
         let firstData = t.firstApplicationData
-        if let up = firstData[0], let down = firstData[1], down >= up { r.ttfbMicros = (down - up) / 1000 }
+        if let up = firstData[0], let down = firstData[1], down >= up { r.ttfbMicros = down.micros(since: up) }
         r.bytesSent = c.bytes[0]
         r.bytesReceived = c.bytes[1]
         r.missedBytes = c.totalMissedBytes
@@ -591,7 +591,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         var r = base(c, kind: .connect, ts: start)
         r.host = owner.dnsName(for: c.server)
         r.endedAt = c.lastSeen
-        r.latencyMicros = (c.lastSeen - start) / 1000
+        r.latencyMicros = c.lastSeen.micros(since: start)
         r.bytesSent = c.bytes[0]
         r.bytesReceived = c.bytes[1]
         r.missedBytes = c.totalMissedBytes
@@ -603,7 +603,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
             } else if c.resetTime != nil {
                 r.outcome = .reset
                 r.error = "connection reset by client during the handshake"
-            } else if reason == .endOfCapture && c.synCount < 2 && owner.captureTime - c.lastSeen < 3_000_000_000 {
+            } else if reason == .endOfCapture && c.synCount < 2 && owner.captureTime.minus(c.lastSeen) < 3_000_000_000 {
                 // One SYN just before the capture ended: too early to call it a timeout.
                 r.outcome = .incomplete
                 r.error = "capture ended during the handshake"

@@ -63,7 +63,7 @@ final class DNSTracker {
     /// Times out unanswered queries and emits held lookups older than the fold window.
     func expire(now: Nanos) {
         let timeout = owner.options.dnsTimeout
-        let stale = pending.values.filter { now == .max || now - $0.queryTime >= timeout }
+        let stale = pending.values.filter { now == .max || now.minus($0.queryTime) >= timeout }
         for l in stale.sorted(by: { $0.queryTime < $1.queryTime }) {
             pending.removeValue(forKey: l.key)
             owner.stats.dnsUnanswered += 1
@@ -74,7 +74,7 @@ final class DNSTracker {
         let window = owner.options.dnsFoldWindow
         var keep: [Lookup] = []
         for l in held {
-            if now == .max || now - (l.answerTime ?? l.queryTime) >= window {
+            if now == .max || now.minus(l.answerTime ?? l.queryTime) >= window {
                 if l.folded { owner.stats.dnsFolded += 1 } else { owner.emit(record(l)) }
             } else {
                 keep.append(l)
@@ -146,7 +146,7 @@ final class DNSTracker {
         r.visibility = .plaintext
         if let t = l.answerTime {
             r.endedAt = t
-            r.latencyMicros = (t - l.queryTime) / 1000
+            r.latencyMicros = t.micros(since: l.queryTime)
             r.ttfbMicros = r.latencyMicros
         }
         r.dnsRcode = l.rcode.map(DNSNames.rcode)
@@ -208,7 +208,7 @@ final class QUICTracker {
 
     func expire(now: Nanos) {
         let idle = owner.options.quicIdleTimeout
-        let done = flows.filter { now == .max || now - $0.value.last >= idle }
+        let done = flows.filter { now == .max || now.minus($0.value.last) >= idle }
         for (key, f) in done.sorted(by: { $0.value.first < $1.value.first }) {
             flows.removeValue(forKey: key)
             var r = CallRecord(kind: .quic, ts: f.first)
@@ -219,8 +219,8 @@ final class QUICTracker {
             r.connectionId = CommunityID.v1(f.client, f.clientPort, f.server, f.serverPort, proto: 17)
             r.host = owner.dnsName(for: f.server)
             r.endedAt = f.last
-            r.latencyMicros = (f.last - f.first) / 1000
-            r.ttfbMicros = f.firstReply.map { ($0 - f.first) / 1000 }
+            r.latencyMicros = f.last.micros(since: f.first)
+            r.ttfbMicros = f.firstReply.map { $0.micros(since: f.first) }
             r.bytesSent = f.bytes[0]
             r.bytesReceived = f.bytes[1]
             r.visibility = .encrypted

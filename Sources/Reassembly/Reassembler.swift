@@ -155,7 +155,7 @@ public final class Reassembler {
     }
 
     private func sweepIfDue(_ now: Nanos) {
-        guard now - lastSweep >= 1_000_000_000 else { return }
+        guard now.minus(lastSweep) >= 1_000_000_000 else { return }
         lastSweep = now
         sweep(now: now, idleScale: 1)
     }
@@ -164,9 +164,9 @@ public final class Reassembler {
     private func sweep(now: Nanos, idleScale: Int64) {
         var expired: [(ConnectionKey, TCPConnection, FinishReason)] = []
         for (key, c) in table {
-            let idle = now - c.lastSeen
+            let idle = now.minus(c.lastSeen)
             if let closedAt = c.closedAt {
-                if now - closedAt >= limits.closedLinger / idleScale {
+                if now.minus(closedAt) >= limits.closedLinger / idleScale {
                     expired.append((key, c, c.resetTime != nil ? .reset : .closed))
                 }
             } else if c.synAckTime == nil && c.bytes[0] + c.bytes[1] == 0 && !c.midStream {

@@ -71,6 +71,17 @@ public let fuzzTargets: [FuzzTarget] = [
     FuzzTarget(name: "registry", summary: "PID → session registry lines") { data in
         _ = SessionRegistry.parse(Substring(String(decoding: data, as: UTF8.self)))
     },
+    FuzzTarget(name: "pcapng-times", summary: "two interfaces with any if_tsoffset: capture-time arithmetic") { data in
+        guard let file = pcapngWithTimeOffsets(data) else { return }
+        let path = fuzzScratchFile
+        guard FileManager.default.createFile(atPath: path, contents: Data(file)) else { return }
+        guard let reader = try? PcapFileReader(path: path) else { return }
+        var options = AnalysisOptions()
+        options.includeLocal = true
+        let analyzer = Analyzer(options: options) { r in _ = CallJSON.line(r) }
+        _ = analyzer.read(reader)
+        analyzer.finish()
+    },
     FuzzTarget(name: "pcapfile", summary: "pcap and pcapng files through libpcap and the decoder") { data in
         let path = fuzzScratchFile
         guard FileManager.default.createFile(atPath: path, contents: Data(data)) else { return }
@@ -83,6 +94,49 @@ public let fuzzTargets: [FuzzTarget] = [
         analyzer.finish()
     },
 ]
+
+/// A pcapng file with two Ethernet interfaces whose `if_tsoffset` options come from the input, and the
+/// input's frames alternating between them: times from different interfaces may be ±9.2e18 ns apart, and
+/// every duration computed from them must saturate, not trap.
+/// Input: [i64 BE offset of interface 0, seconds][i64 BE offset of interface 1] then [u16 length][frame]…
+public func pcapngWithTimeOffsets(_ data: UnsafeRawBufferPointer) -> [UInt8]? {
+    guard data.count >= 16 else { return nil }
+    func be64(_ at: Int) -> Int64 { (0..<8).reduce(Int64(0)) { $0 << 8 | Int64(data[at + $1]) } }
+    var out: [UInt8] = []
+    func u16(_ v: Int) { out += [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+    func u32(_ v: Int) { out += (0..<4).map { UInt8(v >> ($0 * 8) & 0xFF) } }
+    func block(_ type: Int, _ body: [UInt8]) {
+        let padded = body + [UInt8](repeating: 0, count: (4 - body.count % 4) % 4)
+        u32(type); u32(padded.count + 12); out += padded; u32(padded.count + 12)
+    }
+    block(0x0A0D_0D0A, [0x4D, 0x3C, 0x2B, 0x1A, 1, 0, 0, 0] + [UInt8](repeating: 0xFF, count: 8))
+    for i in 0..<2 {
+        let offset = be64(i * 8)
+        var idb: [UInt8] = [1, 0, 0, 0, 0xFF, 0xFF, 0, 0]              // Ethernet, snaplen 65535
+        idb += [9, 0, 1, 0, 9, 0, 0, 0]                                  // if_tsresol: nanoseconds
+        idb += [14, 0, 8, 0] + (0..<8).map { UInt8(truncatingIfNeeded: offset >> ($0 * 8)) } // if_tsoffset
+        idb += [0, 0, 0, 0]
+        block(1, idb)
+    }
+    var i = 16, n = 0
+    var t: UInt64 = 1_700_000_000_000_000_000
+    while i + 2 <= data.count {
+        let length = Int(data[i]) << 8 | Int(data[i + 1])
+        i += 2
+        let end = min(data.count, i + length)
+        let frame = Array(UnsafeRawBufferPointer(rebasing: data[i..<end]))
+        i = end
+        t += 1_000_000
+        var epb: [UInt8] = []
+        epb += [UInt8(n % 2), 0, 0, 0]
+        epb += (0..<4).map { UInt8(truncatingIfNeeded: (t >> 32) >> UInt64($0 * 8)) } + (0..<4).map { UInt8(truncatingIfNeeded: t >> UInt64($0 * 8)) }
+        let size = (0..<4).map { UInt8(truncatingIfNeeded: frame.count >> ($0 * 8)) }
+        epb += size + size
+        block(6, epb + frame)
+        n += 1
+    }
+    return out
+}
 
 /// A key log whose secrets match no real connection: the decryption paths still run on every
 /// ClientHello (lookups, waiting for keys, giving up).
