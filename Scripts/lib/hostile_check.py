@@ -60,7 +60,7 @@ def main():
         yield len(held) == n, f"{len(held)} /held calls of {n}"
         yield all(c["outcome"] == "incomplete" for c in held), "every /held call is incomplete"
         yield st.get("gaps", 0) >= n, f"gaps {st.get('gaps')} >= {n}"
-        if n * 5600 > (budget << 18) * 2:  # well over the out-of-order bytes cap
+        if n * 5600 > 2 * (budget << 17):  # twice the out-of-order bytes cap (an eighth of the budget)
             yield st.get("reassembly_cap_flushes", 0) > 0, f"reassembly_cap_flushes {st.get('reassembly_cap_flushes')} > 0"
 
     def overlaps(st, calls, budget):

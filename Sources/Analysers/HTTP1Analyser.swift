@@ -62,7 +62,22 @@ public final class HTTP1Analyser {
         self.budget = budget
     }
 
-    deinit { budget?.adjust(by: -(charged[0] + charged[1])) }
+    /// Requests waiting for their responses, as counted in `budget`.
+    private var chargedPending = 0
+    /// What one waiting exchange is counted as: the record and its head's strings.
+    public static let pendingCost = MemoryLayout<HTTPExchange>.stride + 256
+
+    deinit { budget?.adjust(by: -(charged[0] + charged[1] + chargedPending)) }
+
+    /// Counts the waiting exchanges in the shared budget.
+    private func settlePending() {
+        guard let budget else { return }
+        let bytes = pending.count * Self.pendingCost
+        if bytes != chargedPending {
+            budget.adjust(by: bytes - chargedPending)
+            chargedPending = bytes
+        }
+    }
 
     public func takeCompleted() -> [HTTPExchange] {
         defer { completed.removeAll(keepingCapacity: true) }
@@ -75,7 +90,10 @@ public final class HTTP1Analyser {
     @discardableResult
     public func deliver(_ side: HTTPSide, _ data: UnsafeRawBufferPointer, at time: Timestamp) -> Int {
         let used = parse(side, data, at: time)
-        if budget != nil { settleBudget(side) }
+        if budget != nil {
+            settleBudget(side)
+            settlePending()
+        }
         return used
     }
 
@@ -241,13 +259,16 @@ public final class HTTP1Analyser {
         if let r = responseIndex, pending[r].response != nil { pending[r].responseBodyBytes = streams[1].bodyBytes }
         completed.append(contentsOf: pending)
         pending.removeAll()
+        settlePending()
         requestIndex = nil
     }
 
     // MARK: - Message events
 
     private func beginRequest(at time: Timestamp) {
-        if pending.count >= limits.maxPendingRequests {
+        // Beyond the per-connection cap, or once all parsers together spent the shared budget, the oldest
+        // unanswered request is handed out as it stands (counted), so pipelining cannot grow memory.
+        if pending.count >= limits.maxPendingRequests || (budget?.isSpent == true && !pending.isEmpty) {
             var oldest = pending.removeFirst()
             oldest.weirds.append(.pendingRequestsCap)
             droppedPendingRequests += 1
@@ -258,6 +279,7 @@ public final class HTTP1Analyser {
         x.requestStart = time
         pending.append(x)
         requestIndex = pending.count - 1
+        settlePending()
     }
 
     /// The exchange a response belongs to: the oldest one without a final response.

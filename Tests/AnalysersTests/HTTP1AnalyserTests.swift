@@ -188,7 +188,10 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
             analysers.append(a)
         }
         #expect(budget.refusals >= 1)
-        #expect(budget.used <= budget.limit)
+        // Head buffers stay within the budget; the four requests waiting for responses are counted in it too
+        // (the oldest waiting one is handed out when a new request finds it spent, but each has only one).
+        #expect(budget.used <= budget.limit + 4 * HTTP1Analyser.pendingCost)
+        #expect(budget.used >= 4 * HTTP1Analyser.pendingCost)
         var refused = 0
         for (k, a) in analysers.enumerated() {
             a.finish()
