@@ -18,9 +18,7 @@ public final class SessionRegistry: @unchecked Sendable {
     public let path: String
     private let lock = NSLock()
     private var byPID: [Int: [RegistryEntry]] = [:]
-    private var offset: UInt64 = 0
-    private var inode: UInt64 = 0
-    private var partial = ""
+    private let follower: LineFollower
     private var _malformed = 0
     private var _firstProblem: String?
     private var reported = false
@@ -35,41 +33,20 @@ public final class SessionRegistry: @unchecked Sendable {
 
     public init(path: String) {
         self.path = path
+        follower = LineFollower(path: path)
     }
 
-    public var malformedLines: Int { lock.withLock { _malformed } }
+    /// Lines that did not parse, and lines too long to hold.
+    public var malformedLines: Int { lock.withLock { _malformed + follower.overlongLines } }
     public var registeredPIDs: [Int] { lock.withLock { Array(byPID.keys) } }
 
-    /// Reads whatever was appended since the last call (or everything, after truncation or replacement).
+    /// Reads whatever was appended since the last call (or everything, after truncation or replacement),
+    /// through a bounded follower: a registry is written by others.
     public func poll() {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return }
-        let currentInode = UInt64(st.st_ino)
-        let size = UInt64(st.st_size)
         lock.lock()
-        if currentInode != inode || size < offset {
-            // Replaced by rename, or truncated: start over.
-            inode = currentInode
-            offset = 0
-            partial = ""
-            byPID = [:]
-        }
-        let start = offset
-        lock.unlock()
-        guard size > start, let handle = FileHandle(forReadingAtPath: path) else { return }
-        defer { try? handle.close() }
-        try? handle.seek(toOffset: start)
-        guard let data = try? handle.readToEnd() else { return }
-        lock.lock()
-        offset = start + UInt64(data.count)
-        var text = partial + String(decoding: data, as: UTF8.self)
-        if let lastNewline = text.lastIndex(of: "\n") {
-            partial = String(text[text.index(after: lastNewline)...])
-            text = String(text[...lastNewline])
-        } else {
-            partial = text
-            text = ""
-        }
+        guard let update = follower.readNew() else { lock.unlock(); return }
+        if update.restarted { byPID = [:]; _generation += 1 }
+        let text = update.text
         var problem: String?
         for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             if var e = Self.parse(line) {

@@ -70,7 +70,7 @@ public struct Daemon {
         var analysis = c.analysis
         if !c.keyLogPaths.isEmpty, analysis.keyLog == nil { analysis.keyLog = KeyLog() }
         let keyLog = analysis.keyLog
-        let followers = c.keyLogPaths.map { FileFollower(path: $0) }
+        let followers = c.keyLogPaths.map { LineFollower(path: $0) }
 
         // The budget's share for finished calls (`maxHeldCalls`; a live capture holds none for ordering) is
         // split between the stages: half waiting for attribution, a quarter for the writer, a quarter held
@@ -118,7 +118,7 @@ public struct Daemon {
         if registry != nil || !followers.isEmpty {
             services.append(.init(service: PeriodicService(every: .milliseconds(250)) {
                 registry?.poll()
-                for f in followers { if let text = f.readNew() { keyLog?.add(text: text) } }
+                for f in followers { if let u = f.readNew(), !u.text.isEmpty { keyLog?.add(text: u.text) } }
             }))
         }
         if let store, c.retainDays != nil || c.maxDatabaseBytes != nil {
@@ -161,23 +161,3 @@ final class InputsEnded: Service {
     }
 }
 
-/// Reads what was appended to a file since the last call (restarting after truncation or replacement).
-final class FileFollower: @unchecked Sendable {
-    let path: String
-    private var offset: UInt64 = 0
-    private var inode: UInt64 = 0
-    init(path: String) { self.path = path }
-
-    func readNew() -> String? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        if UInt64(st.st_ino) != inode || UInt64(st.st_size) < offset { inode = UInt64(st.st_ino); offset = 0 }
-        guard UInt64(st.st_size) > offset, let h = FileHandle(forReadingAtPath: path) else { return nil }
-        defer { try? h.close() }
-        try? h.seek(toOffset: offset)
-        guard let data = try? h.readToEnd(), let lastNewline = data.lastIndex(of: 0x0A) else { return nil }
-        let complete = data[...lastNewline]
-        offset += UInt64(complete.count)
-        return String(decoding: complete, as: UTF8.self)
-    }
-}

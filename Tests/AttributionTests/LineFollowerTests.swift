@@ -1,0 +1,63 @@
+import Attribution
+import Foundation
+import Testing
+
+/// The follower of files others write (registry, key logs): complete lines only, a fresh start after
+/// truncation or replacement, and bounded reads whatever the file is.
+@Suite struct LineFollowerTests {
+    static func tempPath(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-follow-\(UUID().uuidString)")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    static func append(_ path: String, _ text: String) throws {
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try h.seekToEnd()
+        try h.write(contentsOf: Data(text.utf8))
+        try h.close()
+    }
+
+    @Test func completeLinesThenRestartAfterTruncationAndReplacement() throws {
+        let path = Self.tempPath("registry.jsonl")
+        FileManager.default.createFile(atPath: path, contents: Data("a\nb".utf8))
+        let f = LineFollower(path: path)
+        #expect(f.readNew()?.text == "a\n")
+        try Self.append(path, "c\nd\n")
+        let u = try #require(f.readNew())
+        #expect(u.text == "bc\nd\n" && !u.restarted)
+        #expect(f.readNew() == nil)
+        // Truncated: starts over.
+        FileManager.default.createFile(atPath: path, contents: Data("e\n".utf8))
+        let t = try #require(f.readNew())
+        #expect(t.text == "e\n" && t.restarted)
+        // Replaced by rename (a new inode) with more than before: starts over too.
+        let other = path + ".new"
+        FileManager.default.createFile(atPath: other, contents: Data("f\ng\nh\n".utf8))
+        _ = rename(other, path)
+        let r = try #require(f.readNew())
+        #expect(r.text == "f\ng\nh\n" && r.restarted)
+    }
+
+    @Test func readsAreBounded() throws {
+        let path = Self.tempPath("keys.log")
+        // A line longer than the cap is skipped (counted), the next one is kept.
+        FileManager.default.createFile(atPath: path, contents: Data((String(repeating: "x", count: 300) + "\nok\n").utf8))
+        let f = LineFollower(path: path, maxBytesPerRead: 100, maxLineBytes: 64)
+        var text = ""
+        for _ in 0..<10 { text += f.readNew()?.text ?? "" }
+        #expect(text == "ok\n")
+        #expect(f.overlongLines == 1)
+    }
+
+    @Test func symlinksAndFIFOsAreNotFollowed() throws {
+        let target = Self.tempPath("secret")
+        FileManager.default.createFile(atPath: target, contents: Data("secret\n".utf8))
+        let link = Self.tempPath("link")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        #expect(LineFollower(path: link).readNew() == nil)
+        let fifo = Self.tempPath("fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        #expect(LineFollower(path: fifo).readNew() == nil) // returns at once instead of blocking
+    }
+}
