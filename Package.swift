@@ -1,7 +1,8 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Data flows one way: Capture → Reassembly → Analysers → Pipeline → Storage → calltap.
+// Data flows one way: Source → Decode → Reassembly → Analysers → Pipeline → Attribution → Storage/sinks → Server;
+// Core holds what they all share.
 
 // The per-packet modules skip run-time exclusivity checks in release builds: they cost 13% of `calltap read`
 // (swift_beginAccess on every class property access in the packet loop). Debug builds, and so every test run,
@@ -35,12 +36,18 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
-        // libpcap files → link/IP/TCP/UDP decode. The only module that imports CPcap.
-        .target(name: "Capture", dependencies: ["CPcap"], swiftSettings: packetPath),
+        // What every stage shares: capture time (saturating arithmetic), direction, addresses.
+        .target(name: "Core", swiftSettings: packetPath),
+        // Link/IP/TCP/UDP decoding without copies, duplicate filtering. No libpcap.
+        .target(name: "Decode", dependencies: ["Core"], swiftSettings: packetPath),
+        // Packets in: libpcap files and live capture, rotating pcap writing, pcapng secrets blocks. The only
+        // module that imports CPcap.
+        .target(name: "Source", dependencies: ["Core", "Decode", "CPcap"], swiftSettings: packetPath),
         // Flow table, per-direction TCP streams, out-of-order queue, gaps, eviction.
-        .target(name: "Reassembly", dependencies: ["Capture"], swiftSettings: packetPath),
+        .target(name: "Reassembly", dependencies: ["Core", "Decode"], swiftSettings: packetPath),
         // Pure incremental parsers over bytes: HTTP/1, TLS, DNS. No I/O, no clock.
         .target(name: "Analysers", dependencies: [
+            "Core",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHPACK", package: "swift-nio-http2"),
@@ -49,12 +56,12 @@ let package = Package(
         .target(name: "CallModel", swiftSettings: packetPath),
         // Protocol detection, analyser wiring, and turning analyser events into calls.
         .target(name: "Pipeline", dependencies: [
-            "Capture", "Reassembly", "Analysers", "CallModel",
+            "Core", "Decode", "Source", "Reassembly", "Analysers", "CallModel",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "X509", package: "swift-certificates"),
         ], swiftSettings: packetPath),
         // Connection → process → agent session: socket tables, /proc, the session registry. The only module that reads procfs.
-        .target(name: "Attribution", dependencies: ["Capture", "CallModel"]),
+        .target(name: "Attribution", dependencies: ["Core", "CallModel"]),
         // SQLite through GRDB: schema, migrations, batched writer, queries.
         .target(name: "Storage", dependencies: [
             "CallModel",
@@ -76,35 +83,35 @@ let package = Package(
         // The capturing daemon as services: capture (one OS thread per target), attribution, writer and
         // sinks, followers, retention and the API under one ServiceGroup with ordered graceful shutdown.
         .target(name: "Daemon", dependencies: [
-            "Capture", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "calltap", dependencies: [
-            "Capture", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Daemon",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Daemon",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "CallModelTests", dependencies: ["CallModel"]),
-        .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
-        .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Capture"]),
+        .testTarget(name: "DecodeTests", dependencies: ["Core", "Decode", "Source"]),
+        .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Core", "Decode"]),
         .testTarget(name: "AnalysersTests", dependencies: [
-            "Analysers",
+            "Analysers", "Core",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHPACK", package: "swift-nio-http2"),
         ]),
         .testTarget(name: "PipelineTests", dependencies: [
-            "Pipeline", "Capture", "CallModel", "Analysers", "Reassembly",
+            "Pipeline", "Core", "Decode", "Source", "CallModel", "Analysers", "Reassembly",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "Storage", "CallModel", "Pipeline",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Capture"]),
+        .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Core"]),
         .testTarget(name: "DaemonTests", dependencies: [
             "Daemon", "Storage", "CallModel", "Pipeline",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -112,13 +119,13 @@ let package = Package(
         ]),
         // One fuzz target per parser that takes outside bytes (driven by libFuzzer from FuzzTesting/).
         .target(name: "FuzzTargets",
-                dependencies: ["Capture", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution"],
+                dependencies: ["Core", "Decode", "Source", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution"],
                 path: "FuzzTesting/Sources/FuzzTargets"),
         // Replays every seed and every input that once failed through the fuzz targets.
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),
         // Test support: counts heap allocations, to prove the in-order packet path makes none.
         .target(name: "AllocationCounter", path: "Tests/Support/AllocationCounter"),
-        .testTarget(name: "HotPathTests", dependencies: ["AllocationCounter", "Capture", "Pipeline", "CallModel", "Reassembly"]),
+        .testTarget(name: "HotPathTests", dependencies: ["AllocationCounter", "Core", "Decode", "Source", "Pipeline", "CallModel", "Reassembly"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "CallModel", .product(name: "GRDB", package: "GRDB.swift")],
                     exclude: ["Fixtures"]),
     ],

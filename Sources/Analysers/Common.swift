@@ -1,5 +1,5 @@
-/// Capture time in nanoseconds since the epoch, as handed in by the caller (analysers read no clock).
-public typealias Timestamp = Int64
+import Core
+
 
 /// Named oddities seen while parsing, attached to the call they affect (in the spirit of Zeek's weirds).
 public enum Weird: String, Sendable, CaseIterable {

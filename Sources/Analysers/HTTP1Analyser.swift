@@ -1,8 +1,4 @@
-/// Which side of an HTTP/1 connection bytes come from.
-public enum HTTPSide: Int, Sendable {
-    case client = 0
-    case server = 1
-}
+import Core
 
 /// Incremental HTTP/1.x parser for one connection, both directions. Bytes in, exchanges out:
 /// requests and responses are paired in order (pipelining included); bodies are framed by
@@ -29,12 +25,12 @@ public final class HTTP1Analyser {
     struct Stream {
         var state: State = .idle
         var buffer: [UInt8] = []
-        var messageStart: Timestamp = 0
+        var messageStart: Nanos = 0
         var bodyBytes = 0
         var missed = 0
         var seenEOF = false
         /// Time of the last body byte, which ends a close-delimited message (not the FIN after it).
-        var lastBodyTime: Timestamp = 0
+        var lastBodyTime: Nanos = 0
     }
 
     public let limits: HTTPLimits
@@ -88,7 +84,7 @@ public final class HTTP1Analyser {
     /// Feeds bytes from one side. Returns how many were consumed: fewer than given only after a
     /// protocol switch, when the rest belongs to whatever runs inside.
     @discardableResult
-    public func deliver(_ side: HTTPSide, _ data: UnsafeRawBufferPointer, at time: Timestamp) -> Int {
+    public func deliver(_ side: Direction, _ data: UnsafeRawBufferPointer, at time: Nanos) -> Int {
         let used = parse(side, data, at: time)
         if budget != nil {
             settleBudget(side)
@@ -99,7 +95,7 @@ public final class HTTP1Analyser {
 
     /// Counts this side's buffer in the shared budget; when the budget is spent, the message whose
     /// buffer just grew is given up (counted) and its memory released.
-    private func settleBudget(_ side: HTTPSide) {
+    private func settleBudget(_ side: Direction) {
         guard let budget else { return }
         let k = side.rawValue
         let capacity = streams[k].buffer.capacity
@@ -114,7 +110,7 @@ public final class HTTP1Analyser {
         charged[k] = 0
     }
 
-    private func parse(_ side: HTTPSide, _ data: UnsafeRawBufferPointer, at time: Timestamp) -> Int {
+    private func parse(_ side: Direction, _ data: UnsafeRawBufferPointer, at time: Nanos) -> Int {
         var s = streams[side.rawValue]
         // Leave no second reference to the head buffer behind, so appending to it does not copy it;
         // every exit below writes `s` back.
@@ -135,7 +131,7 @@ public final class HTTP1Analyser {
                 if s.buffer.capacity > 8192 { s.buffer = [] } else { s.buffer.removeAll(keepingCapacity: true) }
                 s.bodyBytes = 0
                 s.missed = 0
-                if side == .client { beginRequest(at: time) } else { beginResponse(at: time) }
+                if side == .toServer { beginRequest(at: time) } else { beginResponse(at: time) }
             case .head:
                 // Copy line by line up to the blank line ("\n\n" or "\n\r\n") that ends the head.
                 var done = false
@@ -218,7 +214,7 @@ public final class HTTP1Analyser {
 
     /// `length` bytes from `side` were lost. Inside a body of known length parsing goes on; anywhere
     /// else the message in progress is given up and the parser waits for a new message to start.
-    public func gap(_ side: HTTPSide, length: Int, at time: Timestamp) {
+    public func gap(_ side: Direction, length: Int, at time: Nanos) {
         var s = streams[side.rawValue]
         defer { streams[side.rawValue] = s }
         switch s.state {
@@ -244,7 +240,7 @@ public final class HTTP1Analyser {
     }
 
     /// The side closed its stream: a close-delimited response is complete.
-    public func endOfStream(_ side: HTTPSide, at time: Timestamp) {
+    public func endOfStream(_ side: Direction, at time: Nanos) {
         var s = streams[side.rawValue]
         s.seenEOF = true
         if s.state == .untilClose { messageComplete(side, &s, at: s.bodyBytes > 0 ? s.lastBodyTime : time) }
@@ -265,7 +261,7 @@ public final class HTTP1Analyser {
 
     // MARK: - Message events
 
-    private func beginRequest(at time: Timestamp) {
+    private func beginRequest(at time: Nanos) {
         // Beyond the per-connection cap, or once all parsers together spent the shared budget, the oldest
         // unanswered request is handed out as it stands (counted), so pipelining cannot grow memory.
         if pending.count >= limits.maxPendingRequests || (budget?.isSpent == true && !pending.isEmpty) {
@@ -285,7 +281,7 @@ public final class HTTP1Analyser {
     /// The exchange a response belongs to: the oldest one without a final response.
     private var responseIndex: Int? { pending.firstIndex { !$0.responseComplete } }
 
-    private func beginResponse(at time: Timestamp) {
+    private func beginResponse(at time: Nanos) {
         if let r = responseIndex {
             if pending[r].responseStart == nil { pending[r].responseStart = time }
         } else {
@@ -296,14 +292,14 @@ public final class HTTP1Analyser {
         }
     }
 
-    private func headComplete(_ side: HTTPSide, _ s: inout Stream, at time: Timestamp) {
-        var head = HTTPHead(isRequest: side == .client)
+    private func headComplete(_ side: Direction, _ s: inout Stream, at time: Nanos) {
+        var head = HTTPHead(isRequest: side == .toServer)
         let ok = s.buffer.withUnsafeBytes { HTTPHeadParser.parse($0, into: &head) }
         s.buffer.removeAll(keepingCapacity: true)
         if !ok {
             malformedMessages += 1
-            markWeird(side, side == .client ? .malformedRequestLine : .malformedStatusLine)
-            if side == .client, let r = requestIndex {
+            markWeird(side, side == .toServer ? .malformedRequestLine : .malformedStatusLine)
+            if side == .toServer, let r = requestIndex {
                 // Keep what was there (the method may still be readable) and stop parsing this stream.
                 pending[r].request = head
                 pending[r].requestComplete = true
@@ -313,7 +309,7 @@ public final class HTTP1Analyser {
             s.state = .lost
             return
         }
-        if side == .client {
+        if side == .toServer {
             guard let r = requestIndex else { s.state = .lost; return }
             pending[r].request = head
             if head.chunked {
@@ -343,7 +339,7 @@ public final class HTTP1Analyser {
             pending[r].responseEnd = time
             pending[r].responseComplete = true
             s.state = .switched
-            streams[HTTPSide.client.rawValue].state = .switched
+            streams[Direction.toServer.rawValue].state = .switched
             switched = true
             flushCompleted()
             return
@@ -355,7 +351,7 @@ public final class HTTP1Analyser {
             heldClientBytes = []
             if !held.isEmpty {
                 streams[1] = s
-                held.withUnsafeBytes { _ = deliver(.client, $0, at: time) }
+                held.withUnsafeBytes { _ = deliver(.toServer, $0, at: time) }
                 s = streams[1]
             }
         }
@@ -371,21 +367,21 @@ public final class HTTP1Analyser {
         }
     }
 
-    private func addBody(_ side: HTTPSide, _ s: inout Stream, _ bytes: UnsafeRawBufferPointer, at time: Timestamp) {
+    private func addBody(_ side: Direction, _ s: inout Stream, _ bytes: UnsafeRawBufferPointer, at time: Nanos) {
         s.bodyBytes += bytes.count
         if !bytes.isEmpty { s.lastBodyTime = time }
         guard limits.summaryBytes > 0 else { return }
-        if side == .client, let r = requestIndex, pending[r].requestBodyPrefix.count < limits.summaryBytes {
+        if side == .toServer, let r = requestIndex, pending[r].requestBodyPrefix.count < limits.summaryBytes {
             let take = min(bytes.count, limits.summaryBytes - pending[r].requestBodyPrefix.count)
             pending[r].requestBodyPrefix.append(contentsOf: bytes.prefix(take))
-        } else if side == .server, let r = responseIndex, pending[r].responseBodyPrefix.count < limits.summaryBytes {
+        } else if side == .toClient, let r = responseIndex, pending[r].responseBodyPrefix.count < limits.summaryBytes {
             let take = min(bytes.count, limits.summaryBytes - pending[r].responseBodyPrefix.count)
             pending[r].responseBodyPrefix.append(contentsOf: bytes.prefix(take))
         }
     }
 
-    private func messageComplete(_ side: HTTPSide, _ s: inout Stream, at time: Timestamp) {
-        if side == .client {
+    private func messageComplete(_ side: Direction, _ s: inout Stream, at time: Nanos) {
+        if side == .toServer {
             if let r = requestIndex {
                 pending[r].requestEnd = time
                 pending[r].requestBodyBytes = s.bodyBytes
@@ -417,8 +413,8 @@ public final class HTTP1Analyser {
 
     /// A head given up before its end (too long, or the shared budget spent): the message is abandoned,
     /// but a request keeps its request line so the record still says what was asked.
-    private func giveUpHead(_ side: HTTPSide, _ s: inout Stream, _ weird: Weird) {
-        if side == .client { keepRequestLine(from: s.buffer) }
+    private func giveUpHead(_ side: Direction, _ s: inout Stream, _ weird: Weird) {
+        if side == .toServer { keepRequestLine(from: s.buffer) }
         markWeird(side, weird)
         abandonMessage(side, &s)
     }
@@ -429,25 +425,25 @@ public final class HTTP1Analyser {
         pending[r].request = buffer.withUnsafeBytes { HTTPHeadParser.requestLine($0) }
     }
 
-    private func abandonMessage(_ side: HTTPSide, _ s: inout Stream) {
+    private func abandonMessage(_ side: Direction, _ s: inout Stream) {
         malformedMessages += 1
         s.buffer.removeAll(keepingCapacity: true)
         s.state = .lost
-        if side == .client { requestIndex = nil }
+        if side == .toServer { requestIndex = nil }
     }
 
-    private func markWeird(_ side: HTTPSide, _ weird: Weird) {
-        if side == .client, let r = requestIndex {
+    private func markWeird(_ side: Direction, _ weird: Weird) {
+        if side == .toServer, let r = requestIndex {
             pending[r].weirds.append(weird)
-        } else if side == .server, let r = responseIndex {
+        } else if side == .toClient, let r = responseIndex {
             pending[r].weirds.append(weird)
         } else if let last = pending.indices.last {
             pending[last].weirds.append(weird)
         }
     }
 
-    private func noteMissed(_ side: HTTPSide, _ length: Int, weird: Weird) {
-        let index = side == .client ? requestIndex : responseIndex
+    private func noteMissed(_ side: Direction, _ length: Int, weird: Weird) {
+        let index = side == .toServer ? requestIndex : responseIndex
         if let r = index ?? pending.indices.last {
             pending[r].missedBytes += length
             if !pending[r].weirds.contains(weird) { pending[r].weirds.append(weird) }
@@ -455,8 +451,8 @@ public final class HTTP1Analyser {
     }
 
     /// Whether a segment plausibly begins a message, to resume after losing sync.
-    private func looksLikeMessageStart(_ side: HTTPSide, _ data: UnsafeRawBufferPointer) -> Bool {
-        if side == .server { return HTTPDetector.looksLikeResponse(data) }
+    private func looksLikeMessageStart(_ side: Direction, _ data: UnsafeRawBufferPointer) -> Bool {
+        if side == .toClient { return HTTPDetector.looksLikeResponse(data) }
         return HTTPDetector.looksLikeRequest(data)
     }
 }

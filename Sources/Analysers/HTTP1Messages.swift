@@ -1,3 +1,5 @@
+import Core
+
 /// The parts of an HTTP/1.x message head that calls are built from. Header values that carry
 /// credentials are never kept: only the fields named here are extracted.
 public struct HTTPHead: Sendable {
@@ -28,10 +30,10 @@ public struct HTTPExchange: Sendable {
     public var response: HTTPHead?
     /// 1xx statuses seen before the final response.
     public var interimStatuses: [Int] = []
-    public var requestStart: Timestamp?
-    public var requestEnd: Timestamp?
-    public var responseStart: Timestamp?
-    public var responseEnd: Timestamp?
+    public var requestStart: Nanos?
+    public var requestEnd: Nanos?
+    public var responseStart: Nanos?
+    public var responseEnd: Nanos?
     public var requestBodyBytes = 0
     public var responseBodyBytes = 0
     /// Bytes of this exchange lost to capture gaps.

@@ -1,3 +1,4 @@
+import Core
 import NIOCore
 import NIOHPACK
 
@@ -13,10 +14,10 @@ public struct HTTP2Stream: Sendable {
     public var requestContentType: String?
     public var responseContentType: String?
     public var sessionHints: [String: String] = [:]
-    public var requestStart: Timestamp?
-    public var requestEnd: Timestamp?
-    public var responseStart: Timestamp?
-    public var responseEnd: Timestamp?
+    public var requestStart: Nanos?
+    public var requestEnd: Nanos?
+    public var responseStart: Nanos?
+    public var responseEnd: Nanos?
     public var requestBodyBytes = 0
     public var responseBodyBytes = 0
     public var requestComplete = false
@@ -61,7 +62,7 @@ public final class HTTP2Analyser {
         var remaining = 0
         var length = 0
         var payload: [UInt8] = []
-        var frameStart: Timestamp = 0
+        var frameStart: Nanos = 0
         var prefaceLeft: Int
         var lost = false
         /// A header block being collected across CONTINUATION frames.
@@ -69,7 +70,7 @@ public final class HTTP2Analyser {
         var blockStream: UInt32 = 0
         var blockEndsStream = false
         var blockIsPush = false
-        var blockStart: Timestamp = 0
+        var blockStart: Nanos = 0
         /// Made on this direction's first header block: connections that never send one cost nothing.
         var decoder: HPACKDecoder?
         /// The dynamic table size this direction's receiver allows (its SETTINGS_HEADER_TABLE_SIZE).
@@ -145,7 +146,7 @@ public final class HTTP2Analyser {
     }
 
     /// Stream 1 of an h2c Upgrade: the HTTP/1.1 request whose response arrives as HTTP/2.
-    public func adoptUpgradedRequest(method: String?, path: String?, authority: String?, start: Timestamp?, end: Timestamp?) {
+    public func adoptUpgradedRequest(method: String?, path: String?, authority: String?, start: Nanos?, end: Nanos?) {
         var s = HTTP2Stream(id: 1)
         s.method = method
         s.path = path
@@ -158,8 +159,8 @@ public final class HTTP2Analyser {
         open(s)
     }
 
-    public func deliver(fromClient: Bool, _ data: UnsafeRawBufferPointer, at time: Timestamp) {
-        let k = fromClient ? 0 : 1
+    public func deliver(_ direction: Direction, _ data: UnsafeRawBufferPointer, at time: Nanos) {
+        let k = direction.rawValue
         guard !sides[k].lost else { return }
         var i = 0
         let n = data.count
@@ -216,8 +217,8 @@ public final class HTTP2Analyser {
     }
 
     /// Bytes lost in one direction: frame alignment and HPACK state are gone for that direction.
-    public func gap(fromClient: Bool, length: Int) {
-        let k = fromClient ? 0 : 1
+    public func gap(_ direction: Direction, length: Int) {
+        let k = direction.rawValue
         sawGap = true
         if !sides[k].lost {
             lose(k)
@@ -416,7 +417,7 @@ public final class HTTP2Analyser {
         streams[id] = s
     }
 
-    private func endStream(_ id: UInt32, fromClient: Bool, at time: Timestamp) {
+    private func endStream(_ id: UInt32, fromClient: Bool, at time: Nanos) {
         update(id) { s in
             if fromClient {
                 s.requestEnd = time

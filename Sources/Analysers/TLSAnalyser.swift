@@ -1,3 +1,5 @@
+import Core
+
 /// Incremental TLS metadata parser for one connection: the record layer both ways, handshake messages
 /// reassembled across records and segments, ClientHello/ServerHello (HelloRetryRequest included),
 /// plaintext alerts, and the times that matter (hello, end of handshake, first application data).
@@ -7,7 +9,7 @@ public final class TLSAnalyser {
         var header: [UInt8] = []
         var recordType: UInt8 = 0
         var recordRemaining = 0
-        var recordStart: Timestamp = 0
+        var recordStart: Nanos = 0
         var handshake: [UInt8] = []
         var alertBytes: [UInt8] = []
         /// Sent ChangeCipherSpec: later handshake records from this side are encrypted.
@@ -15,8 +17,8 @@ public final class TLSAnalyser {
         var encryptedRecords = 0
         var lost = false
         var bytes = 0
-        var lastByte: Timestamp?
-        var firstApplicationData: Timestamp?
+        var lastByte: Nanos?
+        var firstApplicationData: Nanos?
         /// Decryption, when keys are known: the current protection, the record being collected,
         /// decrypted handshake bytes, and the application secret (for KeyUpdate).
         var protection: RecordProtection?
@@ -40,10 +42,10 @@ public final class TLSAnalyser {
     public private(set) var clientHellos: [ClientHello] = []
     public private(set) var serverHello: ServerHello?
     public private(set) var helloRetryRequest = false
-    public private(set) var clientHelloTime: Timestamp?
-    public private(set) var serverHelloTime: Timestamp?
+    public private(set) var clientHelloTime: Nanos?
+    public private(set) var serverHelloTime: Nanos?
     /// TLS 1.2: the server's Finished; TLS 1.3: the client's Finished.
-    public private(set) var handshakeDoneTime: Timestamp?
+    public private(set) var handshakeDoneTime: Nanos?
     public private(set) var alerts: [TLSAlert] = []
     public private(set) var weirds: [Weird] = []
     /// Whether the first bytes looked like TLS at all.
@@ -52,7 +54,7 @@ public final class TLSAnalyser {
     /// Secrets for decryption; nil analyses metadata only.
     public let keyLog: KeyLog?
     /// Receives decrypted application data, in order, per direction.
-    public var onPlaintext: ((_ fromClient: Bool, _ data: UnsafeRawBufferPointer, _ time: Timestamp) -> Void)?
+    public var onPlaintext: ((_ direction: Direction, _ data: UnsafeRawBufferPointer, _ time: Nanos) -> Void)?
     /// Records decrypted, and records that could not be (no keys, unsupported cipher, bad tag).
     public private(set) var decryptedRecords = 0
     public private(set) var undecryptableRecords = 0
@@ -136,14 +138,14 @@ public final class TLSAnalyser {
     public var serverBytes: Int { sides[1].bytes }
     public var clientEncryptedRecords: Int { sides[0].encryptedRecords }
     public var serverEncryptedRecords: Int { sides[1].encryptedRecords }
-    public var lastByteTime: [Timestamp?] { [sides[0].lastByte, sides[1].lastByte] }
-    public var firstApplicationData: [Timestamp?] { [sides[0].firstApplicationData, sides[1].firstApplicationData] }
+    public var lastByteTime: [Nanos?] { [sides[0].lastByte, sides[1].lastByte] }
+    public var firstApplicationData: [Nanos?] { [sides[0].firstApplicationData, sides[1].firstApplicationData] }
     public var isTLS13: Bool { (serverHello?.selectedVersion).map { $0 == 0x0304 || ($0 >> 8) == 0x7F } ?? false }
     public var sawGap: Bool { sides[0].lost || sides[1].lost }
 
-    /// Feeds bytes from the client (`fromClient`) or the server.
-    public func deliver(fromClient: Bool, _ data: UnsafeRawBufferPointer, at time: Timestamp) {
-        let k = fromClient ? 0 : 1
+    /// Feeds bytes from the client (`.toServer`) or the server.
+    public func deliver(_ direction: Direction, _ data: UnsafeRawBufferPointer, at time: Nanos) {
+        let k = direction.rawValue
         sides[k].bytes += data.count
         sides[k].lastByte = time
         if sides[k].lost { return }
@@ -202,8 +204,8 @@ public final class TLSAnalyser {
     }
 
     /// Bytes lost in one direction: its records can no longer be followed.
-    public func gap(fromClient: Bool, length: Int) {
-        let k = fromClient ? 0 : 1
+    public func gap(_ direction: Direction, length: Int) {
+        let k = direction.rawValue
         sides[k].bytes += length
         if !sides[k].lost {
             sides[k].lost = true
@@ -227,7 +229,7 @@ public final class TLSAnalyser {
         return !sides[1].changedCipher
     }
 
-    private func recordStarted(_ k: Int, type: UInt8, time: Timestamp) {
+    private func recordStarted(_ k: Int, type: UInt8, time: Nanos) {
         switch type {
         case 20:
             sides[k].changedCipher = true
@@ -256,7 +258,7 @@ public final class TLSAnalyser {
         }
     }
 
-    private func recordBytes(_ k: Int, _ fragment: UnsafeRawBufferPointer, time: Timestamp) {
+    private func recordBytes(_ k: Int, _ fragment: UnsafeRawBufferPointer, time: Nanos) {
         switch sides[k].recordType {
         case 22 where handshakeIsPlaintext(k):
             let before = sides[k].handshake.capacity
@@ -276,7 +278,7 @@ public final class TLSAnalyser {
         }
     }
 
-    private func parseHandshakeMessages(_ k: Int, time: Timestamp) {
+    private func parseHandshakeMessages(_ k: Int, time: Nanos) {
         while sides[k].handshake.count >= 4 {
             let hs = sides[k].handshake
             let type = hs[0]
@@ -521,7 +523,7 @@ extension TLSAnalyser {
         sides[k].protection = TLSKeys.tls13(spec: spec, trafficSecret: secret)
     }
 
-    fileprivate func decryptRecord(_ k: Int, time: Timestamp) {
+    fileprivate func decryptRecord(_ k: Int, time: Nanos) {
         guard var protection = sides[k].protection else { return }
         let type = sides[k].recordType
         let plain = protection.open(type: type, version: sides[k].recordVersion, body: sides[k].body)
@@ -544,7 +546,7 @@ extension TLSAnalyser {
         handleDecrypted(k, plaintext, innerTLS13: protection.tls13, time: time)
     }
 
-    private func handleDecrypted(_ k: Int, _ decrypted: [UInt8], innerTLS13: Bool, time: Timestamp) {
+    private func handleDecrypted(_ k: Int, _ decrypted: [UInt8], innerTLS13: Bool, time: Nanos) {
         var plaintext = decrypted
         let type = sides[k].recordType
         decryptedRecords += 1
@@ -556,7 +558,7 @@ extension TLSAnalyser {
         }
         switch innerType {
         case 23:
-            plaintext.withUnsafeBytes { onPlaintext?(k == 0, $0, time) }
+            plaintext.withUnsafeBytes { onPlaintext?(Direction(rawValue: k) ?? .toServer, $0, time) }
         case 21:
             var i = 0
             while i + 1 < plaintext.count {
@@ -640,15 +642,15 @@ struct HeldRecord {
     var type: UInt8
     var version: (UInt8, UInt8)
     var body: [UInt8]
-    var time: Timestamp
+    var time: Nanos
 }
 
 /// One request/response exchange guessed from encrypted records: the client's burst, then the server's.
 public struct EstimatedExchange: Sendable {
-    public var start: Timestamp
-    public var requestEnd: Timestamp
-    public var responseStart: Timestamp?
-    public var responseEnd: Timestamp?
+    public var start: Nanos
+    public var requestEnd: Nanos
+    public var responseStart: Nanos?
+    public var responseEnd: Nanos?
     public var requestBytes: Int
     public var responseBytes = 0
 }
@@ -657,7 +659,7 @@ extension TLSAnalyser {
     /// Application data records after the handshake, by direction: a client record after server
     /// records starts a new exchange. Server records before any request (TLS 1.3 session tickets)
     /// are not counted.
-    fileprivate func noteApplicationRecord(_ k: Int, length: Int, time: Timestamp) {
+    fileprivate func noteApplicationRecord(_ k: Int, length: Int, time: Nanos) {
         guard handshakeDoneTime != nil, !isDecrypting else { return }
         // TLS 1.3: the client's first encrypted record is its Finished, not a request; and a 19-byte
         // record (2 alert bytes, the inner type and a 16-byte tag) is an encrypted alert such as close_notify.

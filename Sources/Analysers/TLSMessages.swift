@@ -1,3 +1,5 @@
+import Core
+
 /// What a ClientHello offers.
 public struct ClientHello: Sendable {
     public var legacyVersion: UInt16 = 0
@@ -40,7 +42,7 @@ public struct TLSAlert: Sendable {
     public var decrypted = false
     public var level: UInt8
     public var description: UInt8
-    public var time: Timestamp
+    public var time: Nanos
     public var name: String { TLSNames.alert(description) }
     public var isFatal: Bool { level == 2 }
 }

@@ -1,5 +1,5 @@
 import CallModel
-import Capture
+import Core
 import Foundation
 
 public struct AttributionCounters: Sendable {

@@ -1,4 +1,4 @@
-import Capture
+import Core
 import Foundation
 
 /// A TCP socket by its local and remote endpoints, as the kernel lists it.

@@ -1,6 +1,8 @@
 import Attribution
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Foundation
 import Logging
 import ServiceLifecycle

@@ -1,6 +1,8 @@
 import Analysers
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Foundation
 import Logging
 import Pipeline

@@ -1,7 +1,9 @@
 import Analysers
 import Attribution
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Foundation
 import Logging
 import Pipeline

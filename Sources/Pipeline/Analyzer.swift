@@ -1,6 +1,8 @@
 import Analysers
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Reassembly
 
 /// The analysis pipeline for one input: decoded packets in, call records out in order of call start.

@@ -1,4 +1,6 @@
-import Capture
+import Core
+import Decode
+import Source
 import Crypto
 
 /// Community ID v1 flow hashes (https://github.com/corelight/community-id-spec), so rows join with

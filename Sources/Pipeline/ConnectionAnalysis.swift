@@ -1,7 +1,9 @@
 import Foundation
 import Analysers
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Reassembly
 
 /// A value kept on the heap, for large and rarely present state.

@@ -1,6 +1,8 @@
 import Analysers
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 
 /// Pairs DNS queries with answers and turns lookups into calls. Resolver noise is folded away:
 /// NXDOMAINs from search-list expansion go into the outcome of the final lookup, and a NODATA

@@ -1,6 +1,8 @@
 import Analysers
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Reassembly
 
 /// HTTP/1.x over a stream (plaintext, or decrypted inside `tls`): one call per exchange.
@@ -21,19 +23,19 @@ final class HTTP1Layer: StreamLayer {
     }
 
     func deliver(_ d: Direction, _ data: UnsafeRawBufferPointer, at t: Nanos) -> Int? {
-        let used = parser.deliver(d == .toServer ? .client : .server, data, at: t)
+        let used = parser.deliver(d, data, at: t)
         emit(finishing: nil)
         // Inside TLS the stream is not followed past a switch (the rest is ignored, as before it).
         return parser.switched && tls == nil ? used : nil
     }
 
     func gap(_ d: Direction, length: Int, at t: Nanos) {
-        parser.gap(d == .toServer ? .client : .server, length: length, at: t)
+        parser.gap(d, length: length, at: t)
         emit(finishing: nil)
     }
 
     func endOfStream(_ d: Direction, at t: Nanos) {
-        parser.endOfStream(d == .toServer ? .client : .server, at: t)
+        parser.endOfStream(d, at: t)
         emit(finishing: nil)
     }
 
@@ -132,13 +134,13 @@ final class HTTP2Layer: StreamLayer {
     }
 
     func deliver(_ d: Direction, _ data: UnsafeRawBufferPointer, at t: Nanos) -> Int? {
-        parser.deliver(fromClient: d == .toServer, data, at: t)
+        parser.deliver(d, data, at: t)
         emit(finishing: nil)
         return nil
     }
 
     func gap(_ d: Direction, length: Int, at t: Nanos) {
-        parser.gap(fromClient: d == .toServer, length: length)
+        parser.gap(d, length: length)
     }
 
     func endOfStream(_ d: Direction, at t: Nanos) {}

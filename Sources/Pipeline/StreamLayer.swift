@@ -1,6 +1,8 @@
 import Analysers
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Reassembly
 
 /// One protocol's analysis of a TCP stream, or of the plaintext inside TLS: an incremental parser from

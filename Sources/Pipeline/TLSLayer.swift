@@ -1,6 +1,8 @@
 import Analysers
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Reassembly
 import X509
 
@@ -20,19 +22,19 @@ final class TLSLayer: StreamLayer {
         self.conn = conn
         analyser = TLSAnalyser(keyLog: conn.options.keyLog, budget: conn.budget)
         if conn.options.keyLog != nil {
-            analyser.onPlaintext = { [unowned self] fromClient, data, time in
-                self.decrypted(fromClient ? .toServer : .toClient, data, at: time)
+            analyser.onPlaintext = { [unowned self] direction, data, time in
+                self.decrypted(direction, data, at: time)
             }
         }
     }
 
     func deliver(_ d: Direction, _ data: UnsafeRawBufferPointer, at t: Nanos) -> Int? {
-        analyser.deliver(fromClient: d == .toServer, data, at: t)
+        analyser.deliver(d, data, at: t)
         return nil
     }
 
     func gap(_ d: Direction, length: Int, at t: Nanos) {
-        analyser.gap(fromClient: d == .toServer, length: length)
+        analyser.gap(d, length: length)
         // What the lost records carried is lost to the protocol inside too.
         inner?.gap(d, length: length, at: t)
     }

@@ -1,4 +1,5 @@
-import Capture
+import Core
+import Decode
 
 /// Caps and timeouts of the reassembler. Every cap that drops or skips data is counted in `ReassemblyCounters`.
 public struct ReassemblyLimits: Sendable {

@@ -1,4 +1,5 @@
-import Capture
+import Core
+import Decode
 
 /// A connection's identity independent of direction: the two endpoints in a fixed order.
 struct ConnectionKey: Hashable {

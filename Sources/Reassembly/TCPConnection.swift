@@ -1,12 +1,5 @@
-import Capture
-
-/// Which way bytes travel on a connection. The client is the side that sent the SYN
-/// (or, for a connection seen from mid-stream, the side guessed to be the client by port).
-public enum Direction: Int, Sendable {
-    case toServer = 0
-    case toClient = 1
-    public var reversed: Direction { self == .toServer ? .toClient : .toServer }
-}
+import Core
+import Decode
 
 /// Receives a connection's reassembled byte streams. One handler per connection.
 public protocol TCPStreamHandler: AnyObject {

@@ -2,7 +2,9 @@ import Analysers
 import ArgumentParser
 import Attribution
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Daemon
 import Foundation
 import Pipeline

@@ -1,7 +1,9 @@
 import ArgumentParser
 import CallModel
 import Analysers
-import Capture
+import Core
+import Decode
+import Source
 import Foundation
 import Pipeline
 import Storage

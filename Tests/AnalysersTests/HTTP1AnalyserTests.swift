@@ -1,11 +1,12 @@
 @testable import Analysers
+import Core
 import Testing
 
 /// Feeds a conversation to an HTTP/1 analyser, whole or in small pieces.
-func run(_ steps: [(HTTPSide, String)], chunk: Int = .max, gap: (HTTPSide, Int)? = nil,
-         eof: HTTPSide? = nil) -> (HTTP1Analyser, [HTTPExchange]) {
+func run(_ steps: [(Direction, String)], chunk: Int = .max, gap: (Direction, Int)? = nil,
+         eof: Direction? = nil) -> (HTTP1Analyser, [HTTPExchange]) {
     let a = HTTP1Analyser()
-    var t: Timestamp = 0
+    var t: Nanos = 0
     var out: [HTTPExchange] = []
     for (side, text) in steps {
         let bytes = Array(text.utf8)
@@ -40,9 +41,9 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
 }
 
 @Suite struct HTTP1AnalyserTests {
-    static let pipelined: [(HTTPSide, String)] = [
-        (.client, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nHEAD /c HTTP/1.1\r\nHost: x\r\n\r\n"),
-        (.server, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
+    static let pipelined: [(Direction, String)] = [
+        (.toServer, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nHEAD /c HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (.toClient, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n"
             + "4\r\nwxyz\r\n2;ext=1\r\nab\r\n0\r\nX-Trailer: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"),
     ]
 
@@ -63,10 +64,10 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
 
     @Test func requestBodyAnd100Continue() {
         let (_, xs) = run([
-            (.client, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"),
-            (.server, "HTTP/1.1 100 Continue\r\n\r\n"),
-            (.client, "hello"),
-            (.server, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+            (.toServer, "POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"),
+            (.toClient, "HTTP/1.1 100 Continue\r\n\r\n"),
+            (.toServer, "hello"),
+            (.toClient, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
         ])
         #expect(xs.count == 1)
         #expect(xs[0].interimStatuses == [100])
@@ -75,22 +76,22 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
 
     @Test func noBodyFor204And304() {
         let (_, xs) = run([
-            (.client, "DELETE /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n"),
-            (.server, "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n"),
+            (.toServer, "DELETE /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n"),
+            (.toClient, "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 50\r\n\r\n"),
         ])
         #expect(xs.map(\.response?.status) == [204, 304])
         #expect(xs.allSatisfy { $0.responseComplete && $0.responseBodyBytes == 0 })
     }
 
     @Test func closeDelimitedBodyEndsAtEndOfStream() {
-        let (_, xs) = run([(.client, "GET / HTTP/1.0\r\n\r\n"), (.server, "HTTP/1.0 200 OK\r\n\r\nsome body")], eof: .server)
+        let (_, xs) = run([(.toServer, "GET / HTTP/1.0\r\n\r\n"), (.toClient, "HTTP/1.0 200 OK\r\n\r\nsome body")], eof: .toClient)
         #expect(xs.first?.responseComplete == true && xs.first?.responseBodyBytes == 9)
-        let (_, open) = run([(.client, "GET / HTTP/1.0\r\n\r\n"), (.server, "HTTP/1.0 200 OK\r\n\r\nsome")])
+        let (_, open) = run([(.toServer, "GET / HTTP/1.0\r\n\r\n"), (.toClient, "HTTP/1.0 200 OK\r\n\r\nsome")])
         #expect(open.first?.responseComplete == false)
     }
 
     @Test func requestWithoutResponseIsHandedOutAtFinish() {
-        let (_, xs) = run([(.client, "PUT /1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nab")])
+        let (_, xs) = run([(.toServer, "PUT /1 HTTP/1.1\r\nContent-Length: 2\r\n\r\nab")])
         #expect(xs.count == 1 && xs[0].response == nil && xs[0].requestComplete)
     }
 
@@ -98,9 +99,9 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
         let a = HTTP1Analyser()
         let req = Array("CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\n\r\n".utf8)
         let early: [UInt8] = [0x16, 0x03, 0x01, 0x00, 0x05] // a ClientHello sent before the proxy answered
-        (req + early).withUnsafeBytes { _ = a.deliver(.client, $0, at: 1) }
+        (req + early).withUnsafeBytes { _ = a.deliver(.toServer, $0, at: 1) }
         let resp = Array("HTTP/1.1 200 Connection established\r\n\r\n".utf8) + [0x16, 0x03, 0x03]
-        let used = resp.withUnsafeBytes { a.deliver(.server, $0, at: 2) }
+        let used = resp.withUnsafeBytes { a.deliver(.toClient, $0, at: 2) }
         #expect(a.switched)
         #expect(used == resp.count - 3)
         #expect(a.heldClientBytes == early)
@@ -110,8 +111,8 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
 
     @Test func refusedUpgradeKeepsParsingHTTP() {
         let (_, xs) = run([
-            (.client, "GET /chat HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\n\r\n"),
-            (.server, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            (.toServer, "GET /chat HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET /next HTTP/1.1\r\n\r\n"),
+            (.toClient, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
         ])
         #expect(xs.map(\.request?.target) == ["/chat", "/next"])
         #expect(xs.map(\.response?.status) == [400, 200])
@@ -119,10 +120,10 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
 
     @Test func gapInsideAKnownLengthBodyIsSurvivable() {
         let a = HTTP1Analyser()
-        Array("GET / HTTP/1.1\r\n\r\n".utf8).withUnsafeBytes { _ = a.deliver(.client, $0, at: 1) }
-        Array("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".utf8).withUnsafeBytes { _ = a.deliver(.server, $0, at: 2) }
-        a.gap(.server, length: 4, at: 3)
-        Array("xyzHTTP/1.1".utf8).withUnsafeBytes { _ = a.deliver(.server, $0, at: 4) }
+        Array("GET / HTTP/1.1\r\n\r\n".utf8).withUnsafeBytes { _ = a.deliver(.toServer, $0, at: 1) }
+        Array("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".utf8).withUnsafeBytes { _ = a.deliver(.toClient, $0, at: 2) }
+        a.gap(.toClient, length: 4, at: 3)
+        Array("xyzHTTP/1.1".utf8).withUnsafeBytes { _ = a.deliver(.toClient, $0, at: 4) }
         let xs = a.takeCompleted()
         #expect(xs.count == 1 && xs[0].responseComplete && xs[0].missedBytes == 4)
         #expect(xs[0].weirds.contains(.contentGap))
@@ -130,10 +131,10 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
 
     @Test func gapInHeadersLosesSyncThenRecoversAtAMessageStart() {
         let a = HTTP1Analyser()
-        Array("GET /1 HTTP/1.1\r\nHo".utf8).withUnsafeBytes { _ = a.deliver(.client, $0, at: 1) }
-        a.gap(.client, length: 20, at: 2)
-        Array("garbage\r\n\r\n".utf8).withUnsafeBytes { _ = a.deliver(.client, $0, at: 3) }
-        Array("GET /2 HTTP/1.1\r\n\r\n".utf8).withUnsafeBytes { _ = a.deliver(.client, $0, at: 4) }
+        Array("GET /1 HTTP/1.1\r\nHo".utf8).withUnsafeBytes { _ = a.deliver(.toServer, $0, at: 1) }
+        a.gap(.toServer, length: 20, at: 2)
+        Array("garbage\r\n\r\n".utf8).withUnsafeBytes { _ = a.deliver(.toServer, $0, at: 3) }
+        Array("GET /2 HTTP/1.1\r\n\r\n".utf8).withUnsafeBytes { _ = a.deliver(.toServer, $0, at: 4) }
         a.finish()
         let xs = a.takeCompleted()
         #expect(xs.count == 2)
@@ -143,8 +144,8 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
 
     @Test func malformedChunkSizeIsNamedAndCounted() {
         let (a, xs) = run([
-            (.client, "GET / HTTP/1.1\r\n\r\n"),
-            (.server, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+            (.toServer, "GET / HTTP/1.1\r\n\r\n"),
+            (.toClient, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
         ])
         #expect(xs.first?.weirds.contains(.badChunkSize) == true)
         #expect(a.malformedMessages == 1)
@@ -152,11 +153,11 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
 
     @Test func damagedRequestLinesFollowZeek() {
         // A damaged version keeps method and target; no version is HTTP/0.9; no space is not a request line.
-        let (_, a) = run([(.client, "GET / HTTP/1.\nHost: h\n\n"), (.server, "HTTP/1.0 400 Bad\r\n\r\n")], eof: .server)
+        let (_, a) = run([(.toServer, "GET / HTTP/1.\nHost: h\n\n"), (.toClient, "HTTP/1.0 400 Bad\r\n\r\n")], eof: .toClient)
         #expect(a.first?.request?.method == "GET" && a.first?.request?.target == "/" && a.first?.response?.status == 400)
-        let (_, b) = run([(.client, "OPTIONS HTTP/1.1\nHost: h\n\n")])
+        let (_, b) = run([(.toServer, "OPTIONS HTTP/1.1\nHost: h\n\n")])
         #expect(b.first?.request?.method == "OPTIONS" && b.first?.request?.target == "")
-        let (_, c) = run([(.client, "GET/HTTP/1.1\nHost: h\n\n"), (.server, "HTTP/1.0 400 Bad\r\nContent-Length: 0\r\n\r\n")])
+        let (_, c) = run([(.toServer, "GET/HTTP/1.1\nHost: h\n\n"), (.toClient, "HTTP/1.0 400 Bad\r\nContent-Length: 0\r\n\r\n")])
         #expect(c.first?.request?.method == "" && c.first?.response?.status == 400)
     }
 
@@ -165,8 +166,8 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
         limits.maxHeadBytes = 1024
         let a = HTTP1Analyser(limits: limits)
         let line = Array("X-Long: \(String(repeating: "a", count: 300))\r\n".utf8)
-        Array("GET /endless HTTP/1.1\r\n".utf8).withUnsafeBytes { _ = a.deliver(.client, $0, at: 1) }
-        for t in 0..<20 { line.withUnsafeBytes { _ = a.deliver(.client, $0, at: Timestamp(t)) } }
+        Array("GET /endless HTTP/1.1\r\n".utf8).withUnsafeBytes { _ = a.deliver(.toServer, $0, at: 1) }
+        for t in 0..<20 { line.withUnsafeBytes { _ = a.deliver(.toServer, $0, at: Nanos(t)) } }
         a.finish()
         let xs = a.takeCompleted()
         #expect(xs.first?.weirds.contains(.headerTooLong) == true)
@@ -183,8 +184,8 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
         var analysers: [HTTP1Analyser] = []
         for k in 0..<4 {
             let a = HTTP1Analyser(budget: budget)
-            Array("GET /slow/\(k) HTTP/1.1\r\n".utf8).withUnsafeBytes { _ = a.deliver(.client, $0, at: 1) }
-            for t in 0..<5 { line.withUnsafeBytes { _ = a.deliver(.client, $0, at: Timestamp(t)) } }
+            Array("GET /slow/\(k) HTTP/1.1\r\n".utf8).withUnsafeBytes { _ = a.deliver(.toServer, $0, at: 1) }
+            for t in 0..<5 { line.withUnsafeBytes { _ = a.deliver(.toServer, $0, at: Nanos(t)) } }
             analysers.append(a)
         }
         #expect(budget.refusals >= 1)
@@ -209,14 +210,14 @@ func summarize(_ xs: [HTTPExchange]) -> [Summary] {
         limits.maxPendingRequests = 10
         let a = HTTP1Analyser(limits: limits)
         let req = Array("GET / HTTP/1.1\r\n\r\n".utf8)
-        for t in 0..<50 { req.withUnsafeBytes { _ = a.deliver(.client, $0, at: Timestamp(t)) } }
+        for t in 0..<50 { req.withUnsafeBytes { _ = a.deliver(.toServer, $0, at: Nanos(t)) } }
         #expect(a.droppedPendingRequests == 40)
         #expect(a.takeCompleted().filter { $0.weirds.contains(.pendingRequestsCap) }.count == 40)
     }
 
     @Test func headersOfInterestAreParsedCaseInsensitively() {
         let (_, xs) = run([
-            (.client, "post /v1 HTTP/1.1\r\nhost: API.Example.com\r\ncontent-type: application/json\r\n"
+            (.toServer, "post /v1 HTTP/1.1\r\nhost: API.Example.com\r\ncontent-type: application/json\r\n"
                 + "Authorization: Bearer sk-secret\r\nbaggage: session.id=abc\r\ncontent-length: 2\r\n\r\n{}"),
         ])
         let head = xs.first?.request

@@ -1,4 +1,5 @@
 @testable import Analysers
+import Core
 import NIOCore
 import NIOHPACK
 import Testing
@@ -63,11 +64,11 @@ enum H2 {
 }
 
 @Suite struct HTTP2AnalyserTests {
-    func feed(_ a: HTTP2Analyser, client: Bool, _ bytes: [UInt8], at t: Timestamp, chunk: Int = .max) {
+    func feed(_ a: HTTP2Analyser, client: Bool, _ bytes: [UInt8], at t: Nanos, chunk: Int = .max) {
         var i = 0
         while i < bytes.count {
             let n = min(chunk, bytes.count - i)
-            bytes[i..<(i + n)].withUnsafeBytes { a.deliver(fromClient: client, $0, at: t) }
+            bytes[i..<(i + n)].withUnsafeBytes { a.deliver(client ? .toServer : .toClient, $0, at: t) }
             i += n
         }
     }
@@ -111,7 +112,7 @@ enum H2 {
         let a = HTTP2Analyser()
         let first = H2.frame(1, flags: 0x05, stream: 1, try H2.block([(":method", "GET"), (":path", "/1")], &client))
         feed(a, client: true, HTTP2Analyser.preface + first, at: 1)
-        a.gap(fromClient: false, length: 100)
+        a.gap(.toClient, length: 100)
         let second = H2.frame(1, flags: 0x05, stream: 3, try H2.block([(":method", "GET"), (":path", "/2")], &client))
         feed(a, client: true, second, at: 2)
         a.finish()

@@ -1,4 +1,5 @@
 @testable import Analysers
+import Core
 import Testing
 
 /// Builds TLS records for tests.
@@ -37,11 +38,11 @@ enum TLSBuilder {
 }
 
 @Suite struct TLSAnalyserTests {
-    func feed(_ a: TLSAnalyser, client: Bool, _ bytes: [UInt8], at t: Timestamp, chunk: Int = .max) {
+    func feed(_ a: TLSAnalyser, client: Bool, _ bytes: [UInt8], at t: Nanos, chunk: Int = .max) {
         var i = 0
         while i < bytes.count {
             let n = min(chunk, bytes.count - i)
-            bytes[i..<(i + n)].withUnsafeBytes { a.deliver(fromClient: client, $0, at: t) }
+            bytes[i..<(i + n)].withUnsafeBytes { a.deliver(client ? .toServer : .toClient, $0, at: t) }
             i += n
         }
     }

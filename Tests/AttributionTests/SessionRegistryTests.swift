@@ -1,5 +1,5 @@
 @testable import Attribution
-import Capture
+import Core
 import Foundation
 import Testing
 

@@ -1,6 +1,8 @@
 import AllocationCounter
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Pipeline
 import Testing
 

@@ -1,7 +1,9 @@
 import Analysers
 import Crypto
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Foundation
 import Pipeline
 import Reassembly
@@ -190,10 +192,10 @@ import Testing
             var onFinish: (TCPConnection, TLSAnalyser) -> Void
             init(onFinish: @escaping (TCPConnection, TLSAnalyser) -> Void) { self.onFinish = onFinish }
             func deliver(_ c: TCPConnection, _ d: Direction, _ data: UnsafeRawBufferPointer, at time: Nanos) {
-                tls.deliver(fromClient: d == .toServer, data, at: time)
+                tls.deliver(d, data, at: time)
             }
             func gap(_ c: TCPConnection, _ d: Direction, length: Int, at time: Nanos) {
-                tls.gap(fromClient: d == .toServer, length: length)
+                tls.gap(d, length: length)
             }
             func endOfStream(_ c: TCPConnection, _ d: Direction, at time: Nanos) {}
             func finish(_ c: TCPConnection, reason: FinishReason) { onFinish(c, tls) }
@@ -306,16 +308,17 @@ final class PlaintextCollector: TCPStreamHandler {
 
     init(keyLog: KeyLog) {
         tls = TLSAnalyser(keyLog: keyLog)
-        tls.onPlaintext = { [unowned self] fromClient, data, _ in
+        tls.onPlaintext = { [unowned self] direction, data, _ in
+            let fromClient = direction == .toServer
             let hex = SHA256.hash(data: Array(data)).map { String(format: "%02x", $0) }.joined()
             onChunk(fromClient, hex)
         }
     }
 
     func deliver(_ c: TCPConnection, _ d: Direction, _ data: UnsafeRawBufferPointer, at time: Nanos) {
-        tls.deliver(fromClient: d == .toServer, data, at: time)
+        tls.deliver(d, data, at: time)
     }
-    func gap(_ c: TCPConnection, _ d: Direction, length: Int, at time: Nanos) { tls.gap(fromClient: d == .toServer, length: length) }
+    func gap(_ c: TCPConnection, _ d: Direction, length: Int, at time: Nanos) { tls.gap(d, length: length) }
     func endOfStream(_ c: TCPConnection, _ d: Direction, at time: Nanos) {}
     func finish(_ c: TCPConnection, reason: FinishReason) {}
 }

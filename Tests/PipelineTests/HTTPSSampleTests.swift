@@ -1,5 +1,7 @@
 import Analysers
-import Capture
+import Core
+import Decode
+import Source
 import CallModel
 import Foundation
 import Pipeline

@@ -1,5 +1,7 @@
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Foundation
 import Pipeline
 import Testing

@@ -1,4 +1,5 @@
-import Capture
+import Core
+import Decode
 @testable import Reassembly
 import Testing
 

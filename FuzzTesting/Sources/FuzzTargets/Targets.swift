@@ -1,7 +1,9 @@
 import Analysers
 import Attribution
 import CallModel
-import Capture
+import Core
+import Decode
+import Source
 import Foundation
 import Pipeline
 
@@ -37,24 +39,24 @@ public let fuzzTargets: [FuzzTarget] = [
     FuzzTarget(name: "http1", summary: "HTTP/1.x requests and responses") { data in
         let a = HTTP1Analyser()
         deliverStreams(data) { fromClient, chunk, t in
-            _ = a.deliver(fromClient ? .client : .server, chunk, at: t)
+            _ = a.deliver(fromClient ? .toServer : .toClient, chunk, at: t)
             _ = a.takeCompleted()
         }
-        a.gap(.server, length: 100, at: 9)
-        a.endOfStream(.server, at: 10)
+        a.gap(.toClient, length: 100, at: 9)
+        a.endOfStream(.toClient, at: 10)
         a.finish()
         _ = a.takeCompleted()
     },
     FuzzTarget(name: "tls", summary: "TLS records, handshake messages, JA4, decryption with a key log") { data in
         let a = TLSAnalyser(keyLog: fuzzKeyLog)
-        deliverStreams(data) { fromClient, chunk, t in a.deliver(fromClient: fromClient, chunk, at: t) }
-        a.gap(fromClient: false, length: 100)
+        deliverStreams(data) { fromClient, chunk, t in a.deliver(fromClient ? .toServer : .toClient, chunk, at: t) }
+        a.gap(.toClient, length: 100)
         a.finishWaitingForKeys()
     },
     FuzzTarget(name: "http2", summary: "HTTP/2 frames and HPACK") { data in
         let a = HTTP2Analyser()
         deliverStreams(data) { fromClient, chunk, t in
-            a.deliver(fromClient: fromClient, chunk, at: t)
+            a.deliver(fromClient ? .toServer : .toClient, chunk, at: t)
             _ = a.takeCompleted()
         }
         a.finish()
@@ -150,13 +152,13 @@ public let fuzzScratchFile = "/dev/shm/calltap-fuzz-\(getpid()).pcap"
 
 /// Splits `[u16 client length][client][server]` and hands out the two sides in alternating chunks of
 /// 509 bytes (an odd size, so messages are cut in odd places).
-func deliverStreams(_ data: UnsafeRawBufferPointer, _ deliver: (Bool, UnsafeRawBufferPointer, Timestamp) -> Void) {
+func deliverStreams(_ data: UnsafeRawBufferPointer, _ deliver: (Bool, UnsafeRawBufferPointer, Nanos) -> Void) {
     guard data.count >= 2 else { return }
     let clientLength = min(data.count - 2, Int(data[0]) << 8 | Int(data[1]))
     let client = UnsafeRawBufferPointer(rebasing: data[2..<(2 + clientLength)])
     let server = UnsafeRawBufferPointer(rebasing: data[(2 + clientLength)...])
     var ci = 0, si = 0
-    var t: Timestamp = 1_000
+    var t: Nanos = 1_000
     while ci < client.count || si < server.count {
         if ci < client.count {
             let end = min(client.count, ci + 509)

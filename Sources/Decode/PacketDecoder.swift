@@ -1,3 +1,5 @@
+import Core
+
 /// Link-layer types calltap decodes (values as libpcap's pcap_datalink returns them on Linux).
 public enum LinkType: Int32, Sendable {
     case null = 0          // BSD loopback, host byte order family

@@ -1,27 +1,3 @@
-/// Capture time in nanoseconds since the Unix epoch (pcapng may carry ns; pcap carries µs).
-public typealias Nanos = Int64
-
-extension Nanos {
-    /// `self - earlier`, saturating at Int64's bounds instead of trapping: capture times come from the
-    /// input (per-interface offsets, damaged records), so any two of them may be ±9.2e18 ns apart.
-    @inlinable public func minus(_ earlier: Nanos) -> Nanos {
-        let (d, overflow) = subtractingReportingOverflow(earlier)
-        return overflow ? (earlier > self ? .min : .max) : d
-    }
-
-    /// Microseconds from `start` to `self`, saturating (a duration for a call record).
-    @inlinable public func micros(since start: Nanos) -> Int64 { minus(start) / 1000 }
-}
-
-/// A record's timestamp (seconds and the fraction libpcap scaled to nanoseconds) as `Nanos`, or nil when
-/// a damaged or hostile file gives one outside what Int64 nanoseconds can hold (about the years 1678–2262).
-@inline(__always) public func captureNanos(seconds: Int, fraction: Int) -> Nanos? {
-    let (whole, overflow) = Nanos(seconds).multipliedReportingOverflow(by: 1_000_000_000)
-    guard !overflow else { return nil }
-    let (total, overflow2) = whole.addingReportingOverflow(Nanos(fraction))
-    return overflow2 ? nil : total
-}
-
 /// An IPv4 or IPv6 address held in two words, so flow keys hash and compare without allocation.
 /// IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d).
 public struct IPAddress: Hashable, Sendable, Comparable {
@@ -104,55 +80,5 @@ public struct IPAddress: Hashable, Sendable, Comparable {
         }
         if high == 0 && low == 1 { return true }
         return (high >> 54) == (0xFE80 >> 6)
-    }
-}
-
-public enum TransportProtocol: UInt8, Sendable {
-    case tcp = 6
-    case udp = 17
-}
-
-/// TCP flag bits as they appear in the header.
-public struct TCPFlags: OptionSet, Sendable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-    public static let fin = TCPFlags(rawValue: 0x01)
-    public static let syn = TCPFlags(rawValue: 0x02)
-    public static let rst = TCPFlags(rawValue: 0x04)
-    public static let psh = TCPFlags(rawValue: 0x08)
-    public static let ack = TCPFlags(rawValue: 0x10)
-}
-
-/// One decoded TCP or UDP packet. `payload` points into the capture buffer and is valid only
-/// for the duration of the callback that received it: nothing is copied on decode.
-public struct DecodedPacket {
-    public var timestamp: Nanos
-    public var src: IPAddress
-    public var dst: IPAddress
-    public var srcPort: UInt16
-    public var dstPort: UInt16
-    public var transport: TransportProtocol
-    public var flags: TCPFlags
-    public var seq: UInt32
-    public var ack: UInt32
-    /// Captured payload bytes.
-    public var payload: UnsafeRawBufferPointer
-    /// Payload length on the wire per the IP header; larger than `payload.count` when the snaplen cut it.
-    public var wireLength: Int
-
-    public init(timestamp: Nanos, src: IPAddress, dst: IPAddress, srcPort: UInt16, dstPort: UInt16,
-                transport: TransportProtocol, flags: TCPFlags = [], seq: UInt32 = 0, ack: UInt32 = 0,
-                payload: UnsafeRawBufferPointer, wireLength: Int) {
-        self.timestamp = timestamp
-        self.src = src
-        self.dst = dst
-        self.srcPort = srcPort
-        self.dstPort = dstPort
-        self.transport = transport
-        self.flags = flags
-        self.seq = seq
-        self.ack = ack
-        self.payload = payload
-        self.wireLength = wireLength
     }
 }

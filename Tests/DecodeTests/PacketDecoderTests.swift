@@ -1,4 +1,6 @@
-@testable import Capture
+@testable import Decode
+import Source
+import Core
 import Foundation
 import Testing
 

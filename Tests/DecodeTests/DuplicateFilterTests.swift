@@ -1,4 +1,6 @@
-import Capture
+import Core
+import Decode
+import Source
 import Testing
 
 @Suite struct DuplicateFilterTests {

@@ -1,3 +1,5 @@
+import Core
+import Decode
 import CPcap
 
 public enum CaptureError: Error, CustomStringConvertible, Sendable {

@@ -1,3 +1,5 @@
+import Core
+import Decode
 import CPcap
 import Foundation
 

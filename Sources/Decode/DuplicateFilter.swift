@@ -1,3 +1,5 @@
+import Core
+
 /// Drops the second copy of a packet seen on several interfaces at once (with `-i any`: a veth and the
 /// bridge it is enslaved to, say). Two packets are the same when their addresses, ports, TCP sequence
 /// and acknowledgement numbers, flags and lengths match within `window`; a real retransmission comes
