@@ -342,7 +342,10 @@ public enum TLSHelloParser {
         ch.random = Array(random)
         var cc = ByteCursor(cs)
         while let suite = cc.u16() { ch.cipherSuites.append(suite) }
-        guard let extLen = c.u16(), let exts = c.slice(Int(extLen)) else { return ch } // no extensions (old clients)
+        if c.remaining == 0 { return ch } // no extensions (old clients)
+        // An extension block that runs past the message is malformed, not "no extensions": half a hello
+        // would give a wrong JA4 and no SNI.
+        guard let extLen = c.u16(), let exts = c.slice(Int(extLen)) else { return nil }
         var e = ByteCursor(exts)
         while let type = e.u16() {
             guard let len = e.u16(), let data = e.slice(Int(len)) else { return nil }
@@ -381,7 +384,8 @@ public enum TLSHelloParser {
         sh.cipherSuite = suite
         sh.isHelloRetryRequest = random.elementsEqual(helloRetryRandom)
         sh.random = Array(random)
-        guard let extLen = c.u16(), let exts = c.slice(Int(extLen)) else { return sh }
+        if c.remaining == 0 { return sh }
+        guard let extLen = c.u16(), let exts = c.slice(Int(extLen)) else { return nil }
         var e = ByteCursor(exts)
         while let type = e.u16() {
             guard let len = e.u16(), let data = e.slice(Int(len)) else { return nil }

@@ -97,12 +97,33 @@ enum TLSBuilder {
 
     @Test func truncatedHelloIsMalformedNotACrash() {
         let ch = TLSBuilder.clientHello(sni: "a", alpn: ["h2"])
-        for cut in stride(from: 4, to: ch.count, by: 3) {
-            var body = Array(ch[4..<cut])
-            let parsed = body.withUnsafeMutableBytes { TLSHelloParser.clientHello(UnsafeRawBufferPointer($0)) }
-            if let parsed { #expect(parsed.cipherSuites.count <= 3) }
-            body.removeAll()
+        let whole = Array(ch.dropFirst(4)).withUnsafeBytes { TLSHelloParser.clientHello($0) }
+        #expect(whole?.serverName == "a")
+        // Every cut inside the fixed part or inside an extension is refused (nil), never a half-read hello
+        // that names a server; the cuts are counted so the loop cannot pass by running zero times.
+        var refused = 0, cuts = 0
+        for cut in stride(from: 4, to: ch.count - 1, by: 3) {
+            cuts += 1
+            let parsed = Array(ch[4..<cut]).withUnsafeBytes { TLSHelloParser.clientHello($0) }
+            if let parsed {
+                #expect(parsed.serverName == nil || parsed.serverName == "a")
+                #expect(parsed.cipherSuites.count <= 3)
+            } else {
+                refused += 1
+            }
         }
+        #expect(cuts > 10)
+        #expect(refused >= cuts - 2, "\(cuts - refused) of \(cuts) truncated hellos were accepted")
+        // Through the analyser: a hello cut by the end of its record is a malformed handshake, named.
+        let a = TLSAnalyser()
+        var record: [UInt8] = [0x16, 0x03, 0x01, 0x00, 0x00]
+        var handshake = ch
+        handshake[1] = 0; handshake[2] = UInt8((ch.count - 4 - 10) >> 8); handshake[3] = UInt8((ch.count - 4 - 10) & 0xFF)
+        handshake.removeLast(10)
+        record[3] = UInt8(handshake.count >> 8); record[4] = UInt8(handshake.count & 0xFF)
+        (record + handshake).withUnsafeBytes { a.deliver(.toServer, $0, at: 1) }
+        #expect(a.clientHello == nil)
+        #expect(a.weirds.contains(.tlsMalformedHandshake))
     }
 
     @Test func ja4OfABuiltHello() throws {

@@ -50,7 +50,7 @@ import Testing
     }
 
     @Test func httpMatchesZeekAndTsharkIncludingDecryptedHTTPS() throws {
-        var checked = 0
+        var checked = 0, extraHTTP = 0
         var decrypted = 0
         for entry in try Corpus.entries() {
             let expected = entry.rows.filter { $0.str("type") == "http" }
@@ -111,8 +111,16 @@ import Testing
                     #expect(call.responseBodyBytes == len, "\(name): response body of \(uri ?? "")")
                 }
             }
+            // Every call we report on a connection the reference logged is one it logged too: an extra
+            // or duplicated call is an error, not a pass. (Connections absent from the reference, such as
+            // traffic Zeek's log leaves out, are not compared.)
+            let logged = Set(expected.map(Self.tuple))
+            let extra = unused.filter { logged.contains(Self.tuple($0)) && !$0.estimated }
+            #expect(extra.isEmpty, "\(name): calls the reference does not have: \(extra.map { "\($0.method ?? "-") \($0.path ?? "-")" })")
+            extraHTTP += extra.count
         }
         #expect(checked == 122, "checked \(checked) HTTP rows")
+        #expect(extraHTTP == 0)
         print("corpus: \(checked) HTTP rows matched, \(decrypted) of them decrypted from HTTPS")
     }
 
@@ -126,12 +134,17 @@ import Testing
             options.keyLog = try Self.keyLog(entry)
             let result = try Analyzer.analyzeFile(entry.capture.path, options: options)
             let name = entry.capture.lastPathComponent
+            // One record per logged connection: matched records are taken from the pool, so a duplicate
+            // is left over and a second row cannot match the same record.
+            var pool = result.calls.filter { $0.kind == .tls }
             for row in expected {
                 checked += 1
-                guard let call = result.calls.first(where: { $0.kind == .tls && Self.tuple($0) == Self.tuple(row) }) else {
+                guard let i = pool.firstIndex(where: { Self.tuple($0) == Self.tuple(row) }) else {
                     Issue.record("\(name): no tls record for \(Self.tuple(row))")
                     continue
                 }
+                let call = pool.remove(at: i)
+                #expect(!pool.contains { Self.tuple($0) == Self.tuple(row) }, "\(name): two tls records for \(Self.tuple(row))")
                 #expect(call.sni == row.str("server_name"), "\(name): SNI")
                 if let v = row.str("version") {
                     let ours = "TLSv" + (call.tlsVersion ?? "").replacingOccurrences(of: ".", with: "")
@@ -230,9 +243,11 @@ import Testing
             for row in expected {
                 checked += 1
                 let stream = row.int("stream_id")
-                guard let call = result.calls.first(where: {
+                let matches = result.calls.filter {
                     $0.kind == .http && $0.streamId == stream && $0.clientPort == row.int("orig_p") && $0.path == row.str("path")
-                }) else {
+                }
+                #expect(matches.count <= 1, "\(name): \(matches.count) calls for stream \(stream ?? -1)")
+                guard let call = matches.first else {
                     Issue.record("\(name): no call for stream \(stream ?? -1) \(row.str("path") ?? "")")
                     continue
                 }
