@@ -16,7 +16,15 @@ public final class KeyLog: @unchecked Sendable {
 
     // A daemon adds lines from a file follower while capture threads look keys up.
     private let lock = NSLock()
+    /// Secrets in two generations: when the newer holds half of `maxEntries`, the older is forgotten
+    /// (counted in `forgotten`) and the newer takes its place, so a key log that grows for weeks stays bounded.
     private var secrets: [Label: [[UInt8]: [UInt8]]] = [:]
+    private var older: [Label: [[UInt8]: [UInt8]]] = [:]
+    private var newerCount = 0
+    private var _forgotten = 0
+    /// Entries kept at most (set from the memory budget).
+    public var maxEntries = Int.max
+    public var forgotten: Int { lock.withLock { _forgotten } }
     private var _entries = 0
     private var _malformed = 0
     private var _generation = 0
@@ -49,14 +57,25 @@ public final class KeyLog: @unchecked Sendable {
             return
         }
         lock.withLock {
-            if secrets[label, default: [:]][random] == nil { _entries += 1 }
+            if secrets[label, default: [:]][random] == nil && older[label]?[random] == nil {
+                _entries += 1
+                newerCount += 1
+            }
             secrets[label, default: [:]][random] = secret
             _generation += 1
+            if newerCount > maxEntries / 2 {
+                let dropped = older.values.reduce(0) { $0 + $1.count }
+                _forgotten += dropped
+                _entries -= dropped
+                older = secrets
+                secrets = [:]
+                newerCount = 0
+            }
         }
     }
 
     public func secret(_ label: Label, clientRandom: [UInt8]) -> [UInt8]? {
-        lock.withLock { secrets[label]?[clientRandom] }
+        lock.withLock { secrets[label]?[clientRandom] ?? older[label]?[clientRandom] }
     }
 
     public var isEmpty: Bool { entries == 0 }

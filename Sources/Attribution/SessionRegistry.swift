@@ -31,9 +31,34 @@ public final class SessionRegistry: @unchecked Sendable {
     /// Called once with the first malformed line's description.
     public var onFirstProblem: (@Sendable (String) -> Void)?
 
-    public init(path: String) {
+    /// Entries kept at most (from the memory budget): beyond it, entries of sessions that ended are
+    /// forgotten first, then all (counted in `forgottenEntries`).
+    public let maxEntries: Int
+    private var entryCount = 0
+    private var _forgotten = 0
+    public var forgottenEntries: Int { lock.withLock { _forgotten } }
+
+    public init(path: String, maxEntries: Int = 65_536) {
         self.path = path
+        self.maxEntries = max(64, maxEntries)
         follower = LineFollower(path: path)
+    }
+
+    /// Called with the lock held after entries were added.
+    private func enforceCap() {
+        guard entryCount > maxEntries else { return }
+        let before = entryCount
+        byPID = byPID.compactMapValues { list in
+            let open = list.filter { $0.endedAt == nil }
+            return open.isEmpty ? nil : open
+        }
+        entryCount = byPID.values.reduce(0) { $0 + $1.count }
+        if entryCount > maxEntries {
+            byPID = [:]
+            entryCount = 0
+        }
+        _forgotten += before - entryCount
+        _generation += 1
     }
 
     /// Lines that did not parse, and lines too long to hold.
@@ -45,7 +70,7 @@ public final class SessionRegistry: @unchecked Sendable {
     public func poll() {
         lock.lock()
         guard let update = follower.readNew() else { lock.unlock(); return }
-        if update.restarted { byPID = [:]; _generation += 1 }
+        if update.restarted { byPID = [:]; entryCount = 0; _generation += 1 }
         let text = update.text
         var problem: String?
         for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -64,6 +89,7 @@ public final class SessionRegistry: @unchecked Sendable {
                     if let start = e.startedAt, byPID[e.pid]![i].startedAt == nil { byPID[e.pid]![i].startedAt = start }
                 } else {
                     byPID[e.pid, default: []].append(e)
+                    entryCount += 1
                 }
                 _generation += 1
             } else {
@@ -71,6 +97,7 @@ public final class SessionRegistry: @unchecked Sendable {
                 if _firstProblem == nil { _firstProblem = "registry \(path): malformed line skipped: \(line.prefix(120))"; problem = _firstProblem }
             }
         }
+        enforceCap()
         lock.unlock()
         if let problem, !reported {
             reported = true

@@ -21,11 +21,13 @@ public final class SocketOwners: @unchecked Sendable {
     private var owners: [SocketKey: (owner: ConnectionOwner, seen: Int64)] = [:]
     private var inodeOwner: [UInt64: ConnectionOwner] = [:]
     private var _counters = AttributionCounters()
-    private let maxEntries = 65_536
+    /// Socket → owner entries kept (from the memory budget); beyond it the oldest half is forgotten.
+    private let maxEntries: Int
     private let tracker: ProcessTracker
 
-    public init(registry: SessionRegistry?) {
+    public init(registry: SessionRegistry?, maxEntries: Int = 65_536) {
         self.registry = registry
+        self.maxEntries = max(1024, maxEntries)
         tracker = ProcessTracker(registry: registry)
     }
 

@@ -66,12 +66,13 @@ public struct Daemon {
     public init(configuration c: Configuration, store: CallStore?, sinks: [any CallSink], api: (any Service)? = nil,
                 signals: [UnixSignal] = [], logger: Logger) {
         let caps = c.analysis
-        let registry = c.registryPath.map { SessionRegistry(path: $0) }
+        let registry = c.registryPath.map { SessionRegistry(path: $0, maxEntries: caps.maxRegistryEntries) }
         registry?.onFirstProblem = { logger.error("\($0)") }
         registry?.poll()
         var analysis = c.analysis
         if !c.keyLogPaths.isEmpty, analysis.keyLog == nil { analysis.keyLog = KeyLog() }
         let keyLog = analysis.keyLog
+        keyLog?.maxEntries = caps.maxKeyLogEntries
         let followers = c.keyLogPaths.map { LineFollower(path: $0) }
 
         // The budget's share for finished calls (`maxHeldCalls`; a live capture holds none for ordering) is
@@ -87,7 +88,7 @@ public struct Daemon {
             captures.append(CaptureService(target: t.name, source: t.source, options: options, events: events, logger: logger))
             var namespacePath: String?
             if case let .live(path, _, _) = t.source { namespacePath = path }
-            let owners = c.attributeProcesses ? SocketOwners(registry: registry) : nil
+            let owners = c.attributeProcesses ? SocketOwners(registry: registry, maxEntries: caps.maxSocketOwners) : nil
             attribution.append(AttributionService(target: t.name, namespacePath: namespacePath, owners: owners, events: events,
                                                   output: toWriter, namespaceGeneration: captures.last!.namespaceGeneration,
                                                   cgroup: c.cgroup, inputSession: c.session,

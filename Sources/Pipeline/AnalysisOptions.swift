@@ -45,6 +45,12 @@ public struct AnalysisOptions: Sendable {
     /// its own); beyond it the message that grew is given up (`parser_memory_refusals`).
     public var maxParserBufferBytes = 0
 
+    /// TLS key log entries kept (a key log followed for weeks); beyond it the oldest half is forgotten.
+    public var maxKeyLogEntries = 0
+    /// Socket → owner entries the attribution stage keeps, and registry entries.
+    public var maxSocketOwners = 0
+    public var maxRegistryEntries = 0
+
     /// The memory budget the caps are set for unless `scaleCaps` is given another.
     public static let defaultMemoryMB = 256
 
@@ -53,8 +59,10 @@ public struct AnalysisOptions: Sendable {
     }
 
     /// Sets the caps that grow with the input — tracked connections, out-of-order bytes, calls held for
-    /// ordering, parser buffers, DNS names — in proportion to a memory budget (`--memory-mb`). At 256 MB:
-    /// 40,960 connections, 32 MiB out of order, 20,000 held calls, 32 MiB of heads, 65,536 names.
+    /// ordering, parser buffers, DNS names, key log, socket owner and registry entries — in proportion to a
+    /// memory budget (`--memory-mb`). At 256 MB: 40,960 connections, 32 MiB out of order, 20,000 held calls,
+    /// 32 MiB of parser buffers, 65,536 names, 262,144 key log entries, 65,536 socket owners and registry
+    /// entries. The one place every cap is derived.
     public mutating func scaleCaps(toMemoryMB megabytes: Int) {
         let mb = max(16, megabytes)
         // Measured on hostile captures: an HTTP connection with a request in flight and a held hole costs
@@ -65,5 +73,8 @@ public struct AnalysisOptions: Sendable {
         maxHeldCalls = mb * 20_000 / 256
         maxParserBufferBytes = mb << 17                     // an eighth of the budget
         maxDNSNames = mb * 256
+        maxKeyLogEntries = mb * 1024                         // ~150 bytes each: about a sixth of the budget
+        maxSocketOwners = mb * 256
+        maxRegistryEntries = mb * 256
     }
 }

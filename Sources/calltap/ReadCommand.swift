@@ -64,6 +64,7 @@ struct ReadCommand: ParsableCommand {
         options.summaries = summaries
         options.scaleCaps(toMemoryMB: memoryMB)
         let keyLog = KeyLog()
+        keyLog.maxEntries = options.maxKeyLogEntries
         for path in keylogs {
             // Read as bytes: lines that are not UTF-8 are malformed lines (counted), not an unreadable file.
             guard let data = FileManager.default.contents(atPath: path), !isDirectory(path) else {

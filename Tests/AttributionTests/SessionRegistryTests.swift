@@ -166,4 +166,20 @@ import Testing
         #expect(!CgroupTargets.contains("/agents", member: "/agents-other"))
         #expect(!CgroupTargets.contains("/agents", member: nil))
     }
+
+    /// A registry that grows without end stays within its cap: ended sessions are forgotten first.
+    @Test func entriesAreBounded() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-registry-\(UUID().uuidString).jsonl").path
+        var lines = ""
+        for pid in 1...100 { lines += #"{"pid": \#(pid), "session_id": "s\#(pid)", "started_at": 1700000000, "ended_at": 1700000001}"# + "\n" }
+        for pid in 101...120 { lines += #"{"pid": \#(pid), "session_id": "live\#(pid)", "started_at": 1700000000}"# + "\n" }
+        FileManager.default.createFile(atPath: path, contents: Data(lines.utf8))
+        let r = SessionRegistry(path: path, maxEntries: 64)
+        r.poll()
+        #expect(r.registeredPIDs.count <= 64)
+        #expect(r.forgottenEntries > 0)
+        // The sessions still running are kept.
+        let live = r.entry(pid: 120, startTime: nil, at: 1_700_000_100_000_000_000)
+        #expect(live?.sessionId == "live120")
+    }
 }

@@ -1,3 +1,5 @@
+import Analysers
+import Foundation
 import Pipeline
 import Testing
 
@@ -8,7 +10,8 @@ import Testing
         var o = AnalysisOptions()
         o.scaleCaps(toMemoryMB: mb)
         return ["connections": o.reassembly.maxConnections, "out-of-order bytes": o.reassembly.maxPendingBytesTotal,
-                "held calls": o.maxHeldCalls, "parser bytes": o.maxParserBufferBytes, "DNS names": o.maxDNSNames]
+                "held calls": o.maxHeldCalls, "parser bytes": o.maxParserBufferBytes, "DNS names": o.maxDNSNames,
+                "key log entries": o.maxKeyLogEntries, "socket owners": o.maxSocketOwners, "registry entries": o.maxRegistryEntries]
     }
 
     @Test(arguments: [64, 128, 512])
@@ -22,7 +25,22 @@ import Testing
     @Test func defaultIsTheDocumentedBudget() {
         #expect(AnalysisOptions.defaultMemoryMB == 256)
         #expect(Self.caps(256) == ["connections": 40_960, "out-of-order bytes": 32 << 20, "held calls": 20_000,
-                                   "parser bytes": 32 << 20, "DNS names": 65_536])
+                                   "parser bytes": 32 << 20, "DNS names": 65_536, "key log entries": 262_144,
+                                   "socket owners": 65_536, "registry entries": 65_536])
         #expect(AnalysisOptions().maxHeldCalls == 20_000)
+    }
+
+    /// A key log followed for weeks stays within its cap: the oldest half is forgotten (counted), the newest
+    /// secrets still answer.
+    @Test func keyLogIsBounded() {
+        let log = KeyLog()
+        log.maxEntries = 100
+        func random(_ i: Int) -> String { String(format: "%064x", i) }
+        for i in 0..<1_000 { log.add(line: Substring("CLIENT_RANDOM \(random(i)) \(String(repeating: "ab", count: 48))")) }
+        #expect(log.entries <= 100)
+        #expect(log.forgotten + log.entries == 1_000)
+        let newest = (0..<32).map { UInt8(truncatingIfNeeded: 999 >> (8 * (31 - $0))) }
+        #expect(log.secret(.clientRandom, clientRandom: newest) != nil)
+        #expect(log.secret(.clientRandom, clientRandom: [UInt8](repeating: 0, count: 32)) == nil)
     }
 }
