@@ -41,7 +41,12 @@ public final class WriterService: Service, @unchecked Sendable {
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(250))
+            // Four times a second, or as soon as a quarter of the queue is waiting (a burst: thousands of
+            // connections finishing at once), so the attribution stage rarely waits for room.
+            for _ in 0..<25 {
+                if input.count >= input.capacity / 4 || Task.isShuttingDownGracefully { break }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
             drain(final: false)
         }
         // Cancelled (a service failed, e.g. a capture could not start): write what there is, but no final
