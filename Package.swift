@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "CallModel", "Storage",
+                "CallModel", "Storage", "Core",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -95,6 +95,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .testTarget(name: "CoreTests", dependencies: ["Core"]),
         .testTarget(name: "CallModelTests", dependencies: ["CallModel"]),
         .testTarget(name: "DecodeTests", dependencies: ["Core", "Decode", "Source"]),
         .testTarget(name: "ReassemblyTests", dependencies: ["Reassembly", "Core", "Decode"]),

@@ -206,5 +206,42 @@ check "exit 4: read --db in a directory that cannot exist" fails_quietly 4 "$bin
 check "exit 4: read --db on a file that is not a database" fails_quietly 4 "$bin" read $demo --db "$tmp/junk.pcap"
 check "exit 4: calls --db in a directory that cannot exist" fails_quietly 4 "$bin" calls --db /proc/nope/calls.db
 check "exit 4: calls --db on a file that is not a database" fails_quietly 4 "$bin" calls --db "$tmp/junk.pcap"
+# Files written as root are never written through a link an unprivileged user planted: the user (made
+# here) plants links in a sticky world-writable directory and in its own; calltap refuses each with one
+# line and the link targets stay as they were.
+if [ "$(id -u)" = 0 ] && { id calltap-plant >/dev/null 2>&1 || useradd --system --no-create-home calltap-plant 2>/dev/null; }; then
+  chmod 711 "$tmp" # the user may pass through, not list
+  pub="$tmp/public"; mkdir -m 1777 "$pub"
+  victim="$tmp/victim"; echo "untouched" > "$victim"; chmod 600 "$victim"
+  as_user() { runuser -u calltap-plant -- "$@"; }
+  as_user ln -s "$victim" "$pub/calls.db"
+  as_user ln -s "$victim" "$pub/claw.jsonl"
+  as_user ln -s "$victim" "$pub/registry.jsonl"
+  as_user ln -s "$tmp/nowhere" "$pub/dangling.db"
+  check "--db through a planted symlink: exit 4, one line, the target untouched" bash -c "
+    out=\$('$bin' read Samples/agent-demo.pcap --db '$pub/calls.db' --format none 2>&1); code=\$?
+    [ \$code = 4 ] && [ \$(echo \"\$out\" | wc -l) = 1 ] && echo \"\$out\" | grep -q 'symbolic link' &&
+    [ \"\$(cat '$victim')\" = untouched ] && [ \"\$(stat -c %a '$victim')\" = 600 ]"
+  check "--db through a dangling planted symlink creates nothing" bash -c "
+    '$bin' read Samples/agent-demo.pcap --db '$pub/dangling.db' --format none >/dev/null 2>&1; [ \$? = 4 ] && [ ! -e '$tmp/nowhere' ]"
+  check "--clawmetry-jsonl through a planted symlink is refused, the target keeps its mode" bash -c "
+    [ -L '$pub/claw.jsonl' ] || exit 1
+    out=\$(timeout 10 '$bin' capture -i lo --clawmetry-jsonl '$pub/claw.jsonl' 2>&1); code=\$?
+    [ \$code = 1 ] && echo \"\$out\" | grep -q 'symbolic link' && [ \"\$(stat -c '%a %U' '$victim')\" = '600 root' ] &&
+    [ \"\$(cat '$victim')\" = untouched ]"
+  check "calltap run: a registry that is a planted symlink is refused" bash -c "
+    '$bin' run --session s1 --registry '$pub/registry.jsonl' -- true >/dev/null 2>&1; [ \$? = 1 ] && [ \"\$(cat '$victim')\" = untouched ]"
+  check "calltap run: a session id that climbs out of --keylog-dir is refused, nothing written" bash -c "
+    '$bin' run --session ../../escaped --registry '$tmp/reg.jsonl' --keylog-dir '$tmp/keys' -- true >/dev/null 2>&1
+    [ \$? = 1 ] && [ ! -e '$tmp/escaped.keys' ] && [ ! -e '$tmp/reg.jsonl' ]"
+  as_user mkdir -m 777 "$pub/open" 2>/dev/null || mkdir -m 777 "$pub/open"
+  chmod 777 "$pub/open"
+  check "a database in a directory anyone can write is refused" bash -c "
+    '$bin' read Samples/agent-demo.pcap --db '$pub/open/c.db' --format none 2>&1 | grep -q 'writable by every user'"
+  check "read --session outside the session-id policy is a usage error" bash -c "
+    '$bin' read Samples/agent-demo.pcap --session \"\$(printf 'a\\033[2Jb')\" --format none >/dev/null 2>&1; [ \$? = 1 ]"
+else
+  echo "file-safety checks skipped: not root, or no user could be made"
+fi
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

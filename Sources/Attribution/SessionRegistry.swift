@@ -1,3 +1,4 @@
+import Core
 import Foundation
 
 /// One line of the PID → session registry file (JSON Lines, written by agent runtimes).
@@ -143,7 +144,7 @@ public final class SessionRegistry: @unchecked Sendable {
     public static func parse(_ line: Substring) -> RegistryEntry? {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
               let pid = (obj["pid"] as? NSNumber)?.intValue, pid > 0,
-              let session = obj["session_id"] as? String, !session.isEmpty else { return nil }
+              let session = obj["session_id"] as? String, SessionID.isValid(session) else { return nil }
         func time(_ v: Any?) -> Int64? {
             if let n = v as? NSNumber { return nanos(seconds: n.doubleValue) }
             if let s = v as? String { return parseISO(s) }

@@ -49,6 +49,8 @@ public struct CaptureStats: Sendable, Equatable {
     public var parserMemoryRefusals = 0
     /// Finished calls dropped because a stage's queue or the database's hold was full (a live capture).
     public var callsNotStored = 0
+    /// Session ids from the wire (`x-session-id`, `baggage`) outside the session-id policy, ignored.
+    public var sessionIdsRejected = 0
 
     public init() {}
 
@@ -70,7 +72,7 @@ public struct CaptureStats: Sendable, Equatable {
             ("http2_pushed_streams", http2PushedStreams),
             ("dns_names_dropped", dnsNamesDropped), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
             ("calls_released_early", callsReleasedEarly), ("parser_memory_refusals", parserMemoryRefusals),
-            ("calls_not_stored", callsNotStored),
+            ("calls_not_stored", callsNotStored), ("session_ids_rejected", sessionIdsRejected),
         ]
     }
 

@@ -73,8 +73,12 @@ final class HTTP1Layer: StreamLayer {
             r.requestBodyBytes = x.requestBodyBytes
             r.weirds += req.weirds.map(\.rawValue)
             if let session = ConnectionAnalysis.sessionFromHeaders(req.sessionHints) {
-                r.sessionId = session
-                r.attribution = .exact
+                if SessionID.isValid(session) {
+                    r.sessionId = session
+                    r.attribution = .exact
+                } else {
+                    conn.stats.sessionIdsRejected += 1
+                }
             }
         } else {
             r.host = conn.dnsName(for: c.server)
@@ -178,8 +182,12 @@ final class HTTP2Layer: StreamLayer {
         r.statusCode = st.status
         r.requestContentType = st.requestContentType
         if let session = ConnectionAnalysis.sessionFromHeaders(st.sessionHints) {
-            r.sessionId = session
-            r.attribution = .exact
+            if SessionID.isValid(session) {
+                r.sessionId = session
+                r.attribution = .exact
+            } else {
+                conn.stats.sessionIdsRejected += 1
+            }
         }
         r.responseContentType = st.responseContentType
         r.requestBodyBytes = st.requestBodyBytes

@@ -1,3 +1,4 @@
+import Core
 import CallModel
 import Hummingbird
 import Storage
@@ -158,7 +159,11 @@ struct CallsAPI: Sendable {
     }
 
     static func session(_ q: QueryParameters) throws -> String? {
-        try text(q, "session") ?? text(q, "session_id")
+        guard let s = try text(q, "session") ?? text(q, "session_id") else { return nil }
+        guard SessionID.isValid(s) else {
+            throw BadRequest(message: "session must be 1 to \(SessionID.maxBytes) bytes of A-Z a-z 0-9 . _ : @ / + = -")
+        }
+        return s
     }
 
     static func text(_ q: QueryParameters, _ name: String) throws -> String? {

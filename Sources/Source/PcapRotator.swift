@@ -24,6 +24,8 @@ public final class PcapRotator {
         self.maxFiles = max(1, maxFiles)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        // Files that hold every secret on the wire go only where no one else can plant a name or a link.
+        do { try SafeFiles.checkDirectory(directory) } catch { throw CaptureError.open(path: directory, message: "\(error)") }
         guard let d = pcap_open_dead_with_tstamp_precision(linkType.rawValue, snaplen, UInt32(PCAP_TSTAMP_PRECISION_NANO)) else {
             throw CaptureError.open(path: directory, message: "cannot prepare pcap writer")
         }
@@ -64,8 +66,11 @@ public final class PcapRotator {
         dumper = nil
         sequence += 1
         let stamp = Int(Date().timeIntervalSince1970)
-        let path = String(format: "%@/%@-%d-%04d.pcap", directory, prefix, stamp, sequence)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        // A name no one can guess ahead, created exclusively and never through a link: a file or link
+        // planted under the name makes the rotation fail, it never writes elsewhere.
+        let nonce = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let path = String(format: "%@/%@-%d-%04d-%@.pcap", directory, prefix, stamp, sequence, nonce)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0, let file = fdopen(fd, "w") else {
             throw CaptureError.open(path: path, message: String(cString: strerror(errno)))
         }

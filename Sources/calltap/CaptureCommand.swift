@@ -164,16 +164,16 @@ struct CaptureCommand: AsyncParsableCommand {
         case .none: break
         }
         if let path = clawmetryJSONL {
-            if !FileManager.default.fileExists(atPath: path) {
-                _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o640])
-            }
-            SharedFiles.share([path])
-            guard let h = FileHandle(forWritingAtPath: path) else {
-                Log.error("cannot write --clawmetry-jsonl \(path)")
+            // Appended as root: never through a link, and shared with the calltap group on the descriptor.
+            let fd: Int32
+            do {
+                fd = try SafeFiles.openAppend(path, mode: 0o640)
+            } catch {
+                Log.error("cannot write --clawmetry-jsonl: \(error)")
                 throw ExitCode(ExitStatus.usage)
             }
-            _ = try? h.seekToEnd()
-            sinks.append(ClawMetrySink(handle: h, includeLLM: clawmetryIncludeLLM))
+            SafeFiles.share(fd: fd, mode: 0o640, group: SharedFiles.groupID)
+            sinks.append(ClawMetrySink(handle: FileHandle(fileDescriptor: fd, closeOnDealloc: true), includeLLM: clawmetryIncludeLLM))
         }
         var api: (any Service)?
         if let listen {

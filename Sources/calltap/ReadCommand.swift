@@ -58,6 +58,10 @@ struct ReadCommand: ParsableCommand {
 
     mutating func run() throws {
         var options = AnalysisOptions()
+        if let session, !SessionID.isValid(session) {
+            Log.error("--session must be 1 to \(SessionID.maxBytes) bytes of A-Z a-z 0-9 . _ : @ / + = -")
+            throw ExitCode(ExitStatus.usage)
+        }
         options.sessionId = session
         options.includeLocal = includeLocal
         options.excludeHosts = excludeHosts

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Core
 import Foundation
 
 struct RunCommand: ParsableCommand {
@@ -30,6 +31,10 @@ struct RunCommand: ParsableCommand {
     mutating func run() throws {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         guard let program = argv.first else { throw ValidationError("give the command to run after --") }
+        // The id names a file (SESSION.keys) and goes into every call: one policy for it everywhere.
+        guard SessionID.isFileNameSafe(session) else {
+            throw ValidationError("--session must be 1 to \(SessionID.maxBytes) bytes of A-Z a-z 0-9 . _ : @ + = - (no /, not starting with a dot)")
+        }
         // The session is registered under this process, so everything the command starts inherits it.
         let me = Int(getpid())
         let startTime = Self.startTime(me)
@@ -41,9 +46,18 @@ struct RunCommand: ParsableCommand {
         try append(line)
         var environment = ProcessInfo.processInfo.environment
         if let dir = keylogDir {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
             let keys = (dir as NSString).appendingPathComponent("\(session).keys")
-            _ = FileManager.default.createFile(atPath: keys, contents: nil, attributes: [.posixPermissions: 0o600])
+            // Created (or appended to) without following a link, 0600: the agent's TLS secrets go only here.
+            do {
+                let fd = try SafeFiles.openAppend(keys, mode: 0o600)
+                fchmod(fd, 0o600)
+                close(fd)
+            } catch {
+                Log.error("--keylog-dir: \(error)")
+                throw ExitCode(ExitStatus.usage)
+            }
             environment["SSLKEYLOGFILE"] = keys
             environment["NODE_OPTIONS"] = ((environment["NODE_OPTIONS"].map { $0 + " " }) ?? "") + "--tls-keylog=\(keys)"
         }
@@ -69,12 +83,15 @@ struct RunCommand: ParsableCommand {
     private func append(_ fields: [String: Any]) throws {
         var line = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
         line.append(0x0A)
-        if !FileManager.default.fileExists(atPath: registry) {
-            _ = FileManager.default.createFile(atPath: registry, contents: nil, attributes: [.posixPermissions: 0o644])
+        // Appended without following a link (a registry path that is a symlink is refused).
+        let fd: Int32
+        do {
+            fd = try SafeFiles.openAppend(registry, mode: 0o644)
+        } catch {
+            Log.error("registry: \(error)")
+            throw ExitCode(ExitStatus.usage)
         }
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: registry))
-        defer { try? h.close() }
-        try h.seekToEnd()
+        let h = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         try h.write(contentsOf: line)
     }
 

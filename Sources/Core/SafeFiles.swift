@@ -1,0 +1,115 @@
+import Foundation
+
+/// Files calltap creates or appends to, as a root daemon may: never through a symbolic link, new files
+/// created exclusively, modes and groups set on the descriptor rather than the path, and directories
+/// that others could use to swap a file refused with one clear line.
+public enum SafeFiles {
+    public struct Refused: Error, CustomStringConvertible {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    private static func reason() -> String { String(cString: strerror(errno)) }
+
+    /// Linux's O_PATH (Glibc hides it from Swift without _GNU_SOURCE).
+    private static let oPath: Int32 = 0o10000000
+
+    /// The directory that holds (or will hold) `path`.
+    public static func directory(of path: String) -> String {
+        let dir = (path as NSString).deletingLastPathComponent
+        return dir.isEmpty ? "." : dir
+    }
+
+    /// A directory calltap may create files in: a real directory (not a symbolic link) that others cannot
+    /// write to, unless it is sticky and root's (like /tmp, where names cannot be taken over).
+    public static func checkDirectory(_ dir: String) throws {
+        var st = stat()
+        guard lstat(dir, &st) == 0 else { throw Refused("cannot use directory \(dir): \(reason())") }
+        if (st.st_mode & S_IFMT) == S_IFLNK { throw Refused("\(dir) is a symbolic link; give the real directory") }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { throw Refused("\(dir) is not a directory") }
+        let writableByOthers = st.st_mode & S_IWOTH != 0
+        let stickyAndRoots = st.st_mode & S_ISVTX != 0 && st.st_uid == 0
+        if writableByOthers && !stickyAndRoots {
+            throw Refused("\(dir) is writable by every user; use a directory only its owner can write to")
+        }
+    }
+
+    /// `path` is not a symbolic link, and if it exists it is a regular file.
+    public static func checkNotLink(_ path: String) throws {
+        var st = stat()
+        guard lstat(path, &st) == 0 else {
+            if errno == ENOENT { return }
+            throw Refused("cannot use \(path): \(reason())")
+        }
+        if (st.st_mode & S_IFMT) == S_IFLNK { throw Refused("\(path) is a symbolic link; calltap does not write through links") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw Refused("\(path) is not a regular file") }
+    }
+
+    /// Opens `path` for appending, creating it with `mode` when it does not exist, without following a
+    /// symbolic link; an existing file must be a regular file with one name (no hard link to another file).
+    public static func openAppend(_ path: String, mode: mode_t) throws -> Int32 {
+        try checkDirectory(directory(of: path))
+        var fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        if fd < 0 && errno == EEXIST {
+            fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        }
+        guard fd >= 0 else {
+            throw Refused(errno == ELOOP ? "\(path) is a symbolic link; calltap does not write through links"
+                                         : "cannot open \(path): \(reason())")
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_nlink == 1 else {
+            close(fd)
+            throw Refused("\(path) is not a regular file with a single name")
+        }
+        return fd
+    }
+
+    /// Creates `path` anew (nothing may be there, not even a link) with `mode`.
+    public static func createNew(_ path: String, mode: mode_t) throws -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw Refused("cannot create \(path): \(reason())") }
+        return fd
+    }
+
+    /// Sets the mode, and the group when given, on an open file: never through its path.
+    public static func share(fd: Int32, mode: mode_t, group: gid_t?) {
+        fchmod(fd, mode)
+        if let group { _ = fchown(fd, uid_t.max, group) }
+    }
+
+    /// Sets mode and group on `path` when it is a regular file, never through a link. The file is held by an
+    /// `O_PATH` descriptor and changed through /proc/self/fd: a real descriptor's close would drop the
+    /// POSIX locks SQLite holds on its database, an `O_PATH` one does not.
+    public static func share(path: String, mode: mode_t, group: gid_t?) {
+        let fd = open(path, oPath | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return }
+        let handle = "/proc/self/fd/\(fd)"
+        chmod(handle, mode)
+        if let group { _ = chown(handle, uid_t.max, group) }
+    }
+}
+
+/// The one policy for session ids wherever one enters (registry, `--session`, request headers, API
+/// parameters): 1 to 256 bytes of `A–Z a–z 0–9 . _ : @ / + = -`. Anything else is refused (counted where
+/// it comes from the wire), so an id can neither bloat every row nor carry control characters.
+public enum SessionID {
+    public static let maxBytes = 256
+
+    public static func isValid<S: StringProtocol>(_ id: S) -> Bool {
+        let bytes = id.utf8
+        guard !bytes.isEmpty, bytes.count <= maxBytes else { return false }
+        return bytes.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == 0x2E || b == 0x5F || b == 0x3A || b == 0x40 || b == 0x2F || b == 0x2B || b == 0x3D || b == 0x2D
+        }
+    }
+
+    /// An id fit to be part of a file name: valid, and without `/` or a leading dot.
+    public static func isFileNameSafe(_ id: String) -> Bool {
+        isValid(id) && !id.contains("/") && !id.hasPrefix(".")
+    }
+}
