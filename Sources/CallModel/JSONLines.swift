@@ -77,8 +77,10 @@ public struct JSONObjectWriter {
     public static func appendQuoted(_ s: String, to out: inout String) {
         out += "\""
         // Most values (hosts, paths, addresses) need no escape: copy them whole.
+        // (0xC2 and 0xE2 lead U+0085 and U+2028/U+2029, line breaks for many JSON Lines readers: such
+        // strings take the careful path.)
         let plain = s.utf8.withContiguousStorageIfAvailable { bytes in
-            !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+            !bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0xC2 || $0 == 0xE2 }
         } ?? false
         if plain {
             out += s
@@ -92,7 +94,7 @@ public struct JSONObjectWriter {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where u.value < 0x20:
+            case _ where u.value < 0x20 || u.value == 0x85 || u.value == 0x2028 || u.value == 0x2029:
                 let hex = String(u.value, radix: 16)
                 out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default:

@@ -68,8 +68,9 @@ enum CallTable {
         }
         let latency = r.latencyMicros.map { Timestamps.millisText($0) } ?? "-"
         let outcome = r.outcome == .ok ? "ok" : "\(r.outcome.rawValue)\(r.error.map { " (\($0))" } ?? "")"
-        return [pad(time, 12), pad(r.kind.rawValue, 7), pad(r.host ?? r.serverIp ?? "-", 28), pad(status, 8),
-                pad(latency, 11, right: true), "  " + pad(String(what.prefix(48)), 48), outcome].joined(separator: " ")
+        let e = Printable.escape
+        return [pad(time, 12), pad(r.kind.rawValue, 7), pad(e(r.host ?? r.serverIp ?? "-"), 28), pad(e(status), 8),
+                pad(latency, 11, right: true), "  " + pad(String(e(what).prefix(48)), 48), e(outcome)].joined(separator: " ")
     }
 
     static var header: String {
@@ -94,7 +95,7 @@ enum CallTable {
             let sorted = e.latencies.sorted()
             let p50 = percentile(sorted, 0.50).map { Timestamps.millisText($0) } ?? "-"
             let p95 = percentile(sorted, 0.95).map { Timestamps.millisText($0) } ?? "-"
-            lines.append([pad(host, 32), pad(String(e.calls), 6, right: true), pad(String(e.failures), 9, right: true),
+            lines.append([pad(Printable.escape(host), 32), pad(String(e.calls), 6, right: true), pad(String(e.failures), 9, right: true),
                           pad(p50, 10, right: true), pad(p95, 10, right: true)].joined(separator: " "))
         }
         return lines
@@ -128,6 +129,7 @@ struct OneLineLogHandler: LogHandler {
     func log(event: LogEvent) {
         let tag = label == "calltap" ? "calltap" : "calltap [\(label)]"
         let prefix = (event.level == .error || event.level == .notice) ? "" : "\(event.level): "
-        FileHandle.standardError.write(Data("\(tag): \(prefix)\(event.message)\n".utf8))
+        // One line each, whatever a message quotes (a registry line, a host): controls are made visible.
+        FileHandle.standardError.write(Data("\(tag): \(prefix)\(Printable.escape("\(event.message)"))\n".utf8))
     }
 }
