@@ -206,6 +206,22 @@ check "exit 4: read --db in a directory that cannot exist" fails_quietly 4 "$bin
 check "exit 4: read --db on a file that is not a database" fails_quietly 4 "$bin" read $demo --db "$tmp/junk.pcap"
 check "exit 4: calls --db in a directory that cannot exist" fails_quietly 4 "$bin" calls --db /proc/nope/calls.db
 check "exit 4: calls --db on a file that is not a database" fails_quietly 4 "$bin" calls --db "$tmp/junk.pcap"
+# DNS rebinding: without a token the server answers only Host values naming it (or --allow-host names).
+"$bin" read Samples/agent-demo.pcap --db "$tmp/serve.db" --format none >/dev/null 2>&1
+sport=$((30000 + RANDOM % 20000))
+"$bin" serve --db "$tmp/serve.db" --listen 127.0.0.1:$sport --allow-host calltap.lan >/dev/null 2>&1 &
+serve_pid=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$sport/healthz" && break; sleep 0.1; done
+check "a rebinding Host is refused (403); the listen address, localhost and --allow-host are served" bash -c "
+  [ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: evil.example' 'http://127.0.0.1:$sport/api/external-calls')\" = 403 ] &&
+  [ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: evil.example:$sport' 'http://127.0.0.1:$sport/')\" = 403 ] &&
+  [ \"\$(curl -s -o /dev/null -w '%{http_code}' 'http://127.0.0.1:$sport/api/external-calls')\" = 200 ] &&
+  [ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: localhost:$sport' 'http://127.0.0.1:$sport/api/external-calls')\" = 200 ] &&
+  [ \"\$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: calltap.lan:$sport' 'http://127.0.0.1:$sport/api/external-calls')\" = 200 ]"
+kill $serve_pid 2>/dev/null; wait $serve_pid 2>/dev/null
+check "--listen on an address that is not loopback needs --token" bash -c "
+  timeout 5 '$bin' serve --db '$tmp/serve.db' --listen 0.0.0.0:$sport >/dev/null 2>&1; [ \$? = 1 ]"
+
 # Files written as root are never written through a link an unprivileged user planted: the user (made
 # here) plants links in a sticky world-writable directory and in its own; calltap refuses each with one
 # line and the link targets stay as they were.

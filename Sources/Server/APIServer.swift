@@ -1,5 +1,6 @@
 import CallModel
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Prometheus
 import Storage
@@ -11,6 +12,9 @@ public struct ServerOptions: Sendable {
     public var token: String?
     /// Most distinct host labels in /metrics; the rest are counted under host="other".
     public var maxHostLabels = 50
+    /// Host names (besides the listen address and localhost) a browser may use to reach the server when it
+    /// has no token (`--allow-host`).
+    public var allowedHosts: [String] = []
 
     public init() {}
 
@@ -33,8 +37,39 @@ public struct ServerOptions: Sendable {
         return (host, port)
     }
 
+    /// Whether every address `host` resolves to is a loopback address (127.0.0.0/8 or ::1). A name is
+    /// resolved first, so "127.example" resolving to 0.0.0.0 is not taken for loopback by its spelling.
     public var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        let addresses = Self.resolve(host)
+        return !addresses.isEmpty && addresses.allSatisfy { $0.hasPrefix("127.") || $0 == "::1" }
+    }
+
+    /// The numeric addresses `host` stands for (itself when it is one).
+    public static func resolve(_ host: String) -> [String] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return [] }
+        defer { freeaddrinfo(first) }
+        var out: [String] = []
+        var p: UnsafeMutablePointer<addrinfo>? = first
+        while let a = p {
+            var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            if getnameinfo(a.pointee.ai_addr, a.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                out.append(String(cString: buffer))
+            }
+            p = a.pointee.ai_next
+        }
+        return out
+    }
+
+    /// Host header values accepted without a token: the listen address (and what it resolves to),
+    /// localhost, loopback literals and `allowedHosts`, each with or without the port.
+    var acceptedHostHeaders: Set<String> {
+        var names = Set([host.lowercased(), "localhost", "127.0.0.1", "[::1]", "::1"] + allowedHosts.map { $0.lowercased() })
+        for a in Self.resolve(host) { names.insert(a.contains(":") ? "[\(a)]" : a) }
+        if host.contains(":") { names.insert("[\(host.lowercased())]") }
+        return names.union(names.map { "\($0):\(port)" })
     }
 }
 
@@ -58,6 +93,9 @@ public func buildApplication(store: CallStore, options: ServerOptions,
     let metrics = MetricsExporter(store: store, registry: registry, maxHostLabels: options.maxHostLabels)
     let router = Router()
     router.add(middleware: BearerTokenMiddleware(token: options.token))
+    // Without a token the only protection is that the server is on loopback; a web page on a name that
+    // resolves to 127.0.0.1 (DNS rebinding) must still not read it through a browser.
+    if (options.token ?? "").isEmpty { router.add(middleware: HostCheckMiddleware(accepted: options.acceptedHostHeaders)) }
     router.get("/healthz") { _, _ in JSONResponse.ok(#"{"status":"ok"}"#) }
     router.get("/api/external-calls") { request, _ in api.calls(request.queryParameters) }
     router.get("/api/external-calls/summary") { request, _ in api.summary(request.queryParameters) }
@@ -93,6 +131,19 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
             var r = JSONResponse.error(.unauthorized, "missing or wrong bearer token")
             r.headers[.wwwAuthenticate] = "Bearer"
             return r
+        }
+        return try await next(request, context)
+    }
+}
+
+/// Refuses requests whose Host header names neither the listen address, localhost nor an allowed host.
+struct HostCheckMiddleware<Context: RequestContext>: RouterMiddleware {
+    let accepted: Set<String>
+    static var hostField: HTTPField.Name { HTTPField.Name("Host")! }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let host = request.head.authority ?? request.headers[Self.hostField], !accepted.contains(host.lowercased()) {
+            return JSONResponse.error(.forbidden, "Host '\(Printable.escape(String(host.prefix(200))))' is not this server's name; use --allow-host NAME or --token")
         }
         return try await next(request, context)
     }

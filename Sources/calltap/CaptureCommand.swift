@@ -58,6 +58,10 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(help: "Bearer token for --listen.")
     var token: String?
 
+    @Option(name: .customLong("allow-host"),
+            help: "Without --token, also answer --listen requests whose Host is NAME. Repeatable.")
+    var allowHosts: [String] = []
+
     @Option(help: "PID → session registry file (JSON Lines), followed as it changes.")
     var registry: String?
 
@@ -185,6 +189,7 @@ struct CaptureCommand: AsyncParsableCommand {
             so.host = address.host
             so.port = address.port
             so.token = token
+            so.allowedHosts = allowHosts
             do {
                 api = try buildApplication(store: store, options: so)
             } catch let e as ServerError {

@@ -18,6 +18,10 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Require 'Authorization: Bearer TOKEN' on the API and /metrics.")
     var token: String?
 
+    @Option(name: .customLong("allow-host"),
+            help: "Without --token, also answer requests whose Host is NAME (besides the listen address and localhost). Repeatable.")
+    var allowHosts: [String] = []
+
     mutating func run() async throws {
         guard let address = ServerOptions.parseListen(listen) else {
             throw ValidationError("--listen: expected HOST:PORT, got '\(listen)'")
@@ -26,6 +30,7 @@ struct ServeCommand: AsyncParsableCommand {
         options.host = address.host
         options.port = address.port
         options.token = token
+        options.allowedHosts = allowHosts
         let store = try CallStore.openForCommand(db)
         do {
             let app = try buildApplication(store: store, options: options)

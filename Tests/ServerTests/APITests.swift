@@ -2,6 +2,7 @@ import CallModel
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import HTTPTypes
 import Pipeline
 @testable import Server
 import Storage
@@ -280,6 +281,29 @@ import Testing
                 .compactMap { $0.split(separator: "\"").dropFirst().first.map(String.init) })
             #expect(hosts.count == 3 && hosts.contains("other"))
         }
+    }
+
+    /// Without a token only the listen address, localhost and --allow-host names are accepted as Host (a
+    /// page on a rebinding name that resolves to 127.0.0.1 is refused; Scripts/lib/cli-tests.sh sends
+    /// such requests to a running server).
+    @Test func hostHeadersAcceptedWithoutAToken() {
+        var o = Self.options()
+        o.port = 8477
+        o.allowedHosts = ["Calltap.LAN"]
+        let accepted = o.acceptedHostHeaders
+        for ok in ["127.0.0.1:8477", "localhost", "localhost:8477", "[::1]:8477", "calltap.lan:8477", "calltap.lan"] {
+            #expect(accepted.contains(ok), "\(ok)")
+        }
+        for bad in ["evil.example", "evil.example:8477", "127.0.0.1.evil.example", "localhost.evil:8477"] {
+            #expect(!accepted.contains(bad), "\(bad)")
+        }
+    }
+
+    /// Loopback is decided on the resolved address, not the spelling.
+    @Test func loopbackIsCheckedOnTheResolvedAddress() {
+        func loop(_ h: String) -> Bool { var o = ServerOptions(); o.host = h; return o.isLoopback }
+        #expect(loop("127.0.0.1") && loop("::1") && loop("localhost") && loop("127.5.6.7"))
+        #expect(!loop("0.0.0.0") && !loop("::") && !loop("10.1.2.3") && !loop("127.no-such-name.invalid"))
     }
 
     @Test func listenAddressesParse() {
