@@ -157,7 +157,7 @@ final class InputsEnded: Service {
         self.logger = logger
     }
     func run() async throws {
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             for c in self.captures { await c.waitUntilEnded() }
         }
         logger.info("stopping: flushing open calls")

@@ -20,7 +20,7 @@ import Testing
 
     @Test func completeLinesThenRestartAfterTruncationAndReplacement() throws {
         let path = Self.tempPath("registry.jsonl")
-        FileManager.default.createFile(atPath: path, contents: Data("a\nb".utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data("a\nb".utf8))
         let f = LineFollower(path: path)
         #expect(f.readNew()?.text == "a\n")
         try Self.append(path, "c\nd\n")
@@ -28,12 +28,12 @@ import Testing
         #expect(u.text == "bc\nd\n" && !u.restarted)
         #expect(f.readNew() == nil)
         // Truncated: starts over.
-        FileManager.default.createFile(atPath: path, contents: Data("e\n".utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data("e\n".utf8))
         let t = try #require(f.readNew())
         #expect(t.text == "e\n" && t.restarted)
         // Replaced by rename (a new inode) with more than before: starts over too.
         let other = path + ".new"
-        FileManager.default.createFile(atPath: other, contents: Data("f\ng\nh\n".utf8))
+        _ = FileManager.default.createFile(atPath: other, contents: Data("f\ng\nh\n".utf8))
         _ = rename(other, path)
         let r = try #require(f.readNew())
         #expect(r.text == "f\ng\nh\n" && r.restarted)
@@ -42,7 +42,7 @@ import Testing
     @Test func readsAreBounded() throws {
         let path = Self.tempPath("keys.log")
         // A line longer than the cap is skipped (counted), the next one is kept.
-        FileManager.default.createFile(atPath: path, contents: Data((String(repeating: "x", count: 300) + "\nok\n").utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data((String(repeating: "x", count: 300) + "\nok\n").utf8))
         let f = LineFollower(path: path, maxBytesPerRead: 100, maxLineBytes: 64)
         var text = ""
         for _ in 0..<10 { text += f.readNew()?.text ?? "" }
@@ -52,7 +52,7 @@ import Testing
 
     @Test func symlinksAndFIFOsAreNotFollowed() throws {
         let target = Self.tempPath("secret")
-        FileManager.default.createFile(atPath: target, contents: Data("secret\n".utf8))
+        _ = FileManager.default.createFile(atPath: target, contents: Data("secret\n".utf8))
         let link = Self.tempPath("link")
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
         #expect(LineFollower(path: link).readNew() == nil)

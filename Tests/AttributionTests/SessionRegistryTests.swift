@@ -173,7 +173,7 @@ import Testing
         var lines = ""
         for pid in 1...100 { lines += #"{"pid": \#(pid), "session_id": "s\#(pid)", "started_at": 1700000000, "ended_at": 1700000001}"# + "\n" }
         for pid in 101...120 { lines += #"{"pid": \#(pid), "session_id": "live\#(pid)", "started_at": 1700000000}"# + "\n" }
-        FileManager.default.createFile(atPath: path, contents: Data(lines.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(lines.utf8))
         let r = SessionRegistry(path: path, maxEntries: 64)
         r.poll()
         #expect(r.registeredPIDs.count <= 64)

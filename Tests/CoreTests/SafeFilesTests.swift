@@ -14,7 +14,7 @@ import Testing
     @Test func appendNeverFollowsALinkAndLeavesTheTargetAlone() throws {
         let dir = try Self.tempDir()
         let target = dir + "/shadow-copy", link = dir + "/calls.jsonl"
-        FileManager.default.createFile(atPath: target, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: target, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o600])
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
         #expect(throws: SafeFiles.Refused.self) { try SafeFiles.openAppend(link, mode: 0o640) }
         #expect(throws: SafeFiles.Refused.self) { try SafeFiles.checkNotLink(link) }
@@ -26,7 +26,7 @@ import Testing
 
     @Test func aHardLinkToAnotherFileIsRefused() throws {
         let dir = try Self.tempDir()
-        FileManager.default.createFile(atPath: dir + "/other", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/other", contents: Data("x".utf8))
         #expect(link(dir + "/other", dir + "/calls.jsonl") == 0)
         #expect(throws: SafeFiles.Refused.self) { try SafeFiles.openAppend(dir + "/calls.jsonl", mode: 0o640) }
     }
