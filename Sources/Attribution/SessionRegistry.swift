@@ -45,6 +45,22 @@ public final class SessionRegistry: @unchecked Sendable {
         follower = LineFollower(path: path)
     }
 
+    private var warnedAboutTrust = false
+
+    /// Whoever can append to the registry can claim any PID, so a registry others can write is said once:
+    /// writable by every user, or by a group other than root's and `calltap`'s.
+    private func trustWarning() -> String? {
+        guard !warnedAboutTrust else { return nil }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        let trustedGroups: Set<gid_t> = [0, getgrnam("calltap")?.pointee.gr_gid ?? 0]
+        let byEveryone = st.st_mode & S_IWOTH != 0
+        let byGroup = st.st_mode & S_IWGRP != 0 && !trustedGroups.contains(st.st_gid)
+        guard byEveryone || byGroup else { return nil }
+        warnedAboutTrust = true
+        return "registry \(path) is writable by \(byEveryone ? "every user" : "group \(st.st_gid)"): any process that can write it can claim any PID's session"
+    }
+
     /// Called with the lock held after entries were added.
     private func enforceCap() {
         guard entryCount > maxEntries else { return }
@@ -71,6 +87,7 @@ public final class SessionRegistry: @unchecked Sendable {
     public func poll() {
         lock.lock()
         guard let update = follower.readNew() else { lock.unlock(); return }
+        let warning = trustWarning()
         if update.restarted { byPID = [:]; entryCount = 0; _generation += 1 }
         let text = update.text
         var problem: String?
@@ -100,6 +117,7 @@ public final class SessionRegistry: @unchecked Sendable {
         }
         enforceCap()
         lock.unlock()
+        if let warning { onFirstProblem?(warning) }
         if let problem, !reported {
             reported = true
             onFirstProblem?(problem)

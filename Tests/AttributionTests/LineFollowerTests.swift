@@ -60,4 +60,25 @@ import Testing
         #expect(mkfifo(fifo, 0o600) == 0)
         #expect(LineFollower(path: fifo).readNew() == nil) // returns at once instead of blocking
     }
+
+    /// A registry replaced by a 64 GB sparse file with no newline, or 1.5 GB appended without one: every read
+    /// takes at most its bound, the half line is dropped once it passes the line cap, and nothing grows.
+    @Test func sparseAndNewlineLessFilesStayBounded() throws {
+        let path = Self.tempPath("registry.jsonl")
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        #expect(fd >= 0)
+        #expect(ftruncate(fd, 64 << 30) == 0) // 64 GiB of holes: no newline anywhere
+        close(fd)
+        let f = LineFollower(path: path)
+        var delivered = 0
+        for _ in 0..<50 { delivered += f.readNew()?.text.utf8.count ?? 0 }
+        #expect(delivered == 0)
+        #expect(f.overlongLines == 1) // one endless line, skipped once, never held
+        // The same bound on a file that keeps growing without a newline (1.5 GB appended in the report).
+        let grown = Self.tempPath("keys.log")
+        _ = FileManager.default.createFile(atPath: grown, contents: Data(repeating: 0x41, count: 32 << 20))
+        let k = LineFollower(path: grown)
+        for _ in 0..<16 { #expect(k.readNew()?.text.isEmpty ?? true) }
+        #expect(k.overlongLines == 1)
+    }
 }

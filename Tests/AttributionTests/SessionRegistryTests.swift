@@ -182,4 +182,24 @@ import Testing
         let live = r.entry(pid: 120, startTime: nil, at: 1_700_000_100_000_000_000)
         #expect(live?.sessionId == "live120")
     }
+
+    /// A registry every user can write is said once: anyone could claim any PID through it.
+    @Test func aRegistryOthersCanWriteIsReportedOnce() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-registry-\(UUID().uuidString).jsonl").path
+        _ = FileManager.default.createFile(atPath: path, contents: Data(#"{"pid": 1, "session_id": "s"}"#.utf8 + [0x0A]))
+        chmod(path, 0o666)
+        let r = SessionRegistry(path: path)
+        let said = SaidLines()
+        r.onFirstProblem = { said.add($0) }
+        r.poll()
+        r.poll()
+        #expect(said.lines.count == 1 && said.lines.first?.contains("writable by every user") == true)
+    }
+}
+
+final class SaidLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _lines: [String] = []
+    func add(_ s: String) { lock.withLock { _lines.append(s) } }
+    var lines: [String] { lock.withLock { _lines } }
 }
