@@ -263,6 +263,17 @@ check "--config TOML applies, flags override it" \
   [ "$(grep -c '"path":"/from-config"' "$tmp/config.jsonl")" = 1 \
     -a "$(qdb "$tmp/config.db" "select count(*) from calls where path='/from-config'" 2>/dev/null)" = 1 ]
 
+# --config keys of the newer flags: allow-host (with listen and token unset, the API answers that Host).
+port=$((20000 + RANDOM % 20000))
+printf 'netns = ["%s"]\ndb = "%s"\nlisten = "127.0.0.1:%s"\nallow-host = ["calltap.lan"]\n' $A "$tmp/allow.db" $port > "$tmp/allow.toml"
+"$bin" capture --config "$tmp/allow.toml" > /dev/null 2>&1 &
+cap=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+allowed=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: calltap.lan:$port" "http://127.0.0.1:$port/api/stats")
+refused=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: evil.example" "http://127.0.0.1:$port/api/stats")
+kill -TERM $cap; wait $cap
+check "--config allow-host: that Host is served ($allowed), another is refused ($refused)" [ "$allowed" = 200 -a "$refused" = 403 ]
+
 # --listen serves the API while capturing; after kill -9 the database opens cleanly with what was written.
 port=$((20000 + RANDOM % 20000))
 "$bin" capture --netns $A --db "$tmp/k9.db" --listen 127.0.0.1:$port > /dev/null 2>&1 &

@@ -149,6 +149,12 @@ public final class CaptureService: Service, @unchecked Sendable {
         }
     }
 
+    /// The pipeline of this target: its calls go to the attribution queue (a full queue drops, counted).
+    private func makeAnalyzer() -> Analyzer {
+        let events = self.events, refusedCalls = self.refusedCalls
+        return Analyzer(options: options) { if !events.put(.call($0)) { refusedCalls.add() } }
+    }
+
     private func readFile(_ path: String, started: OneShot<String?>) {
         let reader: PcapFileReader
         do {
@@ -163,8 +169,7 @@ public final class CaptureService: Service, @unchecked Sendable {
             for text in embedded { keyLog.add(text: text) }
             options.keyLog = keyLog
         }
-        let events = self.events, refusedCalls = self.refusedCalls
-        let analyzer = Analyzer(options: options) { if !events.put(.call($0)) { refusedCalls.add() } }
+        let analyzer = makeAnalyzer()
         var decoder = PacketDecoder(linkType: reader.linkType)
         let stopNow = lock.withLock { () -> Bool in
             file = reader
@@ -202,8 +207,7 @@ public final class CaptureService: Service, @unchecked Sendable {
             return
         }
         defer { writer?.close() }
-        let events = self.events, refusedCalls = self.refusedCalls
-        let analyzer = Analyzer(options: options) { if !events.put(.call($0)) { refusedCalls.add() } }
+        let analyzer = makeAnalyzer()
         var decoder = PacketDecoder(linkType: capture.linkType)
         let stopNow = lock.withLock { () -> Bool in
             live = capture

@@ -210,6 +210,18 @@ final class ConnectionAnalysis: TCPStreamHandler {
     }
 
     /// A session named by the request itself (`baggage: session.id=…` or `x-session-id`) decides.
+    /// Puts the session a request named on its call (`exact`), when the id meets the session-id policy;
+    /// an id outside it is ignored and counted (`session_ids_rejected`). Shared by HTTP/1 and HTTP/2.
+    func applyRequestSession(_ hints: [String: String], to r: inout CallRecord) {
+        guard let session = Self.sessionFromHeaders(hints) else { return }
+        guard SessionID.isValid(session) else {
+            stats.sessionIdsRejected += 1
+            return
+        }
+        r.sessionId = session
+        r.attribution = .exact
+    }
+
     static func sessionFromHeaders(_ hints: [String: String]) -> String? {
         if let baggage = hints["baggage"] {
             for member in baggage.split(separator: ",") {

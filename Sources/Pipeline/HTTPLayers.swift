@@ -72,14 +72,7 @@ final class HTTP1Layer: StreamLayer {
             r.url = ConnectionAnalysis.url(r, port: c.serverPort)
             r.requestBodyBytes = x.requestBodyBytes
             r.weirds += req.weirds.map(\.rawValue)
-            if let session = ConnectionAnalysis.sessionFromHeaders(req.sessionHints) {
-                if SessionID.isValid(session) {
-                    r.sessionId = session
-                    r.attribution = .exact
-                } else {
-                    conn.stats.sessionIdsRejected += 1
-                }
-            }
+            conn.applyRequestSession(req.sessionHints, to: &r)
         } else {
             r.host = conn.dnsName(for: c.server)
         }
@@ -181,14 +174,7 @@ final class HTTP2Layer: StreamLayer {
         r.host = ConnectionAnalysis.hostName(st.authority) ?? conn.dnsName(for: c.server)
         r.statusCode = st.status
         r.requestContentType = st.requestContentType
-        if let session = ConnectionAnalysis.sessionFromHeaders(st.sessionHints) {
-            if SessionID.isValid(session) {
-                r.sessionId = session
-                r.attribution = .exact
-            } else {
-                conn.stats.sessionIdsRejected += 1
-            }
-        }
+        conn.applyRequestSession(st.sessionHints, to: &r)
         r.responseContentType = st.responseContentType
         r.requestBodyBytes = st.requestBodyBytes
         if st.status != nil { r.responseBodyBytes = st.responseBodyBytes }
