@@ -37,6 +37,13 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
+        // The connect-time ownership program (bpf/connect.bpf.c, embedded by Scripts/make-bpf) and its
+        // libbpf loader.
+        .target(
+            name: "CConnectBPF",
+            exclude: ["bpf"],
+            linkerSettings: [.linkedLibrary("bpf")]
+        ),
         // What every stage shares: capture time (saturating arithmetic), direction, addresses.
         .target(name: "Core", swiftSettings: packetPath),
         // Link/IP/TCP/UDP decoding without copies, duplicate filtering. No libpcap.
@@ -62,7 +69,7 @@ let package = Package(
             .product(name: "X509", package: "swift-certificates"),
         ], swiftSettings: packetPath),
         // Connection → process → agent session: socket tables, /proc, the session registry. The only module that reads procfs.
-        .target(name: "Attribution", dependencies: ["Core", "CallModel"]),
+        .target(name: "Attribution", dependencies: ["Core", "CallModel", "CConnectBPF"]),
         // SQLite through GRDB: schema, migrations, batched writer, queries.
         .target(name: "Storage", dependencies: [
             "CallModel",

@@ -65,7 +65,7 @@ final class ProcessTracker {
             ?? (sessionId: youngest.sessionId, attribution: youngest.attribution, agent: youngest.agent)
         var o = ConnectionOwner(pid: youngest.facts.pid, process: youngest.facts.comm, exe: youngest.facts.exe,
                       cgroup: youngest.facts.cgroup, sessionId: session.sessionId, attribution: session.attribution,
-                      agent: session.agent)
+                      agent: session.agent, source: .processEvents)
         // Processes started shortly before the connection are its likely makers: if they belong to
         // different sessions, no guess is good enough.
         let recent: Int64 = 100_000_000

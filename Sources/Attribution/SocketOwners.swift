@@ -87,8 +87,10 @@ public final class SocketOwners: @unchecked Sendable {
     }
 
     /// The owner of the client side of a connection (the agent is the client) that started at `time`.
+    /// `infer`: when the socket is not in the table, guess from the processes alive then (only when the
+    /// process connector and scans keep that picture current).
     public func owner(client: IPAddress, clientPort: UInt16, server: IPAddress, serverPort: UInt16, at time: Int64,
-                      retry: Bool) -> ConnectionOwner? {
+                      retry: Bool, infer: Bool = true) -> ConnectionOwner? {
         let key = SocketKey(local: client, localPort: clientPort, remote: server, remotePort: serverPort)
         if let o = lock.withLock({ owners[key]?.owner }) {
             lock.withLock { _counters.lookups += 1; _counters.found += 1 }
@@ -98,7 +100,7 @@ public final class SocketOwners: @unchecked Sendable {
         return lock.withLock {
             _counters.lookups += 1
             if let o = owners[key]?.owner { _counters.found += 1; return o }
-            if let o = tracker.infer(at: time) { _counters.inferred += 1; return o }
+            if infer, let o = tracker.infer(at: time) { _counters.inferred += 1; return o }
             _counters.unattributed += 1
             return nil
         }
@@ -147,6 +149,20 @@ public final class SocketOwners: @unchecked Sendable {
         let facts = ProcessTable.facts(pid)
         let session = registry?.resolve(facts, at: time, parent: ProcessTable.facts) ?? (sessionId: nil, attribution: "none", agent: nil)
         return ConnectionOwner(pid: pid, process: facts?.comm, exe: facts?.exe, cgroup: facts?.cgroup,
-                     sessionId: session.sessionId, attribution: session.attribution, agent: session.agent)
+                     sessionId: session.sessionId, attribution: session.attribution, agent: session.agent,
+                     source: .socketTable)
+    }
+
+    /// The owner the kernel recorded at connect time, with its session from the registry as it stands now
+    /// (a registry line may arrive after the process started): ancestors as they were at the connect.
+    public func owner(of record: ConnectRecord) -> ConnectionOwner {
+        let facts = record.process
+        let session = registry?.resolve(facts, at: record.time, parent: { pid in
+            record.lineage.first { $0.pid == pid } ?? ProcessTable.facts(pid)
+        }) ?? (sessionId: nil, attribution: "none", agent: nil)
+        lock.withLock { _counters.lookups += 1; _counters.found += 1 }
+        return ConnectionOwner(pid: facts.pid, process: facts.comm, exe: facts.exe, cgroup: facts.cgroup,
+                               sessionId: session.sessionId, attribution: session.attribution, agent: session.agent,
+                               source: .connect)
     }
 }

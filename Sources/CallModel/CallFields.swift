@@ -41,6 +41,7 @@ extension CallKind: CallFieldChoice {}
 extension Outcome: CallFieldChoice {}
 extension Visibility: CallFieldChoice {}
 extension Attribution: CallFieldChoice {}
+extension OwnerSource: CallFieldChoice {}
 
 extension CallRecord {
     /// Every field, in contract order. The only list of the call's fields.
@@ -57,6 +58,7 @@ extension CallRecord {
         // Attribution
         v.text("session_id", &sessionId)
         v.choice("attribution", &attribution)
+        v.choice("owner_source", &ownerSource)
         v.integer("pid", &pid)
         v.text("process", &process)
         v.text("exe", &exe)

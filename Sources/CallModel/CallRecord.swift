@@ -39,6 +39,8 @@ public struct CallRecord: Sendable, Equatable {
     // Attribution
     public var sessionId: String?
     public var attribution: Attribution?
+    /// How the pid was found (nil: not looked up, or not found).
+    public var ownerSource: OwnerSource?
     public var pid: Int?
     public var process: String?
     public var exe: String?

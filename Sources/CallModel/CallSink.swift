@@ -11,29 +11,54 @@ public protocol CallSink: AnyObject {
     func flush() throws
 }
 
+/// The one place that decides a call's session. Rules, first match wins:
+/// 1. a session the request named itself (`x-session-id`, `baggage: session.id=…`): `exact`;
+/// 2. the owning process's registry entry, or its nearest registered ancestor's, whose time window holds
+///    the call (`exact` / `inherited`, found by the attribution stage);
+/// 3. the session named for the whole input (`read --session`), attribution left as it was;
+/// 4. `ambiguous` when the registry named several sessions for the owner at that time;
+/// 5. `none` when an owner was looked up and no session found; null when nothing was looked up.
+public enum SessionResolver {
+    public struct Decision: Equatable, Sendable {
+        public var sessionId: String?
+        public var attribution: Attribution?
+        public init(sessionId: String?, attribution: Attribution?) {
+            self.sessionId = sessionId
+            self.attribution = attribution
+        }
+    }
+
+    /// `requestSession`: what the request named (already checked against the session-id policy);
+    /// `owner`: the owning process and its registry answer; `lookedUp`: an owner was looked for.
+    public static func decide(requestSession: String?, owner: ConnectionOwner?, inputSession: String?,
+                              lookedUp: Bool) -> Decision {
+        if let s = requestSession { return Decision(sessionId: s, attribution: .exact) }
+        let registry = owner.flatMap { Attribution(rawValue: $0.attribution) }
+        if let o = owner, let s = o.sessionId, registry == .exact || registry == .inherited {
+            return Decision(sessionId: s, attribution: registry)
+        }
+        if let s = inputSession { return Decision(sessionId: s, attribution: nil) }
+        if registry == .ambiguous { return Decision(sessionId: nil, attribution: .ambiguous) }
+        return Decision(sessionId: nil, attribution: owner != nil || lookedUp ? Attribution.none : nil)
+    }
+}
+
 extension CallRecord {
-    /// Fills in who made the call, by one rule for every input:
-    /// 1. a session named for the whole input (`read --session`) wins;
-    /// 2. else a session the request named itself (`baggage: session.id=…`, `x-session-id`), which the
-    ///    pipeline already put on the record as `exact`;
-    /// 3. else the session of the owning process from the registry, with its attribution;
-    /// 4. else none.
-    /// The process facts (pid, process, exe, cgroup, agent) come from the owner whenever there is one.
+    /// Fills in who made the call: the process facts (pid, process, exe, cgroup, agent, owner_source)
+    /// from the owner whenever there is one, the session by `SessionResolver`'s rules.
     public mutating func attribute(owner: ConnectionOwner?, inputSession: String?, lookedUp: Bool) {
-        let namedByRequest = sessionId != nil && attribution == .exact
+        let requestSession = attribution == .exact ? sessionId : nil
         if let o = owner {
             pid = o.pid
             process = o.process
             exe = o.exe
             cgroup = o.cgroup
             agent = o.agent
-            if !namedByRequest {
-                sessionId = o.sessionId
-                attribution = Attribution(rawValue: o.attribution)
-            }
-        } else if lookedUp && !namedByRequest {
-            attribution = Attribution.none
+            ownerSource = o.source
         }
-        if let inputSession { sessionId = inputSession }
+        let d = SessionResolver.decide(requestSession: requestSession, owner: owner, inputSession: inputSession,
+                                       lookedUp: lookedUp)
+        sessionId = d.sessionId
+        attribution = d.attribution
     }
 }

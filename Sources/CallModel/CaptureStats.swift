@@ -51,6 +51,14 @@ public struct CaptureStats: Sendable, Equatable {
     public var callsNotStored = 0
     /// Session ids from the wire (`x-session-id`, `baggage`) outside the session-id policy, ignored.
     public var sessionIdsRejected = 0
+    /// Calls whose process the kernel recorded at connect time, the socket table showed, or the processes
+    /// alive at the time suggested (`owner_source`).
+    public var ownerConnect = 0
+    public var ownerSocketTable = 0
+    public var ownerProcessEvents = 0
+    /// Connect-time records the kernel could not hand over (its ring buffer was full), or that were
+    /// forgotten at the memory cap before their connection was seen.
+    public var bpfEventsLost = 0
 
     public init() {}
 
@@ -73,6 +81,8 @@ public struct CaptureStats: Sendable, Equatable {
             ("dns_names_dropped", dnsNamesDropped), ("kernel_drops", kernelDrops), ("unattributed_connections", unattributedConnections),
             ("calls_released_early", callsReleasedEarly), ("parser_memory_refusals", parserMemoryRefusals),
             ("calls_not_stored", callsNotStored), ("session_ids_rejected", sessionIdsRejected),
+            ("owner_connect", ownerConnect), ("owner_socket_table", ownerSocketTable),
+            ("owner_process_events", ownerProcessEvents), ("bpf_events_lost", bpfEventsLost),
         ]
     }
 

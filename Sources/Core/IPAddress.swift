@@ -1,3 +1,5 @@
+import Glibc
+
 /// An IPv4 or IPv6 address held in two words, so flow keys hash and compare without allocation.
 /// IPv4 addresses are stored as IPv4-mapped IPv6 (::ffff:a.b.c.d).
 public struct IPAddress: Hashable, Sendable, Comparable {
@@ -80,5 +82,23 @@ public struct IPAddress: Hashable, Sendable, Comparable {
         }
         if high == 0 && low == 1 { return true }
         return (high >> 54) == (0xFE80 >> 6)
+    }
+}
+
+extension IPAddress {
+    /// An address from its text ("10.0.0.1", "fd00::1", "::ffff:10.0.0.1"), or nil.
+    public init?(parsing text: String) {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            self.init(v4: UInt32(bigEndian: v4.s_addr))
+            return
+        }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
+        let b = withUnsafeBytes(of: v6) { Array($0) }
+        var high: UInt64 = 0, low: UInt64 = 0
+        for i in 0..<8 { high = high << 8 | UInt64(b[i]) }
+        for i in 8..<16 { low = low << 8 | UInt64(b[i]) }
+        self.init(high: high, low: low)
     }
 }

@@ -19,6 +19,9 @@ public final class AttributionService: Service, @unchecked Sendable {
     private let namespacePath: String?
     /// nil: no process lookups (a capture file read as a daemon would, in tests).
     private let owners: SocketOwners?
+    /// The kernel's connect-time records (nil: BPF unavailable or turned off; the socket table, the
+    /// process connector and /proc scans stand in).
+    private let connect: ConnectEvents?
     private let events: StageQueue<AttributionEvent>
     private let output: StageQueue<CallRecord>
     /// Bumped by the capture when it opened its namespace again.
@@ -35,6 +38,7 @@ public final class AttributionService: Service, @unchecked Sendable {
     private var unattributed = 0
     private var refused = 0
     private var forgotten = 0
+    private var bySource: [OwnerSource: Int] = [:]
 
     struct Key: Hashable {
         var client: String
@@ -43,12 +47,13 @@ public final class AttributionService: Service, @unchecked Sendable {
         var serverPort: Int
     }
 
-    init(target: String, namespacePath: String?, owners: SocketOwners?, events: StageQueue<AttributionEvent>,
+    init(target: String, namespacePath: String?, owners: SocketOwners?, connect: ConnectEvents?, events: StageQueue<AttributionEvent>,
          output: StageQueue<CallRecord>, namespaceGeneration: Counter, cgroup: String?, inputSession: String?,
          maxOpen: Int, logger: Logger) {
         self.target = target
         self.namespacePath = namespacePath
         self.owners = owners
+        self.connect = owners == nil ? nil : connect
         self.events = events
         self.output = output
         self.namespaceGeneration = namespaceGeneration
@@ -64,12 +69,15 @@ public final class AttributionService: Service, @unchecked Sendable {
         lock.withLock { (excludedCgroup, unattributed + forgotten, refused) }
     }
 
+    /// Calls by how their process was found.
+    public var ownerSources: [OwnerSource: Int] { lock.withLock { bySource } }
+
     private var isStopping: Bool { lock.withLock { stopping } }
 
     public func run() async throws {
         var threads: [OneShot<Bool>] = []
         threads.append(start("calltap-attribution-\(target)") { self.attributeUntilStopped() })
-        if let owners {
+        if let owners, connect == nil {
             // The watcher learns owners of new sockets while their processes are alive, ahead of the events,
             // on a thread of its own so a /proc scan never delays a lookup.
             threads.append(start("calltap-sockets-\(target)") { self.watch(owners) })
@@ -138,6 +146,19 @@ public final class AttributionService: Service, @unchecked Sendable {
         var generation = -1, reported = false
         // Owners of open connections; `.closed` removes them, after the connection's last call.
         var open: [Key: ConnectionOwner?] = [:]
+        // The namespace's cookie, as the kernel's records name it (registered before the first packet).
+        var cookie: UInt64?
+        var cookieGeneration = -2
+        func watchNamespace() -> Bool {
+            guard owners != nil, enterNamespace(seen: &generation, reported: &reported) else { return false }
+            if let connect, cookieGeneration != generation {
+                cookie = connect.watchCurrentNamespace()
+                cookieGeneration = generation
+                if cookie == nil { logger.error("\(target): the kernel gives this namespace no cookie; its connections are looked up in the socket table") }
+            }
+            return true
+        }
+        _ = watchNamespace()
         while true {
             let batch = events.take()
             if batch.isEmpty {
@@ -145,18 +166,28 @@ public final class AttributionService: Service, @unchecked Sendable {
                 usleep(1_000)
                 continue
             }
-            let inNamespace = owners != nil && enterNamespace(seen: &generation, reported: &reported)
+            let inNamespace = watchNamespace()
             // One socket-table read for the whole batch, after it was taken: every socket it names that still
-            // exists is seen, at the cost of one dump however many connections opened.
-            if inNamespace, let owners, batch.contains(where: { if case .opened = $0 { return true } else { return false } }) {
+            // exists is seen, at the cost of one dump however many connections opened. With the kernel's
+            // connect-time records, the table is read only for a connection they do not cover.
+            if inNamespace, connect == nil, let owners,
+               batch.contains(where: { if case .opened = $0 { return true } else { return false } }) {
                 owners.refresh()
             }
             for event in batch {
                 switch event {
                 case let .opened(client, clientPort, server, serverPort, time):
                     guard inNamespace, let owners else { continue }
-                    let o = owners.owner(client: client, clientPort: clientPort, server: server, serverPort: serverPort,
-                                         at: time, retry: false)
+                    var o: ConnectionOwner?
+                    if let connect, let cookie,
+                       let r = connect.record(netns: cookie, proto: 6, client: client, clientPort: clientPort, server: server,
+                                              serverPort: serverPort, at: time) {
+                        o = owners.owner(of: r)
+                    } else {
+                        // Not recorded at connect (opened before calltap started, or BPF is not running).
+                        o = owners.owner(client: client, clientPort: clientPort, server: server, serverPort: serverPort,
+                                         at: time, retry: connect != nil, infer: connect == nil)
+                    }
                     if o == nil { lock.withLock { unattributed += 1 } }
                     if open.count >= maxOpen {
                         // More open connections than the cap allows: start again (counted), rather than grow.
@@ -169,11 +200,21 @@ public final class AttributionService: Service, @unchecked Sendable {
                 case var .call(record):
                     var owner: ConnectionOwner?
                     let tcp = record.kind != .dns && record.kind != .quic
-                    if owners != nil, tcp, let ci = record.clientIp, let cp = record.clientPort, let si = record.serverIp,
+                    // UDP flows (DNS lookups, QUIC) are known only from the kernel's records.
+                    let udpLookup = !tcp && connect != nil && cookie != nil
+                    if owners != nil, let ci = record.clientIp, let cp = record.clientPort, let si = record.serverIp,
                        let sp = record.serverPort {
-                        owner = open[Key(client: ci, clientPort: cp, server: si, serverPort: sp)] ?? nil
+                        if tcp {
+                            owner = open[Key(client: ci, clientPort: cp, server: si, serverPort: sp)] ?? nil
+                        } else if udpLookup, let connect, let cookie, let owners, let c = IPAddress(parsing: ci),
+                                  let s = IPAddress(parsing: si), let cport = UInt16(exactly: cp), let sport = UInt16(exactly: sp),
+                                  let r = connect.record(netns: cookie, proto: 17, client: c, clientPort: cport, server: s,
+                                                         serverPort: sport, at: record.ts) {
+                            owner = owners.owner(of: r)
+                        }
                     }
-                    record.attribute(owner: owner, inputSession: inputSession, lookedUp: owners != nil && tcp)
+                    record.attribute(owner: owner, inputSession: inputSession, lookedUp: owners != nil && (tcp || udpLookup))
+                    if let source = record.ownerSource { lock.withLock { bySource[source, default: 0] += 1 } }
                     if let cgroup, !CgroupTargets.contains(cgroup, member: record.cgroup) {
                         lock.withLock { excludedCgroup += 1 }
                         continue

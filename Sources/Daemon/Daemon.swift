@@ -39,6 +39,8 @@ public struct Daemon {
         public var analysis = AnalysisOptions()
         /// Look up the process behind each connection (live capture as root). Off for capture files.
         public var attributeProcesses = true
+        /// Take owners from the kernel at connect time (BPF) when it can be loaded; false: `--no-bpf`.
+        public var connectTimeOwners = true
         public var registryPath: String?
         public var keyLogPaths: [String] = []
         /// Keep only calls of processes in this cgroup (relative to the cgroup v2 mount).
@@ -60,6 +62,8 @@ public struct Daemon {
     public let writer: WriterService
     /// The database sink, when there is a store.
     public let callWriter: CallWriter?
+    /// The kernel's connect-time records, when the program loaded.
+    public let connectEvents: ConnectEvents?
 
     /// Builds the services. `sinks` get every call after the database (JSON Lines, ClawMetry…);
     /// `api` is added as a service when given; `signals` lead to graceful shutdown.
@@ -79,6 +83,21 @@ public struct Daemon {
         // split between the stages: half waiting for attribution, a quarter for the writer, a quarter held
         // while the database refuses writes. New-connection events are small and bounded by the connection cap.
         let toWriter = StageQueue<CallRecord>(capacity: caps.maxHeldCalls / 4)
+        // Connection owners as the kernel records them at connect time; where the program cannot load,
+        // the socket table, the process connector and /proc scans (said once).
+        var connect: ConnectEvents?
+        if c.attributeProcesses && !c.targets.isEmpty {
+            if c.connectTimeOwners {
+                do {
+                    connect = try ConnectEvents.load(maxEntries: caps.maxSocketOwners)
+                    logger.notice("connection owners: recorded by the kernel at connect time (BPF)")
+                } catch {
+                    logger.warning("connection owners: BPF unavailable (\(error)); using the socket table and process events")
+                }
+            } else {
+                logger.notice("connection owners: --no-bpf; using the socket table and process events")
+            }
+        }
         var captures: [CaptureService] = []
         var attribution: [AttributionService] = []
         for t in c.targets {
@@ -89,7 +108,7 @@ public struct Daemon {
             var namespacePath: String?
             if case let .live(path, _, _) = t.source { namespacePath = path }
             let owners = c.attributeProcesses ? SocketOwners(registry: registry, maxEntries: caps.maxSocketOwners) : nil
-            attribution.append(AttributionService(target: t.name, namespacePath: namespacePath, owners: owners, events: events,
+            attribution.append(AttributionService(target: t.name, namespacePath: namespacePath, owners: owners, connect: connect, events: events,
                                                   output: toWriter, namespaceGeneration: captures.last!.namespaceGeneration,
                                                   cgroup: c.cgroup, inputSession: c.session,
                                                   maxOpen: caps.reassembly.maxConnections * 2, logger: logger))
@@ -99,7 +118,7 @@ public struct Daemon {
         callWriter?.onFailure = { logger.error("cannot write to database \(databaseName): \($0); holding calls and retrying") }
         callWriter?.onRecovery = { logger.notice("database writable again: \($0) held calls stored") }
         let allSinks: [any CallSink] = (callWriter.map { [$0] } ?? []) + sinks
-        let capturesForStats = captures, attributionForStats = attribution
+        let capturesForStats = captures, attributionForStats = attribution, connectForStats = connect
         let writer = WriterService(
             input: toWriter, sinks: allSinks, store: store, writer: callWriter,
             statistics: {
@@ -109,8 +128,16 @@ public struct Daemon {
                     s.excludedCgroup = a.excludedCgroup
                     s.unattributedConnections += a.unattributed
                     s.callsNotStored += a.refused
-                    // Calls the database could not take belong to no one target: counted on the first.
-                    if i == 0 { s.callsNotStored += callWriter?.notStored ?? 0 }
+                    let sources = pair.1.ownerSources
+                    s.ownerConnect = sources[.connect] ?? 0
+                    s.ownerSocketTable = sources[.socketTable] ?? 0
+                    s.ownerProcessEvents = sources[.processEvents] ?? 0
+                    // Calls the database could not take, and the kernel's lost records, belong to no one
+                    // target: counted on the first.
+                    if i == 0 {
+                        s.callsNotStored += callWriter?.notStored ?? 0
+                        if let k = connectForStats?.counters { s.bpfEventsLost = k.lost + k.forgotten }
+                    }
                     return (pair.0.target, s)
                 }
             },
@@ -132,6 +159,7 @@ public struct Daemon {
             }))
         }
         if let api { services.append(.init(service: api)) }
+        if let connect { services.append(.init(service: ConnectEventsService(events: connect))) }
         services += attribution.map { .init(service: $0) }
         services += captures.map { .init(service: $0) }
         // When every input has ended (capture files read to their end), the group shuts down gracefully.
@@ -145,6 +173,7 @@ public struct Daemon {
         self.attribution = attribution
         self.writer = writer
         self.callWriter = callWriter
+        self.connectEvents = connect
     }
 }
 
@@ -164,3 +193,31 @@ final class InputsEnded: Service {
     }
 }
 
+
+/// Follows the kernel's connect-time records on a thread of its own until graceful shutdown; stops after
+/// the attribution stages (it is started before them).
+final class ConnectEventsService: Service, @unchecked Sendable {
+    let events: ConnectEvents
+    private let lock = NSLock()
+    private var stopping = false
+    init(events: ConnectEvents) { self.events = events }
+
+    func run() async throws {
+        let done = OneShot<Bool>()
+        let t = Thread {
+            self.events.run(shouldStop: { self.lock.withLock { self.stopping } })
+            done.set(true)
+        }
+        t.name = "calltap-connect"
+        t.start()
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                _ = await done.wait()
+            } onGracefulShutdown: {
+                self.lock.withLock { self.stopping = true }
+            }
+        } onCancel: {
+            self.lock.withLock { self.stopping = true }
+        }
+    }
+}

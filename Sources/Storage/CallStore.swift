@@ -115,6 +115,10 @@ public final class CallStore: Sendable {
         m.registerMigration("v2: capture statistics by name") { db in
             try db.execute(sql: "CREATE INDEX capture_stats_name_value ON capture_stats(name, value)")
         }
+        // How each call's process was found: the kernel at connect time, the socket table, or inference.
+        m.registerMigration("v3: owner_source") { db in
+            try db.execute(sql: "ALTER TABLE calls ADD COLUMN owner_source TEXT")
+        }
         return m
     }
 

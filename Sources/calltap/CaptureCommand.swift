@@ -68,6 +68,10 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(name: .customLong("keylog"), help: "TLS key log to follow for decrypting HTTPS. Repeatable.")
     var keylogs: [String] = []
 
+    @Flag(name: .customLong("no-bpf"),
+          help: "Do not load the connect-time ownership program: find owners in the socket table and process events.")
+    var noBPF = false
+
     @Option(help: "Print calls to standard output: jsonl, table or none.")
     var format: OutputFormat = .none
 
@@ -144,6 +148,7 @@ struct CaptureCommand: AsyncParsableCommand {
         configuration.analysis.scaleCaps(toMemoryMB: memoryMB)
         configuration.analysis.orderedOutput = false
         configuration.registryPath = registry
+        configuration.connectTimeOwners = !noBPF
         configuration.keyLogPaths = keylogs
         configuration.cgroup = cgroupPath
         configuration.statsInterval = .seconds(max(1, statsInterval))
