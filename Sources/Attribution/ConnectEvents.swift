@@ -124,6 +124,9 @@ public final class ConnectEvents: @unchecked Sendable {
         }
     }
 
+    /// Every record held (for tests).
+    var allRecords: [ConnectRecord] { lock.withLock { Array(records.values) } }
+
     // MARK: Taking records in (the ring-buffer thread)
 
     private func take(_ e: ct_event) {

@@ -15,9 +15,11 @@ public protocol CallSink: AnyObject {
 /// 1. a session the request named itself (`x-session-id`, `baggage: session.id=…`): `exact`;
 /// 2. the owning process's registry entry, or its nearest registered ancestor's, whose time window holds
 ///    the call (`exact` / `inherited`, found by the attribution stage);
-/// 3. the session named for the whole input (`read --session`), attribution left as it was;
-/// 4. `ambiguous` when the registry named several sessions for the owner at that time;
-/// 5. `none` when an owner was looked up and no session found; null when nothing was looked up.
+/// 3. the session named for the whole input (`read --session`);
+/// 4. no session.
+/// Without rule 1 or 2, `attribution` says what the registry found: `ambiguous` when it named several
+/// sessions for the owner at that time, `none` when an owner was looked for and no session found, null
+/// when nothing was looked up (`read`).
 public enum SessionResolver {
     public struct Decision: Equatable, Sendable {
         public var sessionId: String?
@@ -37,9 +39,9 @@ public enum SessionResolver {
         if let o = owner, let s = o.sessionId, registry == .exact || registry == .inherited {
             return Decision(sessionId: s, attribution: registry)
         }
-        if let s = inputSession { return Decision(sessionId: s, attribution: nil) }
-        if registry == .ambiguous { return Decision(sessionId: nil, attribution: .ambiguous) }
-        return Decision(sessionId: nil, attribution: owner != nil || lookedUp ? Attribution.none : nil)
+        // What the registry said (`none` when an owner was looked for and nothing came of it).
+        let found: Attribution? = registry == .ambiguous ? .ambiguous : (owner != nil || lookedUp ? Attribution.none : nil)
+        return Decision(sessionId: inputSession, attribution: found)
     }
 }
 

@@ -30,6 +30,9 @@ enum ClawMetry {
         w.string("library", "calltap")
         w.string("source", source)
         w.string("session_id", r.sessionId)
+        // How the session and the process were found: ClawMetry keeps what it does not know as extra keys.
+        w.string("attribution", r.attribution?.rawValue)
+        w.string("owner_source", r.ownerSource?.rawValue)
         w.string("outcome", r.outcome.rawValue)
         w.string("error", r.error)
         return w.finish()

@@ -44,3 +44,51 @@ import Testing
         }
     }
 }
+
+/// The session resolver's rules, one row per case: request header, registry (exact / inherited /
+/// ambiguous / none), `--session`, and nothing looked up.
+@Suite struct SessionResolverTests {
+    static func owner(_ session: String?, _ attribution: String) -> ConnectionOwner {
+        ConnectionOwner(pid: 42, process: "curl", exe: nil, cgroup: nil, sessionId: session, attribution: attribution,
+                        agent: nil, source: .connect)
+    }
+
+    struct Row: Sendable, CustomStringConvertible {
+        var name: String
+        var header: String?
+        var owner: ConnectionOwner?
+        var input: String?
+        var lookedUp: Bool
+        var session: String?
+        var attribution: Attribution?
+        var description: String { name }
+    }
+
+    static let rows: [Row] = [
+        Row(name: "header beats the registry", header: "h", owner: owner("reg", "exact"), input: nil, lookedUp: true, session: "h", attribution: .exact),
+        Row(name: "header beats --session", header: "h", owner: nil, input: "in", lookedUp: false, session: "h", attribution: .exact),
+        Row(name: "header decides an ambiguous process", header: "h", owner: owner(nil, "ambiguous"), input: nil, lookedUp: true, session: "h", attribution: .exact),
+        Row(name: "registry, own entry", header: nil, owner: owner("reg", "exact"), input: nil, lookedUp: true, session: "reg", attribution: .exact),
+        Row(name: "registry, an ancestor's entry", header: nil, owner: owner("reg", "inherited"), input: "in", lookedUp: true, session: "reg", attribution: .inherited),
+        Row(name: "--session when the registry knows nothing", header: nil, owner: owner(nil, "none"), input: "in", lookedUp: true, session: "in", attribution: Attribution.none),
+        Row(name: "--session beats ambiguous", header: nil, owner: owner(nil, "ambiguous"), input: "in", lookedUp: true, session: "in", attribution: .ambiguous),
+        Row(name: "ambiguous", header: nil, owner: owner(nil, "ambiguous"), input: nil, lookedUp: true, session: nil, attribution: .ambiguous),
+        Row(name: "an owner without a session", header: nil, owner: owner(nil, "none"), input: nil, lookedUp: true, session: nil, attribution: Attribution.none),
+        Row(name: "looked up, no owner", header: nil, owner: nil, input: nil, lookedUp: true, session: nil, attribution: Attribution.none),
+        Row(name: "nothing looked up (read)", header: nil, owner: nil, input: nil, lookedUp: false, session: nil, attribution: nil),
+        Row(name: "read --session", header: nil, owner: nil, input: "in", lookedUp: false, session: "in", attribution: nil),
+    ]
+
+    @Test(arguments: rows) func rule(_ row: Row) {
+        var r = CallRecord(kind: .http, ts: 0)
+        if let h = row.header { r.sessionId = h; r.attribution = .exact }
+        r.attribute(owner: row.owner, inputSession: row.input, lookedUp: row.lookedUp)
+        #expect(r.sessionId == row.session)
+        #expect(r.attribution == row.attribution)
+        if let o = row.owner {
+            #expect(r.pid == o.pid && r.process == o.process && r.ownerSource == o.source)
+        } else {
+            #expect(r.pid == nil && r.ownerSource == nil)
+        }
+    }
+}

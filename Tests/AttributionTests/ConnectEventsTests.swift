@@ -1,0 +1,201 @@
+@testable import Attribution
+import CallModel
+import Core
+import Foundation
+import Testing
+
+/// unshare(2), which Glibc's module does not show (it needs _GNU_SOURCE).
+@_silgen_name("unshare") func unshareNamespace(_ flags: Int32) -> Int32
+
+/// The kernel's connect-time records, on this machine's kernel: the program must load here (a failure
+/// to load fails these tests, it does not skip them), and every record names the right process with a
+/// complete tuple.
+@Suite(.serialized) struct ConnectEventsTests {
+    final class Running: @unchecked Sendable {
+        let events: ConnectEvents
+        let cookie: UInt64
+        private let lock = NSLock()
+        private var stop = false
+        private let thread: Thread
+        init() throws {
+            events = try ConnectEvents.load(maxEntries: 4096)
+            cookie = try #require(events.watchCurrentNamespace())
+            let e = events
+            let box = Box()
+            thread = Thread { e.run(shouldStop: { box.stopped }) }
+            self.box = box
+            thread.start()
+        }
+        final class Box: @unchecked Sendable {
+            private let lock = NSLock()
+            private var value = false
+            var stopped: Bool { lock.withLock { value } }
+            func set() { lock.withLock { value = true } }
+        }
+        private let box: Box
+        func finish() { box.set(); usleep(20_000) }
+    }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
+
+    /// A listening TCP socket on loopback (IPv4 or IPv6) and its port.
+    static func listener(v6: Bool) throws -> (Int32, UInt16) {
+        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        if v6 {
+            var a = sockaddr_in6()
+            a.sin6_family = sa_family_t(AF_INET6)
+            a.sin6_addr = in6addr_loopback
+            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        } else {
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        listen(fd, 16)
+        var st = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &st) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        let port = withUnsafeBytes(of: st) { raw in UInt16(raw[2]) << 8 | UInt16(raw[3]) }
+        return (fd, port)
+    }
+
+    /// The local port of a connected socket.
+    static func localPort(_ fd: Int32) -> UInt16 {
+        var st = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &st) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return withUnsafeBytes(of: st) { raw in UInt16(raw[2]) << 8 | UInt16(raw[3]) }
+    }
+
+    static func connect(_ fd: Int32, v6: Bool, port: UInt16) -> Int32 {
+        if v6 {
+            var a = sockaddr_in6()
+            a.sin6_family = sa_family_t(AF_INET6)
+            a.sin6_addr = in6addr_loopback
+            a.sin6_port = port.bigEndian
+            return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        a.sin_port = port.bigEndian
+        return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    }
+
+    @Test func tcpAndUDPConnectsAreRecordedWithTheCallerAndAFullTuple() throws {
+        let r = try Running()
+        defer { r.finish() }
+        let me = Int(getpid())
+        let loop4 = IPAddress(v4: 0x7f00_0001)
+        let loop6 = IPAddress(high: 0, low: 1)
+        var expected: [(UInt8, IPAddress, UInt16, IPAddress, UInt16)] = []
+        for v6 in [false, true] {
+            let (l, port) = try Self.listener(v6: v6)
+            defer { close(l) }
+            let c = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let t = Self.now()
+            #expect(Self.connect(c, v6: v6, port: port) == 0)
+            let local = Self.localPort(c)
+            let addr = v6 ? loop6 : loop4
+            let rec = try #require(r.events.record(netns: r.cookie, proto: 6, client: addr, clientPort: local, server: addr,
+                                                   serverPort: port, at: t, wait: 1_000_000_000))
+            #expect(rec.process.pid == me)
+            #expect(rec.process.startTime == ProcessTable.facts(me)?.startTime)
+            #expect(abs(rec.time - t) < 1_000_000_000)
+            expected.append((6, addr, local, addr, port))
+            close(c)
+        }
+        // UDP, connected (as resolvers do) and not (sendto), with the port bound only when it sends.
+        for connected in [true, false] {
+            let u = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            defer { close(u) }
+            let port: UInt16 = connected ? 9 : 7
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            a.sin_port = port.bigEndian
+            let t = Self.now()
+            let payload: [UInt8] = [1, 2, 3]
+            if connected {
+                #expect(Self.connect(u, v6: false, port: port) == 0)
+                _ = send(u, payload, 3, 0)
+            } else {
+                _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(u, payload, 3, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            }
+            let local = Self.localPort(u)
+            #expect(local != 0)
+            let rec = try #require(r.events.record(netns: r.cookie, proto: 17, client: loop4, clientPort: local, server: loop4,
+                                                   serverPort: port, at: t, wait: 1_000_000_000))
+            #expect(rec.process.pid == me)
+            expected.append((17, loop4, local, loop4, port))
+        }
+        // No record of this namespace has an unbound port.
+        #expect(r.events.allRecords.allSatisfy { $0.clientPort != 0 && $0.serverPort != 0 })
+        #expect(r.events.counters.lost == 0)
+    }
+
+    /// A one-shot process that exits right after its connect is named, with its parent, even though
+    /// it is gone before anyone looks.
+    @Test func aProcessThatExitsAtOnceIsStillNamed() throws {
+        let r = try Running()
+        defer { r.finish() }
+        let (l, port) = try Self.listener(v6: false)
+        defer { close(l) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = ["-c", "import socket; s = socket.create_connection(('127.0.0.1', \(port))); print(s.getsockname()[1])"]
+        let out = Pipe()
+        p.standardOutput = out
+        let t = Self.now()
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let local = try #require(UInt16(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let loop4 = IPAddress(v4: 0x7f00_0001)
+        let rec = try #require(r.events.record(netns: r.cookie, proto: 6, client: loop4, clientPort: local, server: loop4,
+                                               serverPort: port, at: t, wait: 1_000_000_000))
+        #expect(rec.process.pid == Int(p.processIdentifier))
+        #expect(rec.process.comm == "python3")
+        #expect(rec.process.ppid == Int(getpid()))
+        #expect(rec.lineage.dropFirst().first?.pid == Int(getpid()))
+    }
+
+    /// Connections of a namespace that is not watched are not recorded: here only a fresh, empty
+    /// namespace is watched while this process connects in its own.
+    @Test func otherNamespacesAreLeftOut() throws {
+        let events = try ConnectEvents.load(maxEntries: 4096)
+        let done = DispatchSemaphore(value: 0)
+        let watched = Watched()
+        let t = Thread {
+            defer { done.signal() }
+            guard unshareNamespace(0x4000_0000) == 0 else { return } // CLONE_NEWNET, this thread only
+            watched.set(events.watchCurrentNamespace())
+        }
+        t.start()
+        done.wait()
+        let other = try #require(watched.value)
+        #expect(other != ConnectEvents.currentNamespaceCookie())
+        let stop = Running.Box()
+        let runner = Thread { events.run(shouldStop: { stop.stopped }) }
+        runner.start()
+        defer { stop.set(); usleep(20_000) }
+        let (l, port) = try Self.listener(v6: false)
+        defer { close(l) }
+        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(c) }
+        #expect(Self.connect(c, v6: false, port: port) == 0)
+        usleep(100_000)
+        #expect(events.counters.received == 0)
+        #expect(events.allRecords.isEmpty)
+    }
+
+    final class Watched: @unchecked Sendable {
+        private let lock = NSLock()
+        private var cookie: UInt64?
+        var value: UInt64? { lock.withLock { cookie } }
+        func set(_ c: UInt64?) { lock.withLock { cookie = c } }
+    }
+}
