@@ -12,17 +12,20 @@ public struct ConnectRecord: Sendable {
     public var clientPort: UInt16
     public var server: IPAddress
     public var serverPort: UInt16
-    /// Wall-clock nanoseconds of the connect.
+    /// Wall-clock nanoseconds of the connect (UDP: of the flow's first datagram).
     public var time: Int64
     public var tid: Int
-    /// The process first, then its ancestors (up to the first that is gone, or PID 1).
+    /// The socket, to match its close.
+    public var socket: UInt64
+    /// The process first, then its ancestors as they were at the connect (each started before the one
+    /// after it; the chain stops at the first that is gone, or at PID 1).
     public var lineage: [ProcessFacts]
     public var process: ProcessFacts { lineage[0] }
 }
 
 /// The kernel's connect-time records (Sources/CConnectBPF): loads the program once for the daemon,
-/// follows its ring buffer on a thread of its own, and keeps the latest record per connection tuple of
-/// each watched network namespace, bounded by the memory budget.
+/// follows its ring buffer on a thread of its own, and keeps the latest records per connection tuple of
+/// each watched network namespace (and when their sockets closed), bounded by the memory budget.
 public final class ConnectEvents: @unchecked Sendable {
     public struct Unavailable: Error, CustomStringConvertible {
         public var description: String
@@ -39,8 +42,11 @@ public final class ConnectEvents: @unchecked Sendable {
 
     private let handle: OpaquePointer
     private let lock = NSLock()
-    private var records: [Key: ConnectRecord] = [:]
-    private var namespaces: Set<UInt64> = []
+    /// The latest few records per tuple (a tuple is reused by later sockets), oldest first.
+    private var records: [Key: [ConnectRecord]] = [:]
+    private var recordCount = 0
+    /// When recorded sockets closed, by socket cookie.
+    private var closedAt: [UInt64: Int64] = [:]
     /// Wall-clock time before the last ring-buffer read began: every record of a connect made before it
     /// has been taken in.
     private var drainedUntil: Int64 = 0
@@ -48,17 +54,24 @@ public final class ConnectEvents: @unchecked Sendable {
     private var _forgotten = 0
     private let maxEntries: Int
     private let cgroupRoot: String
-    /// CLOCK_REALTIME − CLOCK_MONOTONIC, to put the kernel's times on the capture's clock.
-    private let clockOffset: Int64
-    /// Ancestors by (pid, start time): long-lived parents (the agent, its shell) are read once.
-    private var parents: [Int: ProcessFacts] = [:]
-    private var cgroupPaths: [UInt64: String] = [:]
+    /// CLOCK_REALTIME − CLOCK_BOOTTIME, to put the kernel's times on the capture's clock (read again at
+    /// every poll: the wall clock can be stepped).
+    private var clockOffset: Int64
+    struct ProcessKey: Hashable {
+        var pid: Int
+        var start: UInt64
+    }
+    /// A process and its ancestors by (pid, start time), and the name and cgroup it had: a process that
+    /// connects again, or a new child of a known parent, costs no /proc read (the ring-buffer thread only).
+    private var lineages: [ProcessKey: (comm: String, cgroupId: UInt64, lineage: [ProcessFacts])] = [:]
+    /// cgroup id → path (nil: the cgroup is gone or cannot be opened; not asked again).
+    private var cgroupPaths: [UInt64: String?] = [:]
 
     private init(handle: OpaquePointer, cgroupRoot: String, maxEntries: Int) {
         self.handle = handle
         self.cgroupRoot = cgroupRoot
         self.maxEntries = max(1024, maxEntries)
-        clockOffset = Self.now(CLOCK_REALTIME) - Self.now(CLOCK_MONOTONIC)
+        clockOffset = Self.now(CLOCK_REALTIME) - Self.now(CLOCK_BOOTTIME)
     }
 
     deinit { ct_bpf_close(handle) }
@@ -82,7 +95,6 @@ public final class ConnectEvents: @unchecked Sendable {
     public func watchCurrentNamespace() -> UInt64? {
         let cookie = ct_netns_cookie()
         guard cookie != 0, ct_bpf_add_netns(handle, cookie) == 0 else { return nil }
-        lock.withLock { _ = namespaces.insert(cookie) }
         return cookie
     }
 
@@ -97,96 +109,140 @@ public final class ConnectEvents: @unchecked Sendable {
     public func run(shouldStop: () -> Bool) {
         let context = Unmanaged.passUnretained(self).toOpaque()
         while !shouldStop() {
+            clockOffset = Self.now(CLOCK_REALTIME) - Self.now(CLOCK_BOOTTIME)
             let before = Self.now(CLOCK_REALTIME)
             let n = ct_bpf_poll(handle, 5, { ctx, event in
                 guard let ctx, let event else { return }
                 Unmanaged<ConnectEvents>.fromOpaque(ctx).takeUnretainedValue().take(event.pointee)
             }, context)
-            if n < 0 { usleep(5_000) }
-            lock.withLock { drainedUntil = before }
+            if n < 0 {
+                usleep(5_000)
+            } else if n < 4096 {
+                // The buffer was read to its end: every connect made before `before` is in.
+                lock.withLock { drainedUntil = max(drainedUntil, before) }
+            }
         }
     }
 
-    /// The record of the connection with this tuple in namespace `netns`, started near `time`. When the
-    /// connection is newer than what has been read from the ring buffer, waits for it up to `wait`
-    /// nanoseconds (never on a packet thread: the attribution stage calls this).
-    public func record(netns: UInt64, proto: UInt8, client: IPAddress, clientPort: UInt16, server: IPAddress,
-                       serverPort: UInt16, at time: Int64, wait: Int64 = 200_000_000) -> ConnectRecord? {
-        let key = Key(netns: netns, proto: proto, client: client, clientPort: clientPort, server: server, serverPort: serverPort)
+    /// Waits until every record of a connect made before `time` has been read from the ring buffer, up
+    /// to `wait` nanoseconds (never on a packet thread: the attribution stage calls this once per batch).
+    public func waitForRecords(before time: Int64, wait: Int64 = 200_000_000) {
         let deadline = Self.now(CLOCK_MONOTONIC) + wait
         // Packet times and the kernel's come from the same clock, read at different moments.
         let slack: Int64 = 5_000_000
-        while true {
-            let (found, drained) = lock.withLock { (records[key], drainedUntil) }
-            if let r = found, r.time <= time + 1_000_000_000 { return r }
-            if drained >= time + slack || Self.now(CLOCK_MONOTONIC) >= deadline { return nil }
+        while lock.withLock({ drainedUntil }) < time + slack && Self.now(CLOCK_MONOTONIC) < deadline {
             usleep(1_000)
         }
     }
 
+    /// The record of the connection with this tuple in namespace `netns` that started at `time`: the
+    /// latest made no later than that (give or take the two clocks' reading) whose socket had not closed
+    /// before it. When the connection is newer than what has been read from the ring buffer, waits for
+    /// it up to `wait` nanoseconds.
+    public func record(netns: UInt64, proto: UInt8, client: IPAddress, clientPort: UInt16, server: IPAddress,
+                       serverPort: UInt16, at time: Int64, wait: Int64 = 0) -> ConnectRecord? {
+        if wait > 0 { waitForRecords(before: time, wait: wait) }
+        let key = Key(netns: netns, proto: proto, client: client, clientPort: clientPort, server: server, serverPort: serverPort)
+        let slack: Int64 = 20_000_000
+        return lock.withLock {
+            records[key]?.last { r in
+                guard r.time <= time + slack else { return false }
+                if let closed = closedAt[r.socket], closed < time - slack { return false }
+                return true
+            }
+        }
+    }
+
     /// Every record held (for tests).
-    var allRecords: [ConnectRecord] { lock.withLock { Array(records.values) } }
+    var allRecords: [ConnectRecord] { lock.withLock { records.values.flatMap { $0 } } }
 
     // MARK: Taking records in (the ring-buffer thread)
 
     private func take(_ e: ct_event) {
+        let time = Int64(bitPattern: e.ktime) &+ clockOffset
+        if e.kind == UInt8(CT_CLOSED) {
+            lock.withLock {
+                closedAt[e.socket_cookie] = time
+                if closedAt.count > maxEntries {
+                    let cutoff = closedAt.values.sorted()[closedAt.count / 2]
+                    closedAt = closedAt.filter { $0.value > cutoff }
+                }
+            }
+            return
+        }
         guard e.family == 4 || e.family == 6, e.tgid > 0 else { return }
         let client = Self.address(e.saddr, family: e.family)
         let server = Self.address(e.daddr, family: e.family)
-        let time = Int64(bitPattern: e.ktime) &+ clockOffset
         let comm = withUnsafeBytes(of: e.comm) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
         let ticks = e.start_boottime / Self.nanosPerTick
         let pid = Int(e.tgid)
-        // /proc while the process is (most often) still alive; else the kernel's facts.
-        var facts = ProcessTable.facts(pid).flatMap { $0.startTime == ticks ? $0 : nil }
-            ?? ProcessFacts(pid: pid, ppid: Int(e.ppid), comm: comm, exe: nil, cgroup: nil, startTime: ticks)
-        if facts.cgroup == nil { facts.cgroup = cgroupPath(e.cgroup_id) }
-        var lineage = [facts]
-        var parentPID = facts.ppid
-        while parentPID > 1, lineage.count < 64, let p = parent(parentPID) {
-            lineage.append(p)
-            parentPID = p.ppid
+        let lineage: [ProcessFacts]
+        if let known = lineages[ProcessKey(pid: pid, start: ticks)], known.comm == comm, known.cgroupId == e.cgroup_id {
+            lineage = known.lineage
+        } else {
+            // /proc while the process is (most often) still alive, for its executable and cgroup; the
+            // kernel's facts otherwise, and always for its parent.
+            var facts = ProcessTable.facts(pid).flatMap { $0.startTime == ticks ? $0 : nil }
+                ?? ProcessFacts(pid: pid, ppid: Int(e.ppid), comm: comm, exe: nil, cgroup: nil, startTime: ticks)
+            facts.ppid = Int(e.ppid)
+            if facts.cgroup == nil { facts.cgroup = cgroupPath(e.cgroup_id) }
+            let parentStart = e.parent_start_boottime / Self.nanosPerTick
+            lineage = [facts] + (facts.ppid > 1 && parentStart <= ticks
+                ? ancestry(of: facts.ppid, start: parentStart, youngerThan: ticks, depth: 1) : [])
+            remember(ProcessKey(pid: pid, start: ticks), (comm, e.cgroup_id, lineage))
         }
         let record = ConnectRecord(proto: e.proto, client: client, clientPort: e.sport, server: server, serverPort: e.dport,
-                                   time: time, tid: Int(e.tid), lineage: lineage)
+                                   time: time, tid: Int(e.tid), socket: e.socket_cookie, lineage: lineage)
         let key = Key(netns: e.netns_cookie, proto: e.proto, client: client, clientPort: e.sport, server: server, serverPort: e.dport)
         lock.withLock {
             _received += 1
-            records[key] = record
-            if records.count > maxEntries {
+            var list = records[key] ?? []
+            if list.count >= 4 { list.removeFirst(); recordCount -= 1 }
+            list.append(record)
+            records[key] = list
+            recordCount += 1
+            if recordCount > maxEntries {
                 // Forget the older half: a record is asked for within a second of its connect.
-                let cutoff = records.values.map(\.time).sorted()[records.count / 2]
-                let before = records.count
-                records = records.filter { $0.value.time > cutoff }
-                _forgotten += before - records.count
+                let cutoff = records.values.map { $0.last!.time }.sorted()[records.count / 2]
+                let before = recordCount
+                records = records.filter { $0.value.last!.time > cutoff }
+                recordCount = records.values.reduce(0) { $0 + $1.count }
+                _forgotten += before - recordCount
             }
         }
     }
 
-    /// A parent's facts, read once while it lives (a PID reused by a younger process is read again).
-    private func parent(_ pid: Int) -> ProcessFacts? {
-        if let known = parents[pid] {
-            // Still the same process? Its stat line's start time says so.
-            if let now = ProcessTable.facts(pid), now.startTime == known.startTime { return known }
-            parents[pid] = nil
-        }
-        guard let f = ProcessTable.facts(pid) else { return nil }
-        if parents.count > 4096 { parents = [:] }
-        parents[pid] = f
-        return f
+    /// A process (started at `start` when known) and its ancestors, from the cache or /proc. An
+    /// ancestor younger than its child is a reused PID: the chain ends there.
+    private func ancestry(of pid: Int, start: UInt64?, youngerThan child: UInt64, depth: Int) -> [ProcessFacts] {
+        if let start, let known = lineages[ProcessKey(pid: pid, start: start)] { return known.lineage }
+        guard let f = ProcessTable.facts(pid), start == nil || f.startTime == start, f.startTime <= child else { return [] }
+        let key = ProcessKey(pid: pid, start: f.startTime)
+        if let known = lineages[key] { return known.lineage }
+        let rest = f.ppid > 1 && depth < 32 ? ancestry(of: f.ppid, start: nil, youngerThan: f.startTime, depth: depth + 1) : []
+        let lineage = [f] + rest
+        remember(key, (f.comm, 0, lineage))
+        return lineage
+    }
+
+    private func remember(_ key: ProcessKey, _ entry: (comm: String, cgroupId: UInt64, lineage: [ProcessFacts])) {
+        if lineages.count >= 4096 { lineages = [:] }
+        lineages[key] = entry
     }
 
     private func cgroupPath(_ id: UInt64) -> String? {
         guard id != 0 else { return nil }
         if let p = cgroupPaths[id] { return p }
         var buffer = [CChar](repeating: 0, count: 4096)
-        guard ct_cgroup_path(cgroupRoot, id, &buffer, buffer.count) == 0 else { return nil }
-        let full = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let path = CgroupTargets.relativePath(full, mount: cgroupRoot)
+        var path: String?
+        if ct_cgroup_path(cgroupRoot, id, &buffer, buffer.count) == 0 {
+            let full = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            path = CgroupTargets.relativePath(full, mount: cgroupRoot)
+        }
         if cgroupPaths.count > 4096 { cgroupPaths = [:] }
-        cgroupPaths[id] = path
+        cgroupPaths[id] = .some(path)
         return path
     }
 

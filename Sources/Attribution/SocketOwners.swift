@@ -154,11 +154,12 @@ public final class SocketOwners: @unchecked Sendable {
     }
 
     /// The owner the kernel recorded at connect time, with its session from the registry as it stands now
-    /// (a registry line may arrive after the process started): ancestors as they were at the connect.
-    public func owner(of record: ConnectRecord) -> ConnectionOwner {
+    /// (a registry line may arrive after the process started) for the call's time `time` (a pooled
+    /// socket may serve several sessions over its life); ancestors only as they were at the connect.
+    public func owner(of record: ConnectRecord, at time: Int64) -> ConnectionOwner {
         let facts = record.process
-        let session = registry?.resolve(facts, at: record.time, parent: { pid in
-            record.lineage.first { $0.pid == pid } ?? ProcessTable.facts(pid)
+        let session = registry?.resolve(facts, at: time, parent: { pid in
+            record.lineage.first { $0.pid == pid }
         }) ?? (sessionId: nil, attribution: "none", agent: nil)
         lock.withLock { _counters.lookups += 1; _counters.found += 1 }
         return ConnectionOwner(pid: facts.pid, process: facts.comm, exe: facts.exe, cgroup: facts.cgroup,

@@ -21,7 +21,12 @@ struct ct_bpf {
     int lost_fd;
     ct_event_fn fn;
     void *context;
+    int taken;
 };
+
+/* Records handed over per ct_bpf_poll: a writer that never pauses cannot keep the reader from
+ * returning (libbpf goes on reading while records keep coming). */
+#define CT_POLL_LIMIT 4096
 
 /* libbpf's own messages: the last warning is kept for the error line, nothing is printed. */
 static __thread char last_message[256];
@@ -57,7 +62,8 @@ static int on_record(void *ctx, void *data, size_t size)
     struct ct_bpf *b = ctx;
     if (size >= sizeof(struct ct_event) && b->fn)
         b->fn(b->context, (const struct ct_event *)data);
-    return 0;
+    /* A negative value stops libbpf after this record, which it has already consumed. */
+    return ++b->taken >= CT_POLL_LIMIT ? -1 : 0;
 }
 
 struct ct_bpf *ct_bpf_open(const char *cgroup_dir, char *error, size_t error_size)
@@ -114,18 +120,24 @@ int ct_bpf_add_netns(struct ct_bpf *b, uint64_t netns_cookie)
 
 int ct_bpf_poll(struct ct_bpf *b, int timeout_ms, ct_event_fn fn, void *context)
 {
+    /* Records are submitted without a wakeup: read what is there, else sleep for the timeout. */
     b->fn = fn;
     b->context = context;
-    int n = ring_buffer__poll(b->ring, timeout_ms);
+    b->taken = 0;
+    int n = ring_buffer__consume(b->ring);
     b->fn = NULL;
     b->context = NULL;
+    if (n < 0 && b->taken >= CT_POLL_LIMIT)
+        return b->taken;
+    if (n == 0 && timeout_ms > 0)
+        usleep((useconds_t)timeout_ms * 1000);
     return n == -EINTR ? 0 : n;
 }
 
 uint64_t ct_bpf_lost(struct ct_bpf *b)
 {
     int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0 || cpus > 4096)
+    if (cpus <= 0 || cpus > 4096) /* the values live on this stack: 32 KiB at most */
         return 0;
     uint64_t values[cpus];
     uint32_t zero = 0;
@@ -152,6 +164,8 @@ void ct_bpf_close(struct ct_bpf *b)
 
 int ct_cgroup_path(const char *root, uint64_t id, char *out, size_t size)
 {
+    if (size < 2)
+        return -EINVAL;
     /* A cgroup v2 directory's id is its kernfs file handle: open it by handle, read back its path. */
     struct {
         struct file_handle handle;
@@ -175,6 +189,8 @@ int ct_cgroup_path(const char *root, uint64_t id, char *out, size_t size)
     close(fd);
     if (n < 0)
         return err;
+    if ((size_t)n == size - 1)
+        return -ENAMETOOLONG;
     out[n] = 0;
     return 0;
 }

@@ -169,10 +169,24 @@ public final class AttributionService: Service, @unchecked Sendable {
             let inNamespace = watchNamespace()
             // One socket-table read for the whole batch, after it was taken: every socket it names that still
             // exists is seen, at the cost of one dump however many connections opened. With the kernel's
-            // connect-time records, the table is read only for a connection they do not cover.
-            if inNamespace, connect == nil, let owners,
-               batch.contains(where: { if case .opened = $0 { return true } else { return false } }) {
-                owners.refresh()
+            // connect-time records, one bounded wait for the batch's newest connection to be read from the
+            // ring buffer, and the table is read (once) only for connections the records do not cover.
+            var latest: Int64?
+            for event in batch {
+                switch event {
+                case let .opened(_, _, _, _, time): latest = max(latest ?? time, time)
+                case let .call(r) where r.kind == .dns || r.kind == .quic: latest = max(latest ?? r.ts, r.ts)
+                default: break
+                }
+            }
+            var refreshed = false
+            if inNamespace, let owners, let latest {
+                if let connect, cookie != nil {
+                    connect.waitForRecords(before: latest)
+                } else if case .some = batch.first(where: { if case .opened = $0 { return true } else { return false } }) {
+                    owners.refresh()
+                    refreshed = true
+                }
             }
             for event in batch {
                 switch event {
@@ -182,11 +196,15 @@ public final class AttributionService: Service, @unchecked Sendable {
                     if let connect, let cookie,
                        let r = connect.record(netns: cookie, proto: 6, client: client, clientPort: clientPort, server: server,
                                               serverPort: serverPort, at: time) {
-                        o = owners.owner(of: r)
+                        o = owners.owner(of: r, at: time)
                     } else {
                         // Not recorded at connect (opened before calltap started, or BPF is not running).
+                        if !refreshed {
+                            owners.refresh()
+                            refreshed = true
+                        }
                         o = owners.owner(client: client, clientPort: clientPort, server: server, serverPort: serverPort,
-                                         at: time, retry: connect != nil, infer: connect == nil)
+                                         at: time, retry: false, infer: connect == nil)
                     }
                     if o == nil { lock.withLock { unattributed += 1 } }
                     if open.count >= maxOpen {
@@ -210,7 +228,7 @@ public final class AttributionService: Service, @unchecked Sendable {
                                   let s = IPAddress(parsing: si), let cport = UInt16(exactly: cp), let sport = UInt16(exactly: sp),
                                   let r = connect.record(netns: cookie, proto: 17, client: c, clientPort: cport, server: s,
                                                          serverPort: sport, at: record.ts) {
-                            owner = owners.owner(of: r)
+                            owner = owners.owner(of: r, at: record.ts)
                         }
                     }
                     record.attribute(owner: owner, inputSession: inputSession, lookedUp: owners != nil && (tcp || udpLookup))

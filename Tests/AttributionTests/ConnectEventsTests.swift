@@ -107,30 +107,49 @@ import Testing
             expected.append((6, addr, local, addr, port))
             close(c)
         }
-        // UDP, connected (as resolvers do) and not (sendto), with the port bound only when it sends.
-        for connected in [true, false] {
-            let u = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            defer { close(u) }
+        // UDP, connected (as resolvers do) and not (sendto), IPv4 and IPv6, with the port bound only when
+        // it sends; the record's time is the first datagram's.
+        for (v6, connected) in [(false, true), (false, false), (true, true), (true, false)] {
+            let u = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
             let port: UInt16 = connected ? 9 : 7
-            var a = sockaddr_in()
-            a.sin_family = sa_family_t(AF_INET)
-            a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-            a.sin_port = port.bigEndian
+            let addr = v6 ? loop6 : loop4
+            usleep(30_000)
             let t = Self.now()
             let payload: [UInt8] = [1, 2, 3]
             if connected {
-                #expect(Self.connect(u, v6: false, port: port) == 0)
+                #expect(Self.connect(u, v6: v6, port: port) == 0)
                 _ = send(u, payload, 3, 0)
+            } else if v6 {
+                var a = sockaddr_in6()
+                a.sin6_family = sa_family_t(AF_INET6)
+                a.sin6_addr = in6addr_loopback
+                a.sin6_port = port.bigEndian
+                _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(u, payload, 3, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
             } else {
+                var a = sockaddr_in()
+                a.sin_family = sa_family_t(AF_INET)
+                a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+                a.sin_port = port.bigEndian
                 _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                     sendto(u, payload, 3, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             }
             let local = Self.localPort(u)
             #expect(local != 0)
-            let rec = try #require(r.events.record(netns: r.cookie, proto: 17, client: loop4, clientPort: local, server: loop4,
-                                                   serverPort: port, at: t, wait: 1_000_000_000))
+            let rec = try #require(r.events.record(netns: r.cookie, proto: 17, client: addr, clientPort: local, server: addr,
+                                                   serverPort: port, at: t, wait: 1_000_000_000),
+                                   "UDP v6 \(v6) connected \(connected)")
             #expect(rec.process.pid == me)
-            expected.append((17, loop4, local, loop4, port))
+            #expect(abs(rec.time - t) < 20_000_000, "the first datagram's time")
+            expected.append((17, addr, local, addr, port))
+            // Once the socket is closed, a later flow on the same tuple is not taken for it.
+            close(u)
+            usleep(30_000)
+            r.events.waitForRecords(before: Self.now(), wait: 1_000_000_000)
+            #expect(r.events.record(netns: r.cookie, proto: 17, client: addr, clientPort: local, server: addr,
+                                    serverPort: port, at: Self.now()) == nil)
+            #expect(r.events.record(netns: r.cookie, proto: 17, client: addr, clientPort: local, server: addr,
+                                    serverPort: port, at: t) != nil)
         }
         // No record of this namespace has an unbound port.
         #expect(r.events.allRecords.allSatisfy { $0.clientPort != 0 && $0.serverPort != 0 })
@@ -155,41 +174,67 @@ import Testing
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let local = try #require(UInt16(text.trimmingCharacters(in: .whitespacesAndNewlines)))
         let loop4 = IPAddress(v4: 0x7f00_0001)
+        let end = Self.now()
+        r.events.waitForRecords(before: end, wait: 1_000_000_000)
+        // Looked up at the connection's own start, as the pipeline does (its SYN's time).
+        let seen = try #require(r.events.allRecords.first { $0.clientPort == local && $0.serverPort == port })
+        #expect(seen.time >= t - 20_000_000 && seen.time <= end)
         let rec = try #require(r.events.record(netns: r.cookie, proto: 6, client: loop4, clientPort: local, server: loop4,
-                                               serverPort: port, at: t, wait: 1_000_000_000))
+                                               serverPort: port, at: seen.time))
+        // Its socket closed when it exited: a later connection on this tuple is not taken for it.
+        #expect(r.events.record(netns: r.cookie, proto: 6, client: loop4, clientPort: local, server: loop4,
+                                serverPort: port, at: end + 100_000_000) == nil)
         #expect(rec.process.pid == Int(p.processIdentifier))
         #expect(rec.process.comm == "python3")
         #expect(rec.process.ppid == Int(getpid()))
         #expect(rec.lineage.dropFirst().first?.pid == Int(getpid()))
     }
 
-    /// Connections of a namespace that is not watched are not recorded: here only a fresh, empty
-    /// namespace is watched while this process connects in its own.
+    /// Connections of a namespace that is not watched are not recorded: here only a fresh namespace is
+    /// watched while this process connects in its own; a connect inside the fresh one is recorded.
     @Test func otherNamespacesAreLeftOut() throws {
         let events = try ConnectEvents.load(maxEntries: 4096)
         let done = DispatchSemaphore(value: 0)
         let watched = Watched()
+        let stop = Running.Box()
+        let runner = Thread { events.run(shouldStop: { stop.stopped }) }
+        runner.start()
+        defer { stop.set(); usleep(20_000) }
+        let inside = Watched()
         let t = Thread {
             defer { done.signal() }
             guard unshareNamespace(0x4000_0000) == 0 else { return } // CLONE_NEWNET, this thread only
             watched.set(events.watchCurrentNamespace())
+            // Loopback up (a child forked from this thread shares its namespace), then one connect here.
+            let ip = Process()
+            ip.executableURL = URL(fileURLWithPath: "/sbin/ip")
+            ip.arguments = ["link", "set", "lo", "up"]
+            guard (try? ip.run()) != nil else { return }
+            ip.waitUntilExit()
+            guard let (l, port) = try? Self.listener(v6: false) else { return }
+            let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            if Self.connect(c, v6: false, port: port) == 0 { inside.set(UInt64(Self.localPort(c))) }
+            close(c)
+            close(l)
         }
         t.start()
         done.wait()
         let other = try #require(watched.value)
         #expect(other != ConnectEvents.currentNamespaceCookie())
-        let stop = Running.Box()
-        let runner = Thread { events.run(shouldStop: { stop.stopped }) }
-        runner.start()
-        defer { stop.set(); usleep(20_000) }
+        let insidePort = try #require(inside.value)
         let (l, port) = try Self.listener(v6: false)
         defer { close(l) }
         let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(c) }
         #expect(Self.connect(c, v6: false, port: port) == 0)
-        usleep(100_000)
-        #expect(events.counters.received == 0)
-        #expect(events.allRecords.isEmpty)
+        events.waitForRecords(before: Self.now(), wait: 1_000_000_000)
+        // Exactly the connect made inside the watched namespace.
+        let all = events.allRecords
+        #expect(all.count == 1)
+        #expect(all.first?.clientPort == UInt16(insidePort) && all.first?.process.pid == Int(getpid()))
+        #expect(events.record(netns: ConnectEvents.currentNamespaceCookie(), proto: 6, client: IPAddress(v4: 0x7f00_0001),
+                              clientPort: Self.localPort(c), server: IPAddress(v4: 0x7f00_0001), serverPort: port,
+                              at: Self.now()) == nil)
     }
 
     final class Watched: @unchecked Sendable {

@@ -5,12 +5,15 @@
  * - TCP: a sock_ops program sees BPF_SOCK_OPS_TCP_CONNECT_CB in the connecting process, after the source
  *   port was chosen, just before the SYN leaves: the tuple is complete there.
  * - UDP: connect4/6 and sendmsg4/6 (cgroup sock_addr) run in the process but before an ephemeral port is
- *   bound, so they only remember the owner by socket cookie; the socket's first egress packet to each
- *   destination (cgroup_skb) completes the tuple and emits the record.
+ *   bound, so they only keep the owner in the socket's own storage (freed with the socket); the socket's
+ *   first egress packet to each destination (cgroup_skb) completes the tuple and emits the record.
+ * - A recorded socket's close (cgroup sock_release) is emitted too, so a later socket that reuses the
+ *   tuple is never taken for it.
  *
  * Only namespaces named in `targets` (netns cookies) are recorded. Records go to user space through a
- * ring buffer; a full buffer is counted in `lost`. Rebuilt by Scripts/make-bpf; a test checks that the
- * committed object matches this source. */
+ * ring buffer, without a wakeup each (user space reads it every few milliseconds); a full buffer is
+ * counted in `lost`. Rebuilt by Scripts/make-bpf; a test checks that the committed object matches this
+ * source. */
 #include <linux/bpf.h>
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
@@ -55,11 +58,11 @@ struct {
     __type(value, __u64);
 } lost SEC(".maps");
 
-/* UDP socket cookie -> its owner, until its packets show the tuple. */
+/* A UDP socket's owner, kept with the socket until its packets show the tuple. */
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 16384);
-    __type(key, __u64);
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
     __type(value, struct ct_event);
 } udp_owner SEC(".maps");
 
@@ -71,13 +74,22 @@ struct udp_flow {
     __u32 pad;
 };
 
-/* UDP flows already recorded (socket cookie, destination, source port). */
+/* UDP flows already recorded (socket cookie, destination, source port): forgetting one only means
+ * recording it again. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 16384);
     __type(key, struct udp_flow);
     __type(value, __u8);
 } udp_seen SEC(".maps");
+
+/* Sockets with a record, so their close is reported. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, __u8);
+} recorded SEC(".maps");
 
 static __always_inline int wanted(void *ctx, __u64 *cookie)
 {
@@ -94,10 +106,13 @@ static __always_inline void fill_process(struct ct_event *e)
     e->tgid = id >> 32;
     e->tid = (__u32)id;
     e->start_boottime = BPF_CORE_READ(leader, start_boottime);
-    e->ppid = BPF_CORE_READ(leader, real_parent, tgid);
+    /* real_parent is the thread that forked: its leader's start time is the parent process's. */
+    struct task_struct *parent = BPF_CORE_READ(leader, real_parent, group_leader);
+    e->ppid = BPF_CORE_READ(parent, tgid);
+    e->parent_start_boottime = BPF_CORE_READ(parent, start_boottime);
     BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
     e->cgroup_id = bpf_get_current_cgroup_id();
-    e->ktime = bpf_ktime_get_ns();
+    e->ktime = bpf_ktime_get_boot_ns();
 }
 
 static __always_inline void emit(const struct ct_event *e)
@@ -111,7 +126,13 @@ static __always_inline void emit(const struct ct_event *e)
         return;
     }
     __builtin_memcpy(out, e, sizeof(*out));
-    bpf_ringbuf_submit(out, 0);
+    bpf_ringbuf_submit(out, BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline void mark_recorded(__u64 cookie)
+{
+    __u8 one = 1;
+    bpf_map_update_elem(&recorded, &cookie, &one, BPF_ANY);
 }
 
 SEC("sockops")
@@ -124,7 +145,9 @@ int tcp_connect(struct bpf_sock_ops *ctx)
         return 1;
     struct ct_event e = {};
     e.netns_cookie = ns;
+    e.socket_cookie = bpf_get_socket_cookie(ctx);
     e.proto = IPPROTO_TCP;
+    e.kind = CT_CONNECT;
     /* Every address field is read, unconditionally and once (volatile): the verifier refuses a load
      * through a context pointer the compiler offset once for several branches. */
     __u32 family = CTX(ctx->family);
@@ -146,11 +169,12 @@ int tcp_connect(struct bpf_sock_ops *ctx)
     e.sport = (__u16)lport;
     e.dport = (__u16)bpf_ntohl(rport);
     fill_process(&e);
+    mark_recorded(e.socket_cookie);
     emit(&e);
     return 1;
 }
 
-/* A UDP socket about to send (connect, or sendto without connect): remember its owner. */
+/* A UDP socket about to send (connect, or sendto without connect): keep its owner with the socket. */
 static __always_inline int remember_udp(struct bpf_sock_addr *ctx)
 {
     if (ctx->type != SOCK_DGRAM || ctx->protocol != IPPROTO_UDP)
@@ -158,16 +182,23 @@ static __always_inline int remember_udp(struct bpf_sock_addr *ctx)
     __u64 ns;
     if (!wanted(ctx, &ns))
         return 1;
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    struct ct_event *known = bpf_map_lookup_elem(&udp_owner, &cookie);
-    __u64 id = bpf_get_current_pid_tgid();
-    if (known && known->tid == (__u32)id)
+    struct bpf_sock *sk = ctx->sk;
+    if (!sk)
+        return 1;
+    struct ct_event *owner = bpf_sk_storage_get(&udp_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (!owner)
+        return 1;
+    /* The same process sending again (every datagram of an unconnected socket passes here). */
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (owner->tgid == tgid && owner->netns_cookie == ns)
         return 1;
     struct ct_event e = {};
     e.netns_cookie = ns;
+    e.socket_cookie = bpf_get_socket_cookie(ctx);
     e.proto = IPPROTO_UDP;
+    e.kind = CT_CONNECT;
     fill_process(&e);
-    bpf_map_update_elem(&udp_owner, &cookie, &e, BPF_ANY);
+    __builtin_memcpy(owner, &e, sizeof(e));
     return 1;
 }
 
@@ -187,13 +218,17 @@ int udp_sendmsg6(struct bpf_sock_addr *ctx) { return remember_udp(ctx); }
 SEC("cgroup_skb/egress")
 int udp_egress(struct __sk_buff *skb)
 {
-    __u64 cookie = bpf_get_socket_cookie(skb);
-    struct ct_event *owner = bpf_map_lookup_elem(&udp_owner, &cookie);
+    /* Every packet of every socket passes here: leave at once unless it is UDP with an owner. */
+    struct bpf_sock *sk = skb->sk;
+    if (!sk)
+        return 1;
+    sk = bpf_sk_fullsock(sk);
+    if (!sk || sk->protocol != IPPROTO_UDP)
+        return 1;
+    struct ct_event *owner = bpf_sk_storage_get(&udp_owner, sk, 0, 0);
     if (!owner)
         return 1;
     struct ct_event e = *owner;
-    struct udp_flow flow = {};
-    flow.cookie = cookie;
     __u8 first;
     if (bpf_skb_load_bytes(skb, 0, &first, 1))
         return 1;
@@ -208,20 +243,36 @@ int udp_egress(struct __sk_buff *skb)
         l4 = (first & 0x0f) * 4;
     } else if ((first >> 4) == 6) {
         __u8 next;
-        if (bpf_skb_load_bytes(skb, 6, &next, 1) || next != IPPROTO_UDP)
+        if (bpf_skb_load_bytes(skb, 6, &next, 1))
             return 1;
         if (bpf_skb_load_bytes(skb, 8, e.saddr, 16) || bpf_skb_load_bytes(skb, 24, e.daddr, 16))
             return 1;
         e.family = 6;
         l4 = 40;
+        /* Hop-by-hop, routing and destination options headers before UDP (a fragment is left alone). */
+        for (int i = 0; i < 4; i++) {
+            if (next != 0 && next != 43 && next != 60)
+                break;
+            __u8 h[2];
+            if (bpf_skb_load_bytes(skb, l4 & 0x3ff, h, 2))
+                return 1;
+            next = h[0];
+            l4 += ((__u32)h[1] + 1) * 8;
+        }
+        if (next != IPPROTO_UDP)
+            return 1;
     } else {
         return 1;
     }
     __u16 ports[2];
-    if (bpf_skb_load_bytes(skb, l4 & 0x3f, ports, 4))
+    if (bpf_skb_load_bytes(skb, l4 & 0x3ff, ports, 4))
         return 1;
     e.sport = bpf_ntohs(ports[0]);
     e.dport = bpf_ntohs(ports[1]);
+    e.socket_cookie = bpf_get_socket_cookie(skb);
+    e.ktime = bpf_ktime_get_boot_ns();
+    struct udp_flow flow = {};
+    flow.cookie = e.socket_cookie;
     flow.daddr[0] = e.daddr[0];
     flow.daddr[1] = e.daddr[1];
     flow.daddr[2] = e.daddr[2];
@@ -232,6 +283,23 @@ int udp_egress(struct __sk_buff *skb)
         return 1;
     __u8 one = 1;
     bpf_map_update_elem(&udp_seen, &flow, &one, BPF_ANY);
+    mark_recorded(e.socket_cookie);
+    emit(&e);
+    return 1;
+}
+
+/* A recorded socket closes: say so, so its tuple is not matched to a later socket. */
+SEC("cgroup/sock_release")
+int sock_release(struct bpf_sock *sk)
+{
+    __u64 cookie = bpf_get_socket_cookie(sk);
+    if (!bpf_map_lookup_elem(&recorded, &cookie))
+        return 1;
+    bpf_map_delete_elem(&recorded, &cookie);
+    struct ct_event e = {};
+    e.kind = CT_CLOSED;
+    e.socket_cookie = cookie;
+    e.ktime = bpf_ktime_get_boot_ns();
     emit(&e);
     return 1;
 }
