@@ -54,7 +54,7 @@ CREATE TABLE calls (
     visibility TEXT,
     bytes_sent INTEGER,
     bytes_received INTEGER
-);
+, owner_source TEXT);
 -- index calls_host_ts on calls
 CREATE INDEX calls_host_ts ON calls(host, ts);
 -- index calls_session_ts on calls
