@@ -15,7 +15,7 @@ public struct ConnectRecord: Sendable {
     /// Wall-clock nanoseconds of the connect (UDP: of the flow's first datagram).
     public var time: Int64
     public var tid: Int
-    /// The socket, to match its close.
+    /// The socket (its cookie).
     public var socket: UInt64
     /// The process first, then its ancestors as they were at the connect (each started before the one
     /// after it; the chain stops at the first that is gone, or at PID 1).
@@ -25,7 +25,7 @@ public struct ConnectRecord: Sendable {
 
 /// The kernel's connect-time records (Sources/CConnectBPF): loads the program once for the daemon,
 /// follows its ring buffer on a thread of its own, and keeps the latest records per connection tuple of
-/// each watched network namespace (and when their sockets closed), bounded by the memory budget.
+/// each watched network namespace, bounded by the memory budget.
 public final class ConnectEvents: @unchecked Sendable {
     public struct Unavailable: Error, CustomStringConvertible {
         public var description: String
@@ -45,8 +45,6 @@ public final class ConnectEvents: @unchecked Sendable {
     /// The latest few records per tuple (a tuple is reused by later sockets), oldest first.
     private var records: [Key: [ConnectRecord]] = [:]
     private var recordCount = 0
-    /// When recorded sockets closed, by socket cookie.
-    private var closedAt: [UInt64: Int64] = [:]
     /// Wall-clock time before the last ring-buffer read began: every record of a connect made before it
     /// has been taken in.
     private var drainedUntil: Int64 = 0
@@ -136,20 +134,18 @@ public final class ConnectEvents: @unchecked Sendable {
     }
 
     /// The record of the connection with this tuple in namespace `netns` that started at `time`: the
-    /// latest made no later than that (give or take the two clocks' reading) whose socket had not closed
-    /// before it. When the connection is newer than what has been read from the ring buffer, waits for
-    /// it up to `wait` nanoseconds.
+    /// latest made no later than that (give or take the two clocks' reading) and no more than 1.5 s
+    /// before it. A TCP record is made at the connection's SYN, and a UDP flow is recorded again every
+    /// second while it goes on, so an older record is of an earlier socket that used the same tuple.
+    /// When the connection is newer than what has been read from the ring buffer, waits for it up to
+    /// `wait` nanoseconds.
     public func record(netns: UInt64, proto: UInt8, client: IPAddress, clientPort: UInt16, server: IPAddress,
                        serverPort: UInt16, at time: Int64, wait: Int64 = 0) -> ConnectRecord? {
         if wait > 0 { waitForRecords(before: time, wait: wait) }
         let key = Key(netns: netns, proto: proto, client: client, clientPort: clientPort, server: server, serverPort: serverPort)
         let slack: Int64 = 20_000_000
         return lock.withLock {
-            records[key]?.last { r in
-                guard r.time <= time + slack else { return false }
-                if let closed = closedAt[r.socket], closed < time - slack { return false }
-                return true
-            }
+            records[key]?.last { r in r.time <= time + slack && r.time >= time - 1_500_000_000 }
         }
     }
 
@@ -160,16 +156,6 @@ public final class ConnectEvents: @unchecked Sendable {
 
     private func take(_ e: ct_event) {
         let time = Int64(bitPattern: e.ktime) &+ clockOffset
-        if e.kind == UInt8(CT_CLOSED) {
-            lock.withLock {
-                closedAt[e.socket_cookie] = time
-                if closedAt.count > maxEntries {
-                    let cutoff = closedAt.values.sorted()[closedAt.count / 2]
-                    closedAt = closedAt.filter { $0.value > cutoff }
-                }
-            }
-            return
-        }
         guard e.family == 4 || e.family == 6, e.tgid > 0 else { return }
         let client = Self.address(e.saddr, family: e.family)
         let server = Self.address(e.daddr, family: e.family)
@@ -204,7 +190,7 @@ public final class ConnectEvents: @unchecked Sendable {
             records[key] = list
             recordCount += 1
             if recordCount > maxEntries {
-                // Forget the older half: a record is asked for within a second of its connect.
+                // Forget the older half: a record is asked for within a second or two of its packet.
                 let cutoff = records.values.map { $0.last!.time }.sorted()[records.count / 2]
                 let before = recordCount
                 records = records.filter { $0.value.last!.time > cutoff }

@@ -2,13 +2,13 @@
 /* calltap's connect-time ownership program: records, in the calling process's context, who starts each
  * TCP connection and UDP flow of the capture targets' network namespaces.
  *
- * - TCP: a sock_ops program sees BPF_SOCK_OPS_TCP_CONNECT_CB in the connecting process, after the source
- *   port was chosen, just before the SYN leaves: the tuple is complete there.
- * - UDP: connect4/6 and sendmsg4/6 (cgroup sock_addr) run in the process but before an ephemeral port is
- *   bound, so they only keep the owner in the socket's own storage (freed with the socket); the socket's
- *   first egress packet to each destination (cgroup_skb) completes the tuple and emits the record.
- * - A recorded socket's close (cgroup sock_release) is emitted too, so a later socket that reuses the
- *   tuple is never taken for it.
+ * The connect4/6 and sendmsg4/6 hooks (cgroup sock_addr) run in the connecting process, but before an
+ * ephemeral port is bound: they keep the owner in the socket's own storage (freed with the socket).
+ * The socket's first egress packet (cgroup_skb) has the whole tuple: for TCP the SYN, recorded once per
+ * socket; for UDP the first datagram to each destination, recorded again at most once a second while
+ * the flow goes on, so a record is never older than the traffic it names. Three hook types in all: each
+ * one attached costs every connect on the host a little (measured by Scripts/bench-connect), so TCP uses
+ * the same two as UDP rather than sock_ops.
  *
  * Only namespaces named in `targets` (netns cookies) are recorded. Records go to user space through a
  * ring buffer, without a wakeup each (user space reads it every few milliseconds); a full buffer is
@@ -23,6 +23,7 @@
 
 #define AF_INET 2
 #define AF_INET6 10
+#define SOCK_STREAM 1
 #define SOCK_DGRAM 2
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
@@ -58,13 +59,14 @@ struct {
     __type(value, __u64);
 } lost SEC(".maps");
 
-/* A UDP socket's owner, kept with the socket until its packets show the tuple. */
+/* A socket's owner, kept with the socket from its connect (or first send) until its packets show the
+ * tuple; `kind` marks a TCP socket already recorded. */
 struct {
     __uint(type, BPF_MAP_TYPE_SK_STORAGE);
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, int);
     __type(value, struct ct_event);
-} udp_owner SEC(".maps");
+} owners SEC(".maps");
 
 struct udp_flow {
     __u64 cookie;
@@ -74,22 +76,16 @@ struct udp_flow {
     __u32 pad;
 };
 
-/* UDP flows already recorded (socket cookie, destination, source port): forgetting one only means
+/* UDP flows recorded (socket cookie, destination, source port) -> when: forgetting one only means
  * recording it again. */
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 16384);
     __type(key, struct udp_flow);
-    __type(value, __u8);
+    __type(value, __u64);
 } udp_seen SEC(".maps");
 
-/* Sockets with a record, so their close is reported. */
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 65536);
-    __type(key, __u64);
-    __type(value, __u8);
-} recorded SEC(".maps");
+#define UDP_AGAIN_NS 1000000000ULL
 
 static __always_inline int wanted(void *ctx, __u64 *cookie)
 {
@@ -129,55 +125,12 @@ static __always_inline void emit(const struct ct_event *e)
     bpf_ringbuf_submit(out, BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline void mark_recorded(__u64 cookie)
-{
-    __u8 one = 1;
-    bpf_map_update_elem(&recorded, &cookie, &one, BPF_ANY);
-}
 
-SEC("sockops")
-int tcp_connect(struct bpf_sock_ops *ctx)
+/* A socket about to connect or send: keep its owner with the socket. */
+static __always_inline int remember(struct bpf_sock_addr *ctx)
 {
-    if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
-        return 1;
-    __u64 ns;
-    if (!wanted(ctx, &ns))
-        return 1;
-    struct ct_event e = {};
-    e.netns_cookie = ns;
-    e.socket_cookie = bpf_get_socket_cookie(ctx);
-    e.proto = IPPROTO_TCP;
-    e.kind = CT_CONNECT;
-    /* Every address field is read, unconditionally and once (volatile): the verifier refuses a load
-     * through a context pointer the compiler offset once for several branches. */
-    __u32 family = CTX(ctx->family);
-    __u32 l4 = CTX(ctx->local_ip4), r4 = CTX(ctx->remote_ip4);
-    __u32 l6[4] = {CTX(ctx->local_ip6[0]), CTX(ctx->local_ip6[1]), CTX(ctx->local_ip6[2]), CTX(ctx->local_ip6[3])};
-    __u32 r6[4] = {CTX(ctx->remote_ip6[0]), CTX(ctx->remote_ip6[1]), CTX(ctx->remote_ip6[2]), CTX(ctx->remote_ip6[3])};
-    __u32 lport = CTX(ctx->local_port), rport = CTX(ctx->remote_port);
-    if (family == AF_INET) {
-        e.family = 4;
-        e.saddr[0] = l4;
-        e.daddr[0] = r4;
-    } else if (family == AF_INET6) {
-        e.family = 6;
-        __builtin_memcpy(e.saddr, l6, 16);
-        __builtin_memcpy(e.daddr, r6, 16);
-    } else {
-        return 1;
-    }
-    e.sport = (__u16)lport;
-    e.dport = (__u16)bpf_ntohl(rport);
-    fill_process(&e);
-    mark_recorded(e.socket_cookie);
-    emit(&e);
-    return 1;
-}
-
-/* A UDP socket about to send (connect, or sendto without connect): keep its owner with the socket. */
-static __always_inline int remember_udp(struct bpf_sock_addr *ctx)
-{
-    if (ctx->type != SOCK_DGRAM || ctx->protocol != IPPROTO_UDP)
+    __u32 type = ctx->type, protocol = ctx->protocol;
+    if (!((type == SOCK_STREAM && protocol == IPPROTO_TCP) || (type == SOCK_DGRAM && protocol == IPPROTO_UDP)))
         return 1;
     __u64 ns;
     if (!wanted(ctx, &ns))
@@ -185,71 +138,71 @@ static __always_inline int remember_udp(struct bpf_sock_addr *ctx)
     struct bpf_sock *sk = ctx->sk;
     if (!sk)
         return 1;
-    struct ct_event *owner = bpf_sk_storage_get(&udp_owner, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    struct ct_event *owner = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
     if (!owner)
         return 1;
     /* The same process sending again (every datagram of an unconnected socket passes here). */
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (owner->tgid == tgid && owner->netns_cookie == ns)
+    if (owner->tgid == tgid && owner->netns_cookie == ns) {
+        owner->kind = 0; /* a TCP socket connecting again after a failed attempt */
         return 1;
+    }
     struct ct_event e = {};
     e.netns_cookie = ns;
-    e.socket_cookie = bpf_get_socket_cookie(ctx);
-    e.proto = IPPROTO_UDP;
-    e.kind = CT_CONNECT;
+    e.proto = (__u8)protocol;
     fill_process(&e);
     __builtin_memcpy(owner, &e, sizeof(e));
     return 1;
 }
 
 SEC("cgroup/connect4")
-int udp_connect4(struct bpf_sock_addr *ctx) { return remember_udp(ctx); }
+int connect4(struct bpf_sock_addr *ctx) { return remember(ctx); }
 
 SEC("cgroup/connect6")
-int udp_connect6(struct bpf_sock_addr *ctx) { return remember_udp(ctx); }
+int connect6(struct bpf_sock_addr *ctx) { return remember(ctx); }
 
 SEC("cgroup/sendmsg4")
-int udp_sendmsg4(struct bpf_sock_addr *ctx) { return remember_udp(ctx); }
+int sendmsg4(struct bpf_sock_addr *ctx) { return remember(ctx); }
 
 SEC("cgroup/sendmsg6")
-int udp_sendmsg6(struct bpf_sock_addr *ctx) { return remember_udp(ctx); }
+int sendmsg6(struct bpf_sock_addr *ctx) { return remember(ctx); }
 
-/* The first packet of a remembered UDP socket to each destination: the tuple is on it. */
+/* A remembered socket's packet: the first one (TCP: the SYN), or the first to a destination (UDP),
+ * names the tuple. */
 SEC("cgroup_skb/egress")
-int udp_egress(struct __sk_buff *skb)
+int egress(struct __sk_buff *skb)
 {
-    /* Every packet of every socket passes here: leave at once unless it is UDP with an owner. */
+    /* Every packet of every socket passes here: leave at once unless its socket has an owner. */
     struct bpf_sock *sk = skb->sk;
     if (!sk)
         return 1;
     sk = bpf_sk_fullsock(sk);
-    if (!sk || sk->protocol != IPPROTO_UDP)
+    if (!sk)
         return 1;
-    struct ct_event *owner = bpf_sk_storage_get(&udp_owner, sk, 0, 0);
-    if (!owner)
+    struct ct_event *owner = bpf_sk_storage_get(&owners, sk, 0, 0);
+    if (!owner || (owner->proto == IPPROTO_TCP && owner->kind))
         return 1;
     struct ct_event e = *owner;
     __u8 first;
     if (bpf_skb_load_bytes(skb, 0, &first, 1))
         return 1;
     __u32 l4;
+    __u8 next;
     if ((first >> 4) == 4) {
-        __u8 proto;
-        if (bpf_skb_load_bytes(skb, 9, &proto, 1) || proto != IPPROTO_UDP)
+        if (bpf_skb_load_bytes(skb, 9, &next, 1))
             return 1;
         if (bpf_skb_load_bytes(skb, 12, &e.saddr[0], 4) || bpf_skb_load_bytes(skb, 16, &e.daddr[0], 4))
             return 1;
         e.family = 4;
         l4 = (first & 0x0f) * 4;
     } else if ((first >> 4) == 6) {
-        __u8 next;
         if (bpf_skb_load_bytes(skb, 6, &next, 1))
             return 1;
         if (bpf_skb_load_bytes(skb, 8, e.saddr, 16) || bpf_skb_load_bytes(skb, 24, e.daddr, 16))
             return 1;
         e.family = 6;
         l4 = 40;
-        /* Hop-by-hop, routing and destination options headers before UDP (a fragment is left alone). */
+        /* Hop-by-hop, routing and destination options headers (a fragment is left alone). */
         for (int i = 0; i < 4; i++) {
             if (next != 0 && next != 43 && next != 60)
                 break;
@@ -259,11 +212,11 @@ int udp_egress(struct __sk_buff *skb)
             next = h[0];
             l4 += ((__u32)h[1] + 1) * 8;
         }
-        if (next != IPPROTO_UDP)
-            return 1;
     } else {
         return 1;
     }
+    if (next != owner->proto)
+        return 1;
     __u16 ports[2];
     if (bpf_skb_load_bytes(skb, l4 & 0x3ff, ports, 4))
         return 1;
@@ -271,35 +224,23 @@ int udp_egress(struct __sk_buff *skb)
     e.dport = bpf_ntohs(ports[1]);
     e.socket_cookie = bpf_get_socket_cookie(skb);
     e.ktime = bpf_ktime_get_boot_ns();
-    struct udp_flow flow = {};
-    flow.cookie = e.socket_cookie;
-    flow.daddr[0] = e.daddr[0];
-    flow.daddr[1] = e.daddr[1];
-    flow.daddr[2] = e.daddr[2];
-    flow.daddr[3] = e.daddr[3];
-    flow.dport = e.dport;
-    flow.sport = e.sport;
-    if (bpf_map_lookup_elem(&udp_seen, &flow))
-        return 1;
-    __u8 one = 1;
-    bpf_map_update_elem(&udp_seen, &flow, &one, BPF_ANY);
-    mark_recorded(e.socket_cookie);
-    emit(&e);
-    return 1;
-}
-
-/* A recorded socket closes: say so, so its tuple is not matched to a later socket. */
-SEC("cgroup/sock_release")
-int sock_release(struct bpf_sock *sk)
-{
-    __u64 cookie = bpf_get_socket_cookie(sk);
-    if (!bpf_map_lookup_elem(&recorded, &cookie))
-        return 1;
-    bpf_map_delete_elem(&recorded, &cookie);
-    struct ct_event e = {};
-    e.kind = CT_CLOSED;
-    e.socket_cookie = cookie;
-    e.ktime = bpf_ktime_get_boot_ns();
+    e.kind = CT_CONNECT;
+    if (e.proto == IPPROTO_TCP) {
+        owner->kind = 1;
+    } else {
+        struct udp_flow flow = {};
+        flow.cookie = e.socket_cookie;
+        flow.daddr[0] = e.daddr[0];
+        flow.daddr[1] = e.daddr[1];
+        flow.daddr[2] = e.daddr[2];
+        flow.daddr[3] = e.daddr[3];
+        flow.dport = e.dport;
+        flow.sport = e.sport;
+        __u64 *last = bpf_map_lookup_elem(&udp_seen, &flow);
+        if (last && e.ktime - *last < UDP_AGAIN_NS)
+            return 1;
+        bpf_map_update_elem(&udp_seen, &flow, &e.ktime, BPF_ANY);
+    }
     emit(&e);
     return 1;
 }

@@ -18,14 +18,13 @@ typedef uint8_t ct_u8;
 
 /* kind */
 #define CT_CONNECT 0  /* a connection (TCP) or a UDP flow to one destination started */
-#define CT_CLOSED 1   /* a recorded socket was closed: only socket_cookie and ktime are set */
 
 struct ct_event {
     ct_u64 netns_cookie;     /* the socket's network namespace (SO_NETNS_COOKIE) */
-    ct_u64 socket_cookie;    /* the socket (SO_COOKIE), to match its close */
+    ct_u64 socket_cookie;    /* the socket (SO_COOKIE) */
     ct_u64 cgroup_id;        /* the process's cgroup v2 id (the cgroup directory's inode) */
     ct_u64 start_boottime;   /* thread-group leader's start, ns since boot (/proc/PID/stat field 22 x 1e9/HZ) */
-    ct_u64 ktime;            /* CLOCK_BOOTTIME ns when the connection started (or the socket closed) */
+    ct_u64 ktime;            /* CLOCK_BOOTTIME ns of the connection's first packet (UDP: at most 1 s old) */
     ct_u64 parent_start_boottime; /* the parent's start, likewise (to tell a reused parent PID) */
     ct_u32 tgid;             /* process id (initial PID namespace) */
     ct_u32 tid;              /* thread id */
@@ -36,7 +35,7 @@ struct ct_event {
     ct_u16 dport;            /* server port, host order */
     ct_u8 family;            /* 4 or 6 */
     ct_u8 proto;             /* 6 (TCP) or 17 (UDP) */
-    ct_u8 kind;              /* CT_CONNECT or CT_CLOSED */
+    ct_u8 kind;              /* CT_CONNECT */
     ct_u8 pad;
     char comm[16];           /* the process's name (its leader's comm) */
 };
