@@ -96,6 +96,11 @@ public final class ConnectEvents: @unchecked Sendable {
         return cookie
     }
 
+    /// Stops recording the namespace with this cookie (one that was replaced when a target reopened).
+    public func unwatch(namespaceCookie: UInt64) {
+        _ = ct_bpf_remove_netns(handle, namespaceCookie)
+    }
+
     /// Records taken in, records the ring buffer had no room for, and records forgotten at the cap
     /// before anyone asked for them.
     public var counters: (received: Int, lost: Int, forgotten: Int) {

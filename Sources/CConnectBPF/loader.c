@@ -118,6 +118,11 @@ int ct_bpf_add_netns(struct ct_bpf *b, uint64_t netns_cookie)
     return bpf_map_update_elem(b->targets_fd, &netns_cookie, &one, BPF_ANY) ? -errno : 0;
 }
 
+int ct_bpf_remove_netns(struct ct_bpf *b, uint64_t netns_cookie)
+{
+    return bpf_map_delete_elem(b->targets_fd, &netns_cookie) ? -errno : 0;
+}
+
 int ct_bpf_poll(struct ct_bpf *b, int timeout_ms, ct_event_fn fn, void *context)
 {
     /* Records are submitted without a wakeup: read what is there, else sleep for the timeout. */

@@ -152,7 +152,9 @@ public final class AttributionService: Service, @unchecked Sendable {
         func watchNamespace() -> Bool {
             guard owners != nil, enterNamespace(seen: &generation, reported: &reported) else { return false }
             if let connect, cookieGeneration != generation {
+                let previous = cookie
                 cookie = connect.watchCurrentNamespace()
+                if let previous, previous != cookie { connect.unwatch(namespaceCookie: previous) }
                 cookieGeneration = generation
                 if cookie == nil { logger.error("\(target): the kernel gives this namespace no cookie; its connections are looked up in the socket table") }
             }
@@ -232,11 +234,11 @@ public final class AttributionService: Service, @unchecked Sendable {
                         }
                     }
                     record.attribute(owner: owner, inputSession: inputSession, lookedUp: owners != nil && (tcp || udpLookup))
-                    if let source = record.ownerSource { lock.withLock { bySource[source, default: 0] += 1 } }
                     if let cgroup, !CgroupTargets.contains(cgroup, member: record.cgroup) {
                         lock.withLock { excludedCgroup += 1 }
                         continue
                     }
+                    if let source = record.ownerSource { lock.withLock { bySource[source, default: 0] += 1 } }
                     // Back-pressure: wait for the writer (it drains four times a second) rather than drop.
                     if !output.putWaiting(record, timeout: 5) { lock.withLock { refused += 1 } }
                 }

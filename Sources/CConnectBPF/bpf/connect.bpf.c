@@ -3,12 +3,12 @@
  * TCP connection and UDP flow of the capture targets' network namespaces.
  *
  * The connect4/6 and sendmsg4/6 hooks (cgroup sock_addr) run in the connecting process, but before an
- * ephemeral port is bound: they keep the owner in the socket's own storage (freed with the socket).
- * The socket's first egress packet (cgroup_skb) has the whole tuple: for TCP the SYN, recorded once per
- * socket; for UDP the first datagram to each destination, recorded again at most once a second while
- * the flow goes on, so a record is never older than the traffic it names. Three hook types in all: each
- * one attached costs every connect on the host a little (measured by Scripts/bench-connect), so TCP uses
- * the same two as UDP rather than sock_ops.
+ * ephemeral port is bound: they keep the owner, a TCP socket's by its cookie until its SYN leaves, a UDP
+ * socket's in the socket's own storage (freed with the socket). The socket's egress packets (cgroup_skb)
+ * have the whole tuple: for TCP the SYN (the socket is in SYN_SENT), recorded once; for UDP the first
+ * datagram to each destination, recorded again at most once a second while the flow goes on, so a
+ * record is never older than the traffic it names. Two hook types in all (each one attached costs every
+ * connect on the host a little, measured by Scripts/bench-connect), and no allocation per TCP socket.
  *
  * Only namespaces named in `targets` (netns cookies) are recorded. Records go to user space through a
  * ring buffer, without a wakeup each (user space reads it every few milliseconds); a full buffer is
@@ -59,14 +59,22 @@ struct {
     __type(value, __u64);
 } lost SEC(".maps");
 
-/* A socket's owner, kept with the socket from its connect (or first send) until its packets show the
- * tuple; `kind` marks a TCP socket already recorded. */
+/* A UDP socket's owner, kept with the socket from its connect (or first send) on. */
 struct {
     __uint(type, BPF_MAP_TYPE_SK_STORAGE);
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, int);
     __type(value, struct ct_event);
 } owners SEC(".maps");
+
+/* A connecting TCP socket's owner by socket cookie, from connect to its SYN (preallocated: no
+ * allocation per connect). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);
+    __type(value, struct ct_event);
+} tcp_pending SEC(".maps");
 
 struct udp_flow {
     __u64 cookie;
@@ -125,8 +133,7 @@ static __always_inline void emit(const struct ct_event *e)
     bpf_ringbuf_submit(out, BPF_RB_NO_WAKEUP);
 }
 
-
-/* A socket about to connect or send: keep its owner with the socket. */
+/* A socket about to connect or send: keep its owner until its packets show the tuple. */
 static __always_inline int remember(struct bpf_sock_addr *ctx)
 {
     __u32 type = ctx->type, protocol = ctx->protocol;
@@ -135,6 +142,15 @@ static __always_inline int remember(struct bpf_sock_addr *ctx)
     __u64 ns;
     if (!wanted(ctx, &ns))
         return 1;
+    if (protocol == IPPROTO_TCP) {
+        struct ct_event e = {};
+        e.netns_cookie = ns;
+        e.proto = IPPROTO_TCP;
+        fill_process(&e);
+        __u64 cookie = bpf_get_socket_cookie(ctx);
+        bpf_map_update_elem(&tcp_pending, &cookie, &e, BPF_ANY);
+        return 1;
+    }
     struct bpf_sock *sk = ctx->sk;
     if (!sk)
         return 1;
@@ -143,13 +159,11 @@ static __always_inline int remember(struct bpf_sock_addr *ctx)
         return 1;
     /* The same process sending again (every datagram of an unconnected socket passes here). */
     __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (owner->tgid == tgid && owner->netns_cookie == ns) {
-        owner->kind = 0; /* a TCP socket connecting again after a failed attempt */
+    if (owner->tgid == tgid && owner->netns_cookie == ns)
         return 1;
-    }
     struct ct_event e = {};
     e.netns_cookie = ns;
-    e.proto = (__u8)protocol;
+    e.proto = IPPROTO_UDP;
     fill_process(&e);
     __builtin_memcpy(owner, &e, sizeof(e));
     return 1;
@@ -172,17 +186,33 @@ int sendmsg6(struct bpf_sock_addr *ctx) { return remember(ctx); }
 SEC("cgroup_skb/egress")
 int egress(struct __sk_buff *skb)
 {
-    /* Every packet of every socket passes here: leave at once unless its socket has an owner. */
+    /* Every packet of every socket passes here: leave at once unless it is a SYN of a connecting TCP
+     * socket or a UDP datagram of a socket with an owner. */
     struct bpf_sock *sk = skb->sk;
     if (!sk)
         return 1;
     sk = bpf_sk_fullsock(sk);
     if (!sk)
         return 1;
-    struct ct_event *owner = bpf_sk_storage_get(&owners, sk, 0, 0);
-    if (!owner || (owner->proto == IPPROTO_TCP && owner->kind))
+    struct ct_event e;
+    __u32 protocol = sk->protocol;
+    if (protocol == IPPROTO_TCP) {
+        if (sk->state != BPF_TCP_SYN_SENT)
+            return 1;
+        __u64 cookie = bpf_get_socket_cookie(skb);
+        struct ct_event *pending = bpf_map_lookup_elem(&tcp_pending, &cookie);
+        if (!pending)
+            return 1;
+        e = *pending;
+        bpf_map_delete_elem(&tcp_pending, &cookie);
+    } else if (protocol == IPPROTO_UDP) {
+        struct ct_event *owner = bpf_sk_storage_get(&owners, sk, 0, 0);
+        if (!owner)
+            return 1;
+        e = *owner;
+    } else {
         return 1;
-    struct ct_event e = *owner;
+    }
     __u8 first;
     if (bpf_skb_load_bytes(skb, 0, &first, 1))
         return 1;
@@ -215,7 +245,7 @@ int egress(struct __sk_buff *skb)
     } else {
         return 1;
     }
-    if (next != owner->proto)
+    if (next != e.proto)
         return 1;
     __u16 ports[2];
     if (bpf_skb_load_bytes(skb, l4 & 0x3ff, ports, 4))
@@ -225,9 +255,7 @@ int egress(struct __sk_buff *skb)
     e.socket_cookie = bpf_get_socket_cookie(skb);
     e.ktime = bpf_ktime_get_boot_ns();
     e.kind = CT_CONNECT;
-    if (e.proto == IPPROTO_TCP) {
-        owner->kind = 1;
-    } else {
+    if (e.proto == IPPROTO_UDP) {
         struct udp_flow flow = {};
         flow.cookie = e.socket_cookie;
         flow.daddr[0] = e.daddr[0];

@@ -16,6 +16,8 @@ typedef void (*ct_event_fn)(void *context, const struct ct_event *event);
 struct ct_bpf *ct_bpf_open(const char *cgroup_dir, char *error, size_t error_size);
 /* Records connections of the network namespace with this cookie (SO_NETNS_COOKIE). 0 on success. */
 int ct_bpf_add_netns(struct ct_bpf *b, uint64_t netns_cookie);
+/* Stops recording that namespace (it was replaced, or its target stopped). 0 on success. */
+int ct_bpf_remove_netns(struct ct_bpf *b, uint64_t netns_cookie);
 /* Hands the records waiting in the ring buffer to `fn` (at most CT_POLL_LIMIT, 4096, per call: a
  * return of 4096 means there may be more); when there was none, sleeps `timeout_ms`. Returns how many,
  * or a negative errno. */
