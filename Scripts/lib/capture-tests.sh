@@ -274,6 +274,44 @@ for r in rows:
     assert r["method"] == "GET" and r["url"].startswith("http://") and r["status_code"] == 404 and r["latency_ms"] >= 0
 PY
 
+# The verified registration socket: calltap run registers through it; another user cannot claim PID 1
+# or anyone else's process, only its own. Set with --config (registry-socket) to test that key too.
+sockdir=/run/calltap-test-$$
+mkdir -p "$sockdir" && chmod 755 "$sockdir"
+id calltap-plant >/dev/null 2>&1 || useradd --system --no-create-home calltap-plant 2>/dev/null
+printf 'netns = ["%s"]\nregistry-socket = "%s"\nformat = "jsonl"\n' $A "$sockdir/register.sock" > "$tmp/sock.toml"
+"$bin" capture --config "$tmp/sock.toml" > "$tmp/sock.jsonl" 2> "$tmp/sock.err" &
+cap=$!
+sleep 1.5
+ip netns exec $A "$bin" run --session sess-sock --registry-socket "$sockdir/register.sock" -- \
+  sh -c "curl -s -o /dev/null http://$SIP/sock/1; curl -s -o /dev/null http://$SIP/sock/2"
+sock_run=$?
+claim() { # as the unprivileged user: a JSON request, prints the answer
+  runuser -u calltap-plant -- python3 -c "
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode() + b'\\n')
+print(s.recv(256).decode().strip())" "$sockdir/register.sock" "$1"
+}
+claim_pid1=$(claim '{"pid": 1, "session_id": "stolen"}')
+claim_self=$(runuser -u calltap-plant -- python3 -c "
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+s.sendall(('{\"pid\": %d, \"session_id\": \"plant-own\"}\\n' % os.getpid()).encode())
+print(s.recv(256).decode().strip())" "$sockdir/register.sock")
+ip netns exec $A sleep 5 &
+stranger=$!
+claim_other=$(claim "{\"pid\": $stranger, \"session_id\": \"stolen\"}")
+sleep 0.5
+kill -TERM $cap; wait $cap
+kill $stranger 2>/dev/null
+echo "registration socket: calltap run exit $sock_run; PID 1: $claim_pid1; another's process: $claim_other; itself: $claim_self"
+check "--registry-socket: calltap run registers through it, its calls carry the session" \
+  [ "$sock_run" = 0 -a "$(grep '"session_id":"sess-sock"' "$tmp/sock.jsonl" | grep -c '"path":"/sock/[12]"')" = 2 ]
+check "--registry-socket: another user cannot claim PID 1 or someone else's process, only its own" \
+  bash -c "[[ '$claim_pid1' == refused:* && '$claim_other' == refused:* && '$claim_self' == ok ]]"
+check "--registry-socket: the socket is gone after the daemon stops" [ ! -e "$sockdir/register.sock" ]
+rm -rf "$sockdir"
+
 # Two targets at once, each tagged; -w writes rotating 0600 pcap files that calltap read analyses again.
 ip netns add ct-cap-b 2>/dev/null
 ip link add ct-capb0 type veth peer name ct-capb1

@@ -16,10 +16,15 @@ public struct RegistryEntry: Sendable, Equatable {
 /// Follows the registry file as it grows, is truncated, or is replaced by rename. Malformed lines are
 /// counted and the first one is reported once; the others still count.
 public final class SessionRegistry: @unchecked Sendable {
-    public let path: String
+    /// The registry file (nil: registrations come only through the verified socket).
+    public let path: String?
     private let lock = NSLock()
     private var byPID: [Int: [RegistryEntry]] = [:]
-    private let follower: LineFollower
+    /// Entries registered through the verified socket (`RegistrationSocket`): kept apart, so the file
+    /// starting over does not drop them.
+    private var verified: [Int: [RegistryEntry]] = [:]
+    private var verifiedCount = 0
+    private let follower: LineFollower?
     private var _malformed = 0
     private var _firstProblem: String?
     private var reported = false
@@ -39,10 +44,34 @@ public final class SessionRegistry: @unchecked Sendable {
     private var _forgotten = 0
     public var forgottenEntries: Int { lock.withLock { _forgotten } }
 
-    public init(path: String, maxEntries: Int = 65_536) {
+    public init(path: String?, maxEntries: Int = 65_536) {
         self.path = path
         self.maxEntries = max(64, maxEntries)
-        follower = LineFollower(path: path)
+        follower = path.map { LineFollower(path: $0) }
+    }
+
+    /// Adds (or ends) an entry whose writer was verified (`RegistrationSocket`).
+    public func register(_ e: RegistryEntry) {
+        lock.withLock {
+            if let i = verified[e.pid]?.lastIndex(where: { $0.sessionId == e.sessionId && $0.pidStartTime == e.pidStartTime }) {
+                if let end = e.endedAt { verified[e.pid]![i].endedAt = end }
+            } else {
+                if verifiedCount >= maxEntries {
+                    // Ended sessions first, then all (counted like the file's).
+                    let before = verifiedCount
+                    verified = verified.compactMapValues { list in
+                        let open = list.filter { $0.endedAt == nil }
+                        return open.isEmpty ? nil : open
+                    }
+                    verifiedCount = verified.values.reduce(0) { $0 + $1.count }
+                    if verifiedCount >= maxEntries { verified = [:]; verifiedCount = 0 }
+                    _forgotten += before - verifiedCount
+                }
+                verified[e.pid, default: []].append(e)
+                verifiedCount += 1
+            }
+            _generation += 1
+        }
     }
 
     private var warnedAboutTrust = false
@@ -50,7 +79,7 @@ public final class SessionRegistry: @unchecked Sendable {
     /// Whoever can append to the registry can claim any PID, so a registry others can write is said once:
     /// writable by every user, or by a group other than root's and `calltap`'s.
     private func trustWarning() -> String? {
-        guard !warnedAboutTrust else { return nil }
+        guard !warnedAboutTrust, let path else { return nil }
         var st = stat()
         guard lstat(path, &st) == 0 else { return nil }
         let trustedGroups: Set<gid_t> = [0, getgrnam("calltap")?.pointee.gr_gid ?? 0]
@@ -79,14 +108,14 @@ public final class SessionRegistry: @unchecked Sendable {
     }
 
     /// Lines that did not parse, and lines too long to hold.
-    public var malformedLines: Int { lock.withLock { _malformed + follower.overlongLines } }
-    public var registeredPIDs: [Int] { lock.withLock { Array(byPID.keys) } }
+    public var malformedLines: Int { lock.withLock { _malformed + (follower?.overlongLines ?? 0) } }
+    public var registeredPIDs: [Int] { lock.withLock { Array(Set(byPID.keys).union(verified.keys)) } }
 
     /// Reads whatever was appended since the last call (or everything, after truncation or replacement),
     /// through a bounded follower: a registry is written by others.
     public func poll() {
         lock.lock()
-        guard let update = follower.readNew() else { lock.unlock(); return }
+        guard let update = follower?.readNew() else { lock.unlock(); return }
         let warning = trustWarning()
         if update.restarted { byPID = [:]; entryCount = 0; _generation += 1 }
         let text = update.text
@@ -112,7 +141,7 @@ public final class SessionRegistry: @unchecked Sendable {
                 _generation += 1
             } else {
                 _malformed += 1
-                if _firstProblem == nil { _firstProblem = "registry \(path): malformed line skipped: \(line.prefix(120))"; problem = _firstProblem }
+                if _firstProblem == nil { _firstProblem = "registry \(path ?? ""): malformed line skipped: \(line.prefix(120))"; problem = _firstProblem }
             }
         }
         enforceCap()
@@ -132,7 +161,7 @@ public final class SessionRegistry: @unchecked Sendable {
     /// Every entry for `pid` whose time window holds `time`: one process may serve several sessions.
     public func entries(pid: Int, startTime: UInt64?, at time: Int64) -> [RegistryEntry] {
         lock.withLock {
-            (byPID[pid] ?? []).filter { e in
+            ((byPID[pid] ?? []) + (verified[pid] ?? [])).filter { e in
                 if let want = e.pidStartTime, let have = startTime, want != have { return false }
                 if let s = e.startedAt, time < s - 5_000_000_000 { return false }
                 if let end = e.endedAt, time > end { return false }

@@ -59,6 +59,8 @@ public struct CaptureStats: Sendable, Equatable {
     /// Connect-time records the kernel could not hand over (its ring buffer was full), or that were
     /// forgotten at the memory cap before their connection was seen.
     public var bpfEventsLost = 0
+    /// Registrations the verified socket refused (another user's process, not the caller's own).
+    public var registrationsRefused = 0
 
     public init() {}
 
@@ -83,6 +85,7 @@ public struct CaptureStats: Sendable, Equatable {
             ("calls_not_stored", callsNotStored), ("session_ids_rejected", sessionIdsRejected),
             ("owner_connect", ownerConnect), ("owner_socket_table", ownerSocketTable),
             ("owner_process_events", ownerProcessEvents), ("bpf_events_lost", bpfEventsLost),
+            ("registrations_refused", registrationsRefused),
         ]
     }
 

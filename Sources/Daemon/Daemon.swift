@@ -42,6 +42,8 @@ public struct Daemon {
         /// Take owners from the kernel at connect time (BPF) when it can be loaded; false: `--no-bpf`.
         public var connectTimeOwners = true
         public var registryPath: String?
+        /// A Unix socket for verified registrations (`calltap run --registry-socket`).
+        public var registrationSocketPath: String?
         public var keyLogPaths: [String] = []
         /// Keep only calls of processes in this cgroup (relative to the cgroup v2 mount).
         public var cgroup: String?
@@ -64,13 +66,17 @@ public struct Daemon {
     public let callWriter: CallWriter?
     /// The kernel's connect-time records, when the program loaded.
     public let connectEvents: ConnectEvents?
+    /// The verified registration socket; `open()` it before running the group.
+    public let registrationSocket: RegistrationSocket?
 
     /// Builds the services. `sinks` get every call after the database (JSON Lines, ClawMetry…);
     /// `api` is added as a service when given; `signals` lead to graceful shutdown.
     public init(configuration c: Configuration, store: CallStore?, sinks: [any CallSink], api: (any Service)? = nil,
                 signals: [UnixSignal] = [], logger: Logger) {
         let caps = c.analysis
-        let registry = c.registryPath.map { SessionRegistry(path: $0, maxEntries: caps.maxRegistryEntries) }
+        let registry = c.registryPath != nil || c.registrationSocketPath != nil
+            ? SessionRegistry(path: c.registryPath, maxEntries: caps.maxRegistryEntries) : nil
+        let registration = c.registrationSocketPath.flatMap { path in registry.map { RegistrationSocket(path: path, registry: $0) } }
         registry?.onFirstProblem = { logger.error("\($0)") }
         registry?.poll()
         var analysis = c.analysis
@@ -135,6 +141,7 @@ public struct Daemon {
                     // Calls the database could not take, and the kernel's lost records, belong to no one
                     // target: counted on the first.
                     if i == 0 {
+                        s.registrationsRefused = registration?.counters.refused ?? 0
                         s.callsNotStored += callWriter?.notStored ?? 0
                         if let k = connectForStats?.counters { s.bpfEventsLost = k.lost + k.forgotten }
                     }
@@ -160,6 +167,7 @@ public struct Daemon {
         }
         if let api { services.append(.init(service: api)) }
         if let connect { services.append(.init(service: ConnectEventsService(events: connect))) }
+        if let registration { services.append(.init(service: RegistrationService(socket: registration))) }
         services += attribution.map { .init(service: $0) }
         services += captures.map { .init(service: $0) }
         // When every input has ended (capture files read to their end), the group shuts down gracefully.
@@ -174,6 +182,7 @@ public struct Daemon {
         self.writer = writer
         self.callWriter = callWriter
         self.connectEvents = connect
+        self.registrationSocket = registration
     }
 }
 
@@ -209,6 +218,33 @@ final class ConnectEventsService: Service, @unchecked Sendable {
             done.set(true)
         }
         t.name = "calltap-connect"
+        t.start()
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                _ = await done.wait()
+            } onGracefulShutdown: {
+                self.lock.withLock { self.stopping = true }
+            }
+        } onCancel: {
+            self.lock.withLock { self.stopping = true }
+        }
+    }
+}
+
+/// Answers the verified registration socket on a thread of its own until graceful shutdown.
+final class RegistrationService: Service, @unchecked Sendable {
+    let socket: RegistrationSocket
+    private let lock = NSLock()
+    private var stopping = false
+    init(socket: RegistrationSocket) { self.socket = socket }
+
+    func run() async throws {
+        let done = OneShot<Bool>()
+        let t = Thread {
+            self.socket.run(shouldStop: { self.lock.withLock { self.stopping } })
+            done.set(true)
+        }
+        t.name = "calltap-register"
         t.start()
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {

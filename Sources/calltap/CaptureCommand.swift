@@ -68,6 +68,10 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(name: .customLong("keylog"), help: "TLS key log to follow for decrypting HTTPS. Repeatable.")
     var keylogs: [String] = []
 
+    @Option(name: .customLong("registry-socket"),
+            help: "Also take registrations on this Unix socket, verified by the caller's credentials (calltap run --registry-socket).")
+    var registrySocket: String?
+
     @Flag(name: .customLong("no-bpf"),
           help: "Do not load the connect-time ownership program: find owners in the socket table and process events.")
     var noBPF = false
@@ -149,6 +153,7 @@ struct CaptureCommand: AsyncParsableCommand {
         configuration.analysis.orderedOutput = false
         configuration.registryPath = registry
         configuration.connectTimeOwners = !noBPF
+        configuration.registrationSocketPath = registrySocket
         configuration.keyLogPaths = keylogs
         configuration.cgroup = cgroupPath
         configuration.statsInterval = .seconds(max(1, statsInterval))
@@ -204,6 +209,12 @@ struct CaptureCommand: AsyncParsableCommand {
         }
         let daemon = Daemon(configuration: configuration, store: store, sinks: sinks, api: api,
                             signals: [.sigterm, .sigint], logger: Log.logger)
+        do {
+            try daemon.registrationSocket?.open()
+        } catch {
+            Log.error("--registry-socket: \(error)")
+            throw ExitCode(ExitStatus.usage)
+        }
         let group = daemon.group, captures = daemon.captures
         let names = targets.map(\.name).joined(separator: ", "), interface = self.interface
         do {

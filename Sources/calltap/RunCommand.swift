@@ -1,4 +1,5 @@
 import ArgumentParser
+import CallModel
 import Core
 import Foundation
 
@@ -19,6 +20,10 @@ struct RunCommand: ParsableCommand {
     @Option(help: "The registry file calltap capture follows.")
     var registry = "/run/calltap/registry.jsonl"
 
+    @Option(name: .customLong("registry-socket"),
+            help: "Register through calltap capture's verified socket instead of appending to the registry file.")
+    var registrySocket: String?
+
     @Option(name: .customLong("keylog-dir"), help: "Where to write the session's TLS key log (SESSION.keys).")
     var keylogDir: String?
 
@@ -38,12 +43,18 @@ struct RunCommand: ParsableCommand {
         // The session is registered under this process, so everything the command starts inherits it.
         let me = Int(getpid())
         let startTime = Self.startTime(me)
-        try FileManager.default.createDirectory(atPath: (registry as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
-        var line: [String: Any] = ["pid": me, "session_id": session, "started_at": Date().timeIntervalSince1970]
-        if let startTime { line["pid_start_time"] = startTime }
-        if let agent { line["agent"] = agent }
-        try append(line)
+        if let socketPath = registrySocket {
+            var request: [String: Any] = ["pid": me, "session_id": session]
+            if let agent { request["agent"] = agent }
+            try register(request, at: socketPath)
+        } else {
+            try FileManager.default.createDirectory(atPath: (registry as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            var line: [String: Any] = ["pid": me, "session_id": session, "started_at": Date().timeIntervalSince1970]
+            if let startTime { line["pid_start_time"] = startTime }
+            if let agent { line["agent"] = agent }
+            try append(line)
+        }
         var environment = ProcessInfo.processInfo.environment
         if let dir = keylogDir {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
@@ -61,8 +72,9 @@ struct RunCommand: ParsableCommand {
             environment["SSLKEYLOGFILE"] = keys
             environment["NODE_OPTIONS"] = ((environment["NODE_OPTIONS"].map { $0 + " " }) ?? "") + "--tls-keylog=\(keys)"
         }
-        // Give a running daemon one registry poll to see the line before the first connection.
-        usleep(300_000)
+        // Give a running daemon one registry poll to see the line before the first connection (a
+        // registration through the socket is in place when it is answered).
+        if registrySocket == nil { usleep(300_000) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program.contains("/") ? program : Self.which(program) ?? program)
         process.arguments = Array(argv.dropFirst())
@@ -74,9 +86,13 @@ struct RunCommand: ParsableCommand {
             throw ExitCode(127)
         }
         process.waitUntilExit()
-        var end: [String: Any] = ["pid": me, "session_id": session, "ended_at": Date().timeIntervalSince1970]
-        if let startTime { end["pid_start_time"] = startTime }
-        try? append(end)
+        if let socketPath = registrySocket {
+            try? register(["pid": me, "session_id": session, "ended": true], at: socketPath)
+        } else {
+            var end: [String: Any] = ["pid": me, "session_id": session, "ended_at": Date().timeIntervalSince1970]
+            if let startTime { end["pid_start_time"] = startTime }
+            try? append(end)
+        }
         throw ExitCode(process.terminationStatus)
     }
 
@@ -93,6 +109,35 @@ struct RunCommand: ParsableCommand {
         }
         let h = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         try h.write(contentsOf: line)
+    }
+
+    /// One request on the verified registration socket; its answer must be `ok`.
+    private func register(_ fields: [String: Any], at path: String) throws {
+        var line = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
+        line.append(0x0A)
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard s >= 0 else { throw ValidationError("--registry-socket: \(String(cString: strerror(errno)))") }
+        defer { close(s) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ValidationError("--registry-socket: path too long") }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            Log.error("--registry-socket: cannot connect to \(path): \(String(cString: strerror(errno)))")
+            throw ExitCode(ExitStatus.usage)
+        }
+        _ = line.withUnsafeBytes { send(s, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var answer = [UInt8](repeating: 0, count: 512)
+        let n = answer.withUnsafeMutableBytes { recv(s, $0.baseAddress, $0.count, 0) }
+        let text = n > 0 ? String(decoding: answer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "no answer"
+        guard text == "ok" else {
+            Log.error("--registry-socket: \(Printable.escape(text))")
+            throw ExitCode(ExitStatus.usage)
+        }
     }
 
     static func startTime(_ pid: Int) -> UInt64? {
