@@ -542,6 +542,35 @@ kill -TERM $cap; wait $cap; code=$?
 check "registry file vanishes and returns: capture goes on, the new session is used" \
   [ "$code" = 0 -a -n "$(grep '/while-gone' "$tmp/vanish.out")" -a -n "$(grep '/registry-back' "$tmp/vanish.out" | grep sess-back)" ]
 
+# (e) Followers of files others write stay bounded inside a running daemon: the registry replaced (by
+# rename) with a 64 GiB sparse file, then a key log grown by 32 MiB with no newline. Peak RSS stays
+# within --memory-mb 64 plus the daemon's fixed size, and calls keep reaching the database within 2 s.
+freg=$tmp/follow-reg.jsonl fkeys=$tmp/follow.keys
+echo '{"pid": 1, "session_id": "s-follow"}' > "$freg"; : > "$fkeys"
+"$bin" capture --netns $A --registry "$freg" --keylog "$fkeys" --db "$tmp/follow.db" --memory-mb 64 \
+  --format none 2> "$tmp/follow.err" &
+cap=$!
+sleep 1.5
+truncate -s 64G "$tmp/sparse.jsonl" && mv "$tmp/sparse.jsonl" "$freg"
+head -c $((32 << 20)) /dev/zero | tr '\0' 'a' >> "$fkeys"
+late=0
+for i in 1 2 3 4 5; do
+  t0=$(date +%s.%N)
+  ip netns exec $A curl -s -o /dev/null http://$SIP/follow/$i
+  ok=""
+  for _ in $(seq 40); do
+    [ "$(qdb "$tmp/follow.db" "select count(*) from calls where path='/follow/$i'" 2>/dev/null)" = 1 ] && { ok=1; break; }
+    sleep 0.05
+  done
+  [ -n "$ok" ] && python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $t0 < 2.0 else 1)" || late=$((late + 1))
+  sleep 0.3
+done
+peak_kb=$(awk '/VmHWM/ {print $2}' /proc/$cap/status)
+kill -TERM $cap; wait $cap
+echo "followers: peak RSS $((peak_kb / 1024)) MB with a 64 GiB sparse registry and a 32 MiB line in the key log; $late of 5 calls late"
+check "sparse registry and newline-less key log: RSS within 64 MB + fixed size (125 MB), calls stored within 2 s" \
+  [ "$peak_kb" -le $((125 * 1024)) -a "$late" = 0 ]
+
 # Secrets planted in real traffic (headers, cookies, query, path, JSON bodies both ways, inside HTTPS
 # decrypted with a key log) reach nothing calltap writes or serves: database, stdout, logs, ClawMetry
 # JSON Lines, API responses, /metrics. Files for others to read are 0640 in the calltap group.
