@@ -29,3 +29,70 @@ import Testing
         #expect(Redaction.summary(contentType: nil, bytes: [], totalBytes: 0) == nil)
     }
 }
+
+/// Secrets planted the ways a hostile review found them leaking (names, shapes, encodings, bodies):
+/// none may survive, and UUIDs, hex digests and ordinary values must.
+@Suite struct PlantedSecretTests {
+    static let secret = "PLANTEDz9Q2mX7vK4pL8wR3tY6uI1oA5"   // 32 characters, mixed case and digits
+
+    @Test(arguments: [
+        "/x?api_key[]=PLANTED-one",
+        "/x?bearer=PLANTED-two",
+        "/x?pass=PLANTED-three",
+        "/x?auth_header=PLANTED-four",
+        "/x?a=1;token=PLANTED-five",
+        "/x?q=sk-proj-PLANTEDabcdefghijkl",
+        "/x?x=Bearer%20PLANTEDabcdefgh",
+        "/x?api%5Fkey=PLANTED-six",
+        "/v1/sk%2Dproj-PLANTEDabcdefghijkl/x",
+        "/x?X-Amz-Signature=PLANTED-seven&X-Amz-Credential=PLANTED-eight",
+        "/x?AWSAccessKeyId=PLANTED-nine",
+        "/x?X-Goog-Signature=PLANTED-ten",
+        "/x?sig=PLANTED-eleven",
+        "/x?id=AKIAPLANTEDEXAMPLE01",
+        "/x?t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVEVEIn0.PLANTEDsig",
+        "/x?opaque=PLANTEDz9Q2mX7vK4pL8wR3tY6uI1oA5",
+    ])
+    func targets(_ target: String) {
+        let out = Redaction.target(target)
+        #expect(!out.contains("PLANTED"), "\(target) → \(out)")
+    }
+
+    @Test(arguments: [
+        ("application/json", #"{"api_key" : "PLANTED-a"}"#),
+        ("application/json", "{\"token\"\n: \"PLANTED-b\"}"),
+        ("application/json", #"{"secrets": ["x"], "password": ["PLANTED-c"]}"#),
+        ("application/json", #"{"credentials": {"id": "PLANTED-d"}}"#),
+        ("application/json", #"{"prompt": "use sk-ant-api03-PLANTEDabcdefghijkl please"}"#),
+        ("application/json", #"{"note": "AKIAPLANTEDEXAMPLE01"}"#),
+        ("application/json", #"{"prompt": "key sk\u002dant\u002dapi03-PLANTEDabcdefghijkl"}"#),
+        ("application/x-www-form-urlencoded", "user=a&pass=PLANTED-e"),
+        ("application/x-www-form-urlencoded", "user=a&pass%77ord=PLANTED-f"),
+        ("text/plain", "login with password=PLANTED-g today"),
+        ("text/plain", "Authorization: Bearer PLANTED-h"),
+        ("text/plain", "token: PLANTED-i"),
+        ("application/json", #"{"access_token":"PLANTED-j","expires_in":3600}"#),
+    ])
+    func bodies(_ type: String, _ body: String) {
+        let out = Redaction.summary(contentType: type, bytes: Array(body.utf8), totalBytes: body.utf8.count) ?? ""
+        #expect(!out.contains("PLANTED"), "\(body) → \(out)")
+    }
+
+    /// What must stay: ids that are not secrets.
+    @Test(arguments: [
+        "/v1/runs/3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b?page=2",
+        "/blobs/sha256/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "/search?q=cats+and+dogs&limit=20&model=gpt-4o",
+        "/v1/chat/completions",
+        "/w/index.php?title=Main_Page&oldid=123456",
+    ])
+    func ordinaryTargetsStay(_ target: String) {
+        #expect(Redaction.target(target) == target)
+    }
+
+    @Test func ordinaryBodiesStay() {
+        let body = #"{"model":"gpt-4o","max_tokens":100,"id":"3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b"}"#
+        let out = Redaction.summary(contentType: "application/json", bytes: Array(body.utf8), totalBytes: body.utf8.count)
+        #expect(out == "application/json, \(body.utf8.count) bytes: \(body)")
+    }
+}
