@@ -61,7 +61,13 @@ public final class ConnectEvents: @unchecked Sendable {
     }
     /// A process and its ancestors by (pid, start time), and the name and cgroup it had: a process that
     /// connects again, or a new child of a known parent, costs no /proc read (the ring-buffer thread only).
-    private var lineages: [ProcessKey: (comm: String, cgroupId: UInt64, lineage: [ProcessFacts])] = [:]
+    private var lineages: [ProcessKey: (comm: CommBytes, cgroupId: UInt64, lineage: [ProcessFacts])] = [:]
+    /// A process name as the kernel's 16 bytes (compared without making a string).
+    struct CommBytes: Equatable {
+        var low: UInt64
+        var high: UInt64
+        static let none = CommBytes(low: 0, high: 0)
+    }
     /// cgroup id → path (nil: the cgroup is gone or cannot be opened; not asked again).
     private var cgroupPaths: [UInt64: String?] = [:]
 
@@ -164,15 +170,19 @@ public final class ConnectEvents: @unchecked Sendable {
         guard e.family == 4 || e.family == 6, e.tgid > 0 else { return }
         let client = Self.address(e.saddr, family: e.family)
         let server = Self.address(e.daddr, family: e.family)
-        let comm = withUnsafeBytes(of: e.comm) { raw in
-            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        let commBytes = withUnsafeBytes(of: e.comm) { raw in
+            CommBytes(low: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
+                      high: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         }
         let ticks = e.start_boottime / Self.nanosPerTick
         let pid = Int(e.tgid)
         let lineage: [ProcessFacts]
-        if let known = lineages[ProcessKey(pid: pid, start: ticks)], known.comm == comm, known.cgroupId == e.cgroup_id {
+        if let known = lineages[ProcessKey(pid: pid, start: ticks)], known.comm == commBytes, known.cgroupId == e.cgroup_id {
             lineage = known.lineage
         } else {
+            let comm = withUnsafeBytes(of: e.comm) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
             // /proc while the process is (most often) still alive, for its executable and cgroup; the
             // kernel's facts otherwise, and always for its parent.
             var facts = ProcessTable.facts(pid).flatMap { $0.startTime == ticks ? $0 : nil }
@@ -182,7 +192,7 @@ public final class ConnectEvents: @unchecked Sendable {
             let parentStart = e.parent_start_boottime / Self.nanosPerTick
             lineage = [facts] + (facts.ppid > 1 && parentStart <= ticks
                 ? ancestry(of: facts.ppid, start: parentStart, youngerThan: ticks, depth: 1) : [])
-            remember(ProcessKey(pid: pid, start: ticks), (comm, e.cgroup_id, lineage))
+            remember(ProcessKey(pid: pid, start: ticks), (commBytes, e.cgroup_id, lineage))
         }
         let record = ConnectRecord(proto: e.proto, client: client, clientPort: e.sport, server: server, serverPort: e.dport,
                                    time: time, tid: Int(e.tid), socket: e.socket_cookie, lineage: lineage)
@@ -214,11 +224,11 @@ public final class ConnectEvents: @unchecked Sendable {
         if let known = lineages[key] { return known.lineage }
         let rest = f.ppid > 1 && depth < 32 ? ancestry(of: f.ppid, start: nil, youngerThan: f.startTime, depth: depth + 1) : []
         let lineage = [f] + rest
-        remember(key, (f.comm, 0, lineage))
+        remember(key, (.none, 0, lineage))
         return lineage
     }
 
-    private func remember(_ key: ProcessKey, _ entry: (comm: String, cgroupId: UInt64, lineage: [ProcessFacts])) {
+    private func remember(_ key: ProcessKey, _ entry: (comm: CommBytes, cgroupId: UInt64, lineage: [ProcessFacts])) {
         if lineages.count >= 4096 { lineages = [:] }
         lineages[key] = entry
     }

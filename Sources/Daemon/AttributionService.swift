@@ -40,11 +40,12 @@ public final class AttributionService: Service, @unchecked Sendable {
     private var forgotten = 0
     private var bySource: [OwnerSource: Int] = [:]
 
+    /// A connection by its endpoints (addresses as numbers: no string is made per connection).
     struct Key: Hashable {
-        var client: String
-        var clientPort: Int
-        var server: String
-        var serverPort: Int
+        var client: IPAddress
+        var clientPort: UInt16
+        var server: IPAddress
+        var serverPort: UInt16
     }
 
     init(target: String, namespacePath: String?, owners: SocketOwners?, connect: ConnectEvents?, events: StageQueue<AttributionEvent>,
@@ -222,14 +223,15 @@ public final class AttributionService: Service, @unchecked Sendable {
                     let tcp = record.kind != .dns && record.kind != .quic
                     // UDP flows (DNS lookups, QUIC) are known only from the kernel's records.
                     let udpLookup = !tcp && connect != nil && cookie != nil
-                    if owners != nil, let ci = record.clientIp, let cp = record.clientPort, let si = record.serverIp,
-                       let sp = record.serverPort {
+                    if owners != nil, let ci = record.clientIp.flatMap(IPAddress.init(parsing:)),
+                       let cp = record.clientPort.flatMap(UInt16.init(exactly:)),
+                       let si = record.serverIp.flatMap(IPAddress.init(parsing:)),
+                       let sp = record.serverPort.flatMap(UInt16.init(exactly:)) {
                         if tcp {
                             owner = open[Key(client: ci, clientPort: cp, server: si, serverPort: sp)] ?? nil
-                        } else if udpLookup, let connect, let cookie, let owners, let c = IPAddress(parsing: ci),
-                                  let s = IPAddress(parsing: si), let cport = UInt16(exactly: cp), let sport = UInt16(exactly: sp),
-                                  let r = connect.record(netns: cookie, proto: 17, client: c, clientPort: cport, server: s,
-                                                         serverPort: sport, at: record.ts) {
+                        } else if udpLookup, let connect, let cookie, let owners,
+                                  let r = connect.record(netns: cookie, proto: 17, client: ci, clientPort: cp, server: si,
+                                                         serverPort: sp, at: record.ts) {
                             owner = owners.owner(of: r, at: record.ts)
                         }
                     }
@@ -247,6 +249,6 @@ public final class AttributionService: Service, @unchecked Sendable {
     }
 
     static func key(_ client: IPAddress, _ clientPort: UInt16, _ server: IPAddress, _ serverPort: UInt16) -> Key {
-        Key(client: client.description, clientPort: Int(clientPort), server: server.description, serverPort: Int(serverPort))
+        Key(client: client, clientPort: clientPort, server: server, serverPort: serverPort)
     }
 }
