@@ -19,6 +19,9 @@ public final class RegistrationSocket: @unchecked Sendable {
     private let lock = NSLock()
     private var _accepted = 0
     private var _refused = 0
+    /// Open registrations per user: one user cannot fill the registry for everyone.
+    private var openByUID: [Int: Int] = [:]
+    public static let maxOpenPerUser = 256
 
     /// Registrations taken and refused.
     public var counters: (accepted: Int, refused: Int) { lock.withLock { (_accepted, _refused) } }
@@ -96,12 +99,19 @@ public final class RegistrationSocket: @unchecked Sendable {
         var cred = PeerCredentials()
         var len = socklen_t(MemoryLayout<PeerCredentials>.size)
         guard getsockopt(c, SOL_SOCKET, 17 /* SO_PEERCRED */, &cred, &len) == 0 else { return }
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // One deadline for the whole request (a caller trickling bytes cannot hold the socket), and a
+        // bounded answer: the socket serves one connection at a time.
+        var sendTimeout = timeval(tv_sec: 0, tv_usec: 300_000)
+        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+        let deadline = DispatchTime.now().uptimeNanoseconds + 300_000_000
         var line: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1024)
         while line.count <= 4096, !line.contains(0x0A) {
-            let n = buffer.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
+            let now = DispatchTime.now().uptimeNanoseconds
+            guard now < deadline else { break }
+            var p = pollfd(fd: c, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32((deadline - now) / 1_000_000) + 1) > 0 else { break }
+            let n = buffer.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if n <= 0 { break }
             line.append(contentsOf: buffer[0..<n])
         }
@@ -114,8 +124,18 @@ public final class RegistrationSocket: @unchecked Sendable {
     }
 
     func handle(_ bytes: [UInt8], peerPID: Int, peerUID: Int) -> Result<Void, Failure> {
-        let result = Self.request(bytes, peerPID: peerPID, peerUID: peerUID, facts: Self.procFacts)
+        var result = Self.request(bytes, peerPID: peerPID, peerUID: peerUID, facts: Self.procFacts)
         lock.withLock {
+            if case let .success(entry) = result {
+                let open = openByUID[peerUID, default: 0]
+                if entry.endedAt != nil {
+                    openByUID[peerUID] = max(0, open - 1)
+                } else if open >= Self.maxOpenPerUser {
+                    result = .failure(Failure(description: "too many open registrations for this user"))
+                } else {
+                    openByUID[peerUID] = open + 1
+                }
+            }
             if case .success = result { _accepted += 1 } else { _refused += 1 }
         }
         if case let .success(entry) = result { registry.register(entry) }
@@ -136,10 +156,12 @@ public final class RegistrationSocket: @unchecked Sendable {
 
     static func procFacts(_ pid: Int) -> Facts? {
         guard let f = ProcessTable.facts(pid), let status = ProcFile.read("/proc/\(pid)/status"),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
-              let uid = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap({ Int($0) })
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
         else { return nil }
-        return Facts(ppid: f.ppid, uid: uid, startTime: f.startTime)
+        // Real, effective, saved and filesystem uid: a setuid child differs in one of them and counts as
+        // another user's (-1).
+        let uids = Set(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().compactMap { Int($0) })
+        return Facts(ppid: f.ppid, uid: uids.count == 1 ? uids.first! : -1, startTime: f.startTime)
     }
 
     /// Parses and authorises one request: the pid must be the asking process or one of its descendants
@@ -156,15 +178,14 @@ public final class RegistrationSocket: @unchecked Sendable {
         guard let session = obj["session_id"] as? String, SessionID.isValid(session) else {
             return .failure(Failure(description: "session_id missing or outside the session-id policy"))
         }
-        guard let target = facts(pid) else { return .failure(Failure(description: "no process \(pid)")) }
-        guard target.uid == peerUID else {
-            return .failure(Failure(description: "process \(pid) belongs to another user"))
-        }
+        // One answer for "no such process" and "not yours": the socket does not tell who runs what.
+        let notYours = Failure(description: "process \(pid) is neither the caller nor its descendant")
+        guard let target = facts(pid), target.uid == peerUID else { return .failure(notYours) }
         // The asker itself, or a descendant (its chain of parents reaches the asker).
         var current = pid, depth = 0
         while current != peerPID {
             guard depth < 64, let f = current == pid ? target : facts(current), f.ppid > 0, current != 1 else {
-                return .failure(Failure(description: "process \(pid) is neither the caller nor its descendant"))
+                return .failure(notYours)
             }
             current = f.ppid
             depth += 1

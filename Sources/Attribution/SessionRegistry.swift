@@ -64,8 +64,10 @@ public final class SessionRegistry: @unchecked Sendable {
                         return open.isEmpty ? nil : open
                     }
                     verifiedCount = verified.values.reduce(0) { $0 + $1.count }
-                    if verifiedCount >= maxEntries { verified = [:]; verifiedCount = 0 }
                     _forgotten += before - verifiedCount
+                    // Still full of open sessions: the new one is not kept (the socket's per-user quota
+                    // keeps any one user from getting here alone).
+                    if verifiedCount >= maxEntries { _forgotten += 1; _generation += 1; return }
                 }
                 verified[e.pid, default: []].append(e)
                 verifiedCount += 1

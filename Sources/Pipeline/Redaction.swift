@@ -17,15 +17,18 @@ public enum Redaction {
 
     /// A name that says its value is a secret, after percent-decoding: exact, by suffix (`x_api_key`,
     /// `refresh_token`), and inside brackets (`api_key[]`, `data[token]`).
-    static func isSecretName(_ name: String) -> Bool {
-        let n = percentDecoded(name).lowercased().trimmingCharacters(in: .whitespaces)
+    static func isSecretName(_ name: String, inQuery: Bool = true) -> Bool {
+        let original = percentDecoded(name, plusAsSpace: true).trimmingCharacters(in: .whitespaces)
+        let n = original.lowercased()
         let parts = n.split(whereSeparator: { $0 == "[" || $0 == "]" }).map(String.init)
         for part in parts.isEmpty ? [n] : parts {
-            if secretParameterNames.contains(part) { return true }
-            for suffix in ["key", "token", "secret", "password", "passwd", "signature", "_pass", "-pass", "_auth",
-                           "-auth", "credential", "credentials"] where part.hasSuffix(suffix) { return true }
+            // `code` is an OAuth code in a query, an error code in a body.
+            if secretParameterNames.contains(part) && (inQuery || part != "code") { return true }
+            for suffix in ["_key", "-key", "apikey", "token", "secret", "password", "passwd", "signature", "_pass",
+                           "-pass", "_auth", "-auth", "credential", "credentials"] where part.hasSuffix(suffix) { return true }
         }
-        return false
+        // camelCase: apiKey, accessToken.
+        return original.hasSuffix("Key") && original.count > 3
     }
 
     /// A value that is a secret by its shape, whatever it is called: an authorization scheme with its
@@ -35,11 +38,19 @@ public enum Redaction {
     static func looksLikeSecretValue(_ raw: String) -> Bool {
         let v = raw.trimmingCharacters(in: .whitespaces)
         let lower = v.lowercased()
-        for scheme in ["bearer ", "basic ", "token "] where lower.hasPrefix(scheme) && v.utf8.count >= scheme.utf8.count + 8 {
+        for scheme in authSchemes where lower.hasPrefix(scheme + " ") && v.utf8.count >= scheme.utf8.count + 9 {
             return true
         }
         return looksLikeKey(v) || isAWSKeyID(v) || isHighEntropy(v)
     }
+
+    /// Words that put a credential after them (`Authorization: Bearer x`, `Token x`, `Bot x`).
+    static let authSchemes: Set<String> = ["bearer", "basic", "token", "bot", "digest"]
+
+    /// Identifiers of well-known APIs that look random but name no secret (completion, message, file,
+    /// run and tool-call ids).
+    static let idPrefixes = ["chatcmpl-", "msg_", "file-", "resp_", "run_", "asst_", "thread_", "call_", "toolu_",
+                             "req_", "batch_", "cmpl-", "step_", "vs_"]
 
     static func isAWSKeyID(_ v: String) -> Bool {
         let u = Array(v.utf8)
@@ -50,23 +61,28 @@ public enum Redaction {
     static func isHighEntropy(_ v: String) -> Bool {
         let u = v.utf8
         guard u.count >= 32, u.count <= 8192 else { return false }
+        if idPrefixes.contains(where: { v.hasPrefix($0) }) { return false }
         var upper = false, lower = false, digit = false, hexOnly = true
+        // Names, paths and model ids are words joined by separators; random tokens seldom are.
+        var separators = 0
         for b in u {
             switch b {
             case 65...90: upper = true; if b > 70 { hexOnly = false }
             case 97...122: lower = true; if b > 102 { hexOnly = false }
             case 48...57: digit = true
-            case UInt8(ascii: "-"): break
-            case UInt8(ascii: "_"), UInt8(ascii: "+"), UInt8(ascii: "/"), UInt8(ascii: "="), UInt8(ascii: "."): hexOnly = false
+            case UInt8(ascii: "-"): separators += 1
+            case UInt8(ascii: "/"), UInt8(ascii: "."): separators += 1; hexOnly = false
+            case UInt8(ascii: "_"), UInt8(ascii: "+"), UInt8(ascii: "="): hexOnly = false
             default: return false
             }
         }
-        return !hexOnly && upper && lower && digit
+        return !hexOnly && upper && lower && digit && separators * 10 <= u.count
     }
 
-    /// `%XX` decoded (and `+` as a space, as forms write it); malformed escapes are kept as they are.
-    static func percentDecoded(_ s: String) -> String {
-        guard s.utf8.contains(UInt8(ascii: "%")) || s.utf8.contains(UInt8(ascii: "+")) else { return s }
+    /// `%XX` decoded (and `+` as a space, as forms write names, when asked: a `+` in a value may be
+    /// base64); malformed escapes are kept as they are.
+    static func percentDecoded(_ s: String, plusAsSpace: Bool = false) -> String {
+        guard s.utf8.contains(UInt8(ascii: "%")) || (plusAsSpace && s.utf8.contains(UInt8(ascii: "+"))) else { return s }
         var out: [UInt8] = []
         let u = Array(s.utf8)
         var i = 0
@@ -83,7 +99,7 @@ public enum Redaction {
                 out.append(h << 4 | l)
                 i += 3
             } else {
-                out.append(u[i] == UInt8(ascii: "+") ? UInt8(ascii: " ") : u[i])
+                out.append(plusAsSpace && u[i] == UInt8(ascii: "+") ? UInt8(ascii: " ") : u[i])
                 i += 1
             }
         }
@@ -114,6 +130,27 @@ public enum Redaction {
     }
 
     /// Each `name=value` (separated by `&` or `;`) whose name, or whose decoded value, is a secret.
+    /// Decoded until no escape is left (a value encoded twice hides `sk%252D…`), at most three times.
+    static func fullyDecoded(_ s: String) -> String {
+        var v = s
+        for _ in 0..<3 {
+            let next = percentDecoded(v)
+            if next == v { break }
+            v = next
+        }
+        return v
+    }
+
+    /// A query value that is a secret: by shape, or because it is itself a URL or query that holds one
+    /// (`redirect=https%3A…%3Fcode%3D…`, `proxy=http%3A%2F%2Fuser%3Apass%40…`).
+    static func valueHoldsSecret(_ value: String) -> Bool {
+        let decoded = fullyDecoded(value)
+        if looksLikeSecretValue(decoded) { return true }
+        guard decoded.contains("=") || decoded.contains("@") || decoded.contains("://") else { return false }
+        if decoded.contains("://") || decoded.hasPrefix("/") { return target(decoded) != decoded }
+        return redactQuery(decoded) != decoded
+    }
+
     static func redactQuery(_ query: String) -> String {
         var out = ""
         var pair = ""
@@ -121,9 +158,9 @@ public enum Redaction {
             if let eq = pair.firstIndex(of: "=") {
                 let name = String(pair[..<eq])
                 let value = String(pair[pair.index(after: eq)...])
-                out += isSecretName(name) || looksLikeSecretValue(percentDecoded(value)) ? name + "=" + placeholder : pair
+                out += isSecretName(name) || valueHoldsSecret(value) ? name + "=" + placeholder : pair
             } else {
-                out += looksLikeSecretValue(percentDecoded(pair)) ? placeholder : pair
+                out += valueHoldsSecret(pair) ? placeholder : pair
             }
             pair = ""
         }
@@ -193,7 +230,8 @@ public enum Redaction {
             segments[i] = "bot" + placeholder
         }
         // Discord webhooks: /api/webhooks/<id>/<token>
-        if let w = segments.firstIndex(of: "webhooks"), w + 2 < segments.count, w > 0, segments[w - 1] == "api" {
+        if let w = segments.firstIndex(of: "webhooks"), w + 2 < segments.count, w > 0,
+           segments[w - 1] == "api" || (w > 1 && segments[w - 2] == "api" && segments[w - 1].hasPrefix("v")) {
             segments[w + 2] = placeholder
         }
         return segments.joined(separator: "/")
@@ -210,17 +248,19 @@ public enum Redaction {
         text = maskJSONSecrets(text)
         if type.contains("x-www-form-urlencoded") { text = redactQuery(text) }
         text = maskText(text)
+        if bytes.count < totalBytes { text = maskCutToken(text) }
         text = text.replacingOccurrences(of: "\n", with: " ")
         return "\(type), \(totalBytes) bytes: \(text)"
     }
 
     /// Masks the value after any JSON key that names a secret — a string, a number, or a whole array or
-    /// object — with any whitespace around the colon.
+    /// object — with any whitespace around the colon. Works on Unicode scalars, so a combining mark
+    /// cannot merge with a quote.
     static func maskJSONSecrets(_ text: String) -> String {
-        let chars = Array(text)
-        var out = ""
+        let chars = Array(text.unicodeScalars)
+        var out = String.UnicodeScalarView()
         var i = 0
-        func isSpace(_ c: Character) -> Bool { c == " " || c == "\t" || c == "\n" || c == "\r" }
+        func isSpace(_ c: Unicode.Scalar) -> Bool { c == " " || c == "\t" || c == "\n" || c == "\r" }
         /// The end (exclusive) of the JSON string starting at `start` (a quote).
         func stringEnd(_ start: Int) -> Int {
             var j = start + 1
@@ -242,60 +282,101 @@ public enum Redaction {
                 return chars.count
             }
             var j = start
-            while j < chars.count && !",}]".contains(chars[j]) && !isSpace(chars[j]) { j += 1 }
+            while j < chars.count && chars[j] != "," && chars[j] != "}" && chars[j] != "]" && !isSpace(chars[j]) { j += 1 }
             return j
         }
         while i < chars.count {
             guard chars[i] == "\"" else { out.append(chars[i]); i += 1; continue }
             let end = stringEnd(i)
-            let key = String(chars[(i + 1)..<max(i + 1, end - 1)])
-            out += String(chars[i..<end])
+            var key = String.UnicodeScalarView()
+            if end - 1 > i + 1 { key.append(contentsOf: chars[(i + 1)..<(end - 1)]) }
+            out.append(contentsOf: chars[i..<end])
             i = end
             var k = i
             while k < chars.count && isSpace(chars[k]) { k += 1 }
-            guard k < chars.count, chars[k] == ":", isSecretName(unescapedJSON(key)) else { continue }
+            guard k < chars.count, chars[k] == ":", isSecretName(unescapedJSON(String(key)), inQuery: false) else { continue }
             k += 1
             while k < chars.count && isSpace(chars[k]) { k += 1 }
-            out += ":\"" + placeholder + "\""
+            out.append(contentsOf: (":\"" + placeholder + "\"").unicodeScalars)
             i = valueEnd(k)
         }
-        return out
+        return String(out)
     }
 
-    /// JSON `\uXXXX` escapes (and `\/`) written out, so a secret spelled with escapes is seen.
+    /// JSON `\uXXXX` escapes (and `\/`) written out, so a secret spelled with escapes is seen; control
+    /// and format characters stay escaped (they would reach a terminal or a page as they are).
     static func unescapedJSON(_ s: String) -> String {
         guard s.contains("\\") else { return s }
         var out = ""
-        var chars = s.makeIterator()
+        var chars = s.unicodeScalars.makeIterator()
         while let c = chars.next() {
-            guard c == "\\" else { out.append(c); continue }
-            guard let e = chars.next() else { out.append(c); break }
+            guard c == "\\" else { out.unicodeScalars.append(c); continue }
+            guard let e = chars.next() else { out.unicodeScalars.append(c); break }
             if e == "u" {
                 var hex = ""
-                for _ in 0..<4 { if let h = chars.next() { hex.append(h) } }
-                if let v = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(v) { out.unicodeScalars.append(scalar) } else { out += "\\u" + hex }
+                for _ in 0..<4 { if let h = chars.next() { hex.unicodeScalars.append(h) } }
+                if let v = UInt32(hex, radix: 16), hex.count == 4, let scalar = Unicode.Scalar(v), Self.isPrintable(scalar) {
+                    out.unicodeScalars.append(scalar)
+                } else {
+                    out += "\\u" + hex
+                }
             } else if e == "/" {
                 out.append("/")
             } else {
-                out.append(c)
-                out.append(e)
+                out.unicodeScalars.append(c)
+                out.unicodeScalars.append(e)
             }
         }
         return out
     }
 
-    /// Any text: secrets by shape wherever they stand (in a prompt, in `text/plain`), the credential
-    /// after an authorization scheme (`Bearer x`), and the value after a secret name and `=` or `:`.
-    static func maskText(_ raw: String) -> String {
-        let text = unescapedJSON(raw)
-        func isTokenChar(_ c: Character) -> Bool {
-            c.isASCII && (c.isLetter || c.isNumber || "-_+/.~%".contains(c))
+    static func isPrintable(_ s: Unicode.Scalar) -> Bool {
+        switch s.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .surrogate, .privateUse, .unassigned: return false
+        default: return true
         }
-        let chars = Array(text)
-        var out = ""
+    }
+
+    /// Any text: secrets by shape wherever they stand (in a prompt, in `text/plain`), credentials in
+    /// URLs (`scheme://user:pass@`), the credential after an authorization scheme (`Bearer x`,
+    /// `Token x`), and the value after a secret name and `=` or `:` (up to its closing quote when
+    /// quoted).
+    static func maskText(_ raw: String) -> String {
+        let chars = Array(unescapedJSON(raw).unicodeScalars)
+        func isTokenChar(_ c: Unicode.Scalar) -> Bool {
+            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || "-_+/.~%".unicodeScalars.contains(c))
+        }
+        var out = String.UnicodeScalarView()
+        let mask = placeholder.unicodeScalars
         var i = 0
         var maskNext = false
         while i < chars.count {
+            // scheme://user:pass@host: the password goes.
+            if chars[i] == ":", i + 2 < chars.count, chars[i + 1] == "/", chars[i + 2] == "/" {
+                var j = i + 3, colon: Int?
+                while j < chars.count, isTokenChar(chars[j]) || chars[j] == ":" {
+                    if chars[j] == ":" && colon == nil { colon = j }
+                    j += 1
+                }
+                if let colon, j < chars.count, chars[j] == "@" {
+                    out.append(contentsOf: chars[i...colon])
+                    out.append(contentsOf: mask)
+                    i = j
+                    continue
+                }
+            }
+            if maskNext && (chars[i] == "\"" || chars[i] == "'") {
+                // A quoted value: all of it, to the closing quote.
+                let quote = chars[i]
+                var j = i + 1
+                while j < chars.count && chars[j] != quote { j += 1 }
+                out.append(quote)
+                out.append(contentsOf: mask)
+                if j < chars.count { out.append(quote) }
+                i = min(j + 1, chars.count)
+                maskNext = false
+                continue
+            }
             guard isTokenChar(chars[i]) else {
                 out.append(chars[i])
                 i += 1
@@ -303,26 +384,51 @@ public enum Redaction {
             }
             var j = i
             while j < chars.count && isTokenChar(chars[j]) { j += 1 }
-            let token = String(chars[i..<j])
-            let decoded = percentDecoded(token)
+            var tokenView = String.UnicodeScalarView()
+            tokenView.append(contentsOf: chars[i..<j])
+            let token = String(tokenView)
+            let decoded = fullyDecoded(token)
+            let lower = decoded.lowercased()
             if maskNext || looksLikeSecretValue(decoded) {
-                out += placeholder
+                out.append(contentsOf: mask)
                 // `Authorization: Bearer x`: the scheme, then its credential.
-                maskNext = maskNext && ["bearer", "basic"].contains(decoded.lowercased())
+                maskNext = maskNext && authSchemes.contains(lower)
             } else {
-                out += token
-                let lower = decoded.lowercased()
-                if ["bearer", "basic"].contains(lower) {
-                    maskNext = true
-                } else if isSecretName(decoded) {
+                out.append(contentsOf: tokenView)
+                if lower == "bearer" || lower == "basic" {
+                    var k = j
+                    while k < chars.count && chars[k] == " " { k += 1 }
+                    maskNext = k > j && k < chars.count && isTokenChar(chars[k])
+                } else if isSecretName(decoded, inQuery: false) {
                     // `password=x`, `password: x`, `"token" : "x"`
                     var k = j
                     while k < chars.count && (chars[k] == " " || chars[k] == "\"" || chars[k] == "'") { k += 1 }
-                    if k < chars.count && (chars[k] == "=" || chars[k] == ":") { maskNext = true }
+                    if k < chars.count && (chars[k] == "=" || chars[k] == ":") {
+                        maskNext = true
+                        out.append(contentsOf: chars[j...k])
+                        j = k + 1
+                        while j < chars.count && chars[j] == " " { out.append(chars[j]); j += 1 }
+                    }
                 }
             }
             i = j
         }
-        return out
+        return String(out)
+    }
+
+    /// A body cut at the summary's length may end inside a secret too short to be known by its shape:
+    /// a last token of 8 or more characters goes.
+    static func maskCutToken(_ text: String) -> String {
+        var scalars = Array(text.unicodeScalars)
+        var n = 0
+        while let last = scalars.last, last.isASCII,
+              last.properties.isAlphabetic || ("0"..."9").contains(last) || "-_+/=~%".unicodeScalars.contains(last) {
+            scalars.removeLast()
+            n += 1
+        }
+        guard n >= 8 else { return text }
+        var out = String.UnicodeScalarView()
+        out.append(contentsOf: scalars)
+        return String(out) + placeholder
     }
 }

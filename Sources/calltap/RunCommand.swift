@@ -118,6 +118,11 @@ struct RunCommand: ParsableCommand {
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { throw ValidationError("--registry-socket: \(String(cString: strerror(errno)))") }
         defer { close(s) }
+        // Bounded waits: a busy or stalled daemon must not keep the command from starting or ending
+        // (for a Unix socket the send timeout also bounds connect).
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)

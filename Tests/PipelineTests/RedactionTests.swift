@@ -52,6 +52,15 @@ import Testing
         "/x?id=AKIAPLANTEDEXAMPLE01",
         "/x?t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVEVEIn0.PLANTEDsig",
         "/x?opaque=PLANTEDz9Q2mX7vK4pL8wR3tY6uI1oA5",
+        "/x?x=wJalrXUtnFEMI+K7MDENG/bPxRfiCYPLANTEDKEY",
+        "/x?url=https%3A%2F%2Fs3.test%2Fo%3FX-Amz-Signature%3DPLANTED-twelve",
+        "/x?redirect=https%3A%2F%2Fa.test%2Fcb%3Fcode%3DPLANTED-thirteen",
+        "/x?proxy=http%3A%2F%2Fbob%3APLANTED-fourteen%40proxy.test",
+        "/x?next=%2Fv1%3Fapi_key%3DPLANTED-fifteen",
+        "/x?x=sk%252Dproj-PLANTEDabcdefghijkl",
+        "/x?x=Bearer%2520PLANTEDabcdefgh",
+        "/api/v10/webhooks/123/PLANTED-sixteen",
+        "/x?apiKey=PLANTED-seventeen",
     ])
     func targets(_ target: String) {
         let out = Redaction.target(target)
@@ -72,14 +81,30 @@ import Testing
         ("text/plain", "Authorization: Bearer PLANTED-h"),
         ("text/plain", "token: PLANTED-i"),
         ("application/json", #"{"access_token":"PLANTED-j","expires_in":3600}"#),
+        ("application/json", #"{"note":"wJalrXUtnFEMI+K7MDENG/bPxRfiCYPLANTEDKEY"}"#),
+        ("text/plain", "db at postgres://app:PLANTED-k@db:5432/prod"),
+        ("application/json", "{\"content\":\"\u{301}x\",\"password\":\"PLANTED horse battery\"}"),
+        ("text/plain", "{'api_key': 'PLANTED second'}"),
+        ("text/plain", "Authorization: Token PLANTED-l"),
     ])
     func bodies(_ type: String, _ body: String) {
         let out = Redaction.summary(contentType: type, bytes: Array(body.utf8), totalBytes: body.utf8.count) ?? ""
         #expect(!out.contains("PLANTED"), "\(body) → \(out)")
     }
 
+    /// A body cut at the summary's length: a secret begun at the end is not left half-shown.
+    @Test func aSecretCutAtTheEndGoes() {
+        let body = #"{"note": "x", "k": "PLANTEDabcdefghijklmnopqrstuvw"#
+        let out = Redaction.summary(contentType: "application/json", bytes: Array(body.utf8), totalBytes: 10_000) ?? ""
+        #expect(!out.contains("PLANTED"), "\(out)")
+    }
+
     /// What must stay: ids that are not secrets.
     @Test(arguments: [
+        "/v1/models?model=meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo",
+        "/v1/chat/completions?after=chatcmpl-AbCdEf0123456789AbCdEf0123456789",
+        "/v1/users?name=User-3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b",
+        "/zoo?monkey=1&sort=name",
         "/v1/runs/3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b?page=2",
         "/blobs/sha256/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         "/search?q=cats+and+dogs&limit=20&model=gpt-4o",
@@ -91,7 +116,7 @@ import Testing
     }
 
     @Test func ordinaryBodiesStay() {
-        let body = #"{"model":"gpt-4o","max_tokens":100,"id":"3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b"}"#
+        let body = #"{"model":"gpt-4o","max_tokens":100,"id":"3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b","error":{"code":"invalid_api_key"},"file":"/Users/Alice/Projects/App2/main.swift"}"#
         let out = Redaction.summary(contentType: "application/json", bytes: Array(body.utf8), totalBytes: body.utf8.count)
         #expect(out == "application/json, \(body.utf8.count) bytes: \(body)")
     }
