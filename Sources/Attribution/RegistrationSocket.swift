@@ -44,25 +44,11 @@ public final class RegistrationSocket: @unchecked Sendable {
             }
             unlink(path)
         }
-        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(s)
-            throw Failure(description: "\(path) is too long for a Unix socket")
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard bound == 0, listen(s, 64) == 0 else {
-            let e = String(cString: strerror(errno))
-            close(s)
-            throw Failure(description: "cannot listen on \(path): \(e)")
+        let s: Int32
+        do {
+            s = try UnixSocket.listen(at: path)
+        } catch {
+            throw Failure(description: "\(error)")
         }
         // The directory was checked above (root's, not writable by others): no one can swap the name
         // between bind and this chmod.

@@ -113,3 +113,66 @@ public enum SessionID {
         isValid(id) && !id.contains("/") && !id.hasPrefix(".")
     }
 }
+
+/// Unix stream sockets by path (the registration socket and its clients).
+public enum UnixSocket {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// A new stream socket (close-on-exec) and the address of `path`.
+    static func make(_ path: String) throws -> (Int32, sockaddr_un) {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw Failure(description: "\(path) is too long for a Unix socket")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket: \(String(cString: strerror(errno)))") }
+        return (fd, address)
+    }
+
+    /// A socket listening at `path` (which must not exist).
+    public static func listen(at path: String, backlog: Int32 = 64) throws -> Int32 {
+        var (fd, address) = try make(path)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, Glibc.listen(fd, backlog) == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "cannot listen on \(path): \(e)")
+        }
+        return fd
+    }
+
+    /// A socket connected to `path`; sends, receives and the connect itself wait at most `timeout`
+    /// seconds (for a Unix socket the send timeout also bounds connect).
+    public static func connect(to path: String, timeout: Int = 2) throws -> Int32 {
+        var (fd, address) = try make(path)
+        var t = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, socklen_t(MemoryLayout<timeval>.size))
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw Failure(description: "cannot connect to \(path): \(e)")
+        }
+        return fd
+    }
+
+    /// Sends one line and returns the one-line answer, trimmed ("" when none came).
+    public static func exchange(_ fd: Int32, _ line: [UInt8]) -> String {
+        _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var answer = [UInt8](repeating: 0, count: 512)
+        let n = answer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return n > 0 ? String(decoding: answer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+    }
+}

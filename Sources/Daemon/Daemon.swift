@@ -166,8 +166,10 @@ public struct Daemon {
             }))
         }
         if let api { services.append(.init(service: api)) }
-        if let connect { services.append(.init(service: ConnectEventsService(events: connect))) }
-        if let registration { services.append(.init(service: RegistrationService(socket: registration))) }
+        if let connect { services.append(.init(service: ThreadService(name: "calltap-connect") { connect.run(shouldStop: $0) })) }
+        if let registration {
+            services.append(.init(service: ThreadService(name: "calltap-register") { registration.run(shouldStop: $0) }))
+        }
         services += attribution.map { .init(service: $0) }
         services += captures.map { .init(service: $0) }
         // When every input has ended (capture files read to their end), the group shuts down gracefully.
@@ -203,48 +205,27 @@ final class InputsEnded: Service {
 }
 
 
-/// Follows the kernel's connect-time records on a thread of its own until graceful shutdown; stops after
-/// the attribution stages (it is started before them).
-final class ConnectEventsService: Service, @unchecked Sendable {
-    let events: ConnectEvents
+
+/// A loop that blocks (the ring buffer of connect-time records, the registration socket) on an OS
+/// thread of its own, told to stop at graceful shutdown or cancellation.
+final class ThreadService: Service, @unchecked Sendable {
+    let name: String
+    let body: @Sendable (_ shouldStop: () -> Bool) -> Void
     private let lock = NSLock()
     private var stopping = false
-    init(events: ConnectEvents) { self.events = events }
 
-    func run() async throws {
-        let done = OneShot<Bool>()
-        let t = Thread {
-            self.events.run(shouldStop: { self.lock.withLock { self.stopping } })
-            done.set(true)
-        }
-        t.name = "calltap-connect"
-        t.start()
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                _ = await done.wait()
-            } onGracefulShutdown: {
-                self.lock.withLock { self.stopping = true }
-            }
-        } onCancel: {
-            self.lock.withLock { self.stopping = true }
-        }
+    init(name: String, body: @escaping @Sendable (_ shouldStop: () -> Bool) -> Void) {
+        self.name = name
+        self.body = body
     }
-}
-
-/// Answers the verified registration socket on a thread of its own until graceful shutdown.
-final class RegistrationService: Service, @unchecked Sendable {
-    let socket: RegistrationSocket
-    private let lock = NSLock()
-    private var stopping = false
-    init(socket: RegistrationSocket) { self.socket = socket }
 
     func run() async throws {
         let done = OneShot<Bool>()
         let t = Thread {
-            self.socket.run(shouldStop: { self.lock.withLock { self.stopping } })
+            self.body { self.lock.withLock { self.stopping } }
             done.set(true)
         }
-        t.name = "calltap-register"
+        t.name = name
         t.start()
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {

@@ -115,32 +115,18 @@ struct RunCommand: ParsableCommand {
     private func register(_ fields: [String: Any], at path: String) throws {
         var line = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
         line.append(0x0A)
-        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw ValidationError("--registry-socket: \(String(cString: strerror(errno)))") }
-        defer { close(s) }
-        // Bounded waits: a busy or stalled daemon must not keep the command from starting or ending
-        // (for a Unix socket the send timeout also bounds connect).
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw ValidationError("--registry-socket: path too long") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            Log.error("--registry-socket: cannot connect to \(path): \(String(cString: strerror(errno)))")
+        // Bounded waits: a busy or stalled daemon must not keep the command from starting or ending.
+        let s: Int32
+        do {
+            s = try UnixSocket.connect(to: path, timeout: 2)
+        } catch {
+            Log.error("--registry-socket: \(error)")
             throw ExitCode(ExitStatus.usage)
         }
-        _ = line.withUnsafeBytes { send(s, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var answer = [UInt8](repeating: 0, count: 512)
-        let n = answer.withUnsafeMutableBytes { recv(s, $0.baseAddress, $0.count, 0) }
-        let text = n > 0 ? String(decoding: answer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "no answer"
+        defer { close(s) }
+        let text = UnixSocket.exchange(s, Array(line))
         guard text == "ok" else {
-            Log.error("--registry-socket: \(Printable.escape(text))")
+            Log.error("--registry-socket: \(text.isEmpty ? "no answer" : Printable.escape(text))")
             throw ExitCode(ExitStatus.usage)
         }
     }

@@ -1,4 +1,5 @@
 @testable import Attribution
+import Core
 import Foundation
 import Testing
 
@@ -77,18 +78,8 @@ import Testing
     }
 
     static func send(_ text: String, to path: String) throws -> String {
-        let s = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let s = try UnixSocket.connect(to: path)
         defer { close(s) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
-        let ok = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        try #require(ok == 0)
-        _ = text.utf8CString.withUnsafeBufferPointer { Glibc.send(s, $0.baseAddress, $0.count - 1, 0) }
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let n = buffer.withUnsafeMutableBytes { recv(s, $0.baseAddress, $0.count, 0) }
-        return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : ""
+        return UnixSocket.exchange(s, Array(text.utf8))
     }
 }

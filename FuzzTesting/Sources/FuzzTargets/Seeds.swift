@@ -70,9 +70,26 @@ public struct SeedMaker {
             #"{"pid":-1,"session_id":""}"#,
         ]
         for (i, line) in registryLines.enumerated() { write("registry", "line-\(i)", Array(line.utf8)) }
+        for (i, request) in Self.registrationSeeds.enumerated() { write("registration", "request-\(i)", Array(request.utf8)) }
+        for (i, seed) in Self.redactionSeeds.enumerated() { write("redaction", "planted-\(i)", Array(seed.utf8)) }
         for (i, seed) in Self.http2Seeds().enumerated() { write("http2", "built-\(i)", seed) }
         for (target, count) in written.sorted(by: { $0.key < $1.key }) { print("\(target): \(count) seeds") }
     }
+
+    static let registrationSeeds = [
+        #"{"pid": 100, "session_id": "s-1", "agent": "planner"}"# + "\n",
+        #"{"pid": 200, "session_id": "s-1", "ended": true}"# + "\n",
+        #"{"pid": 1, "session_id": "stolen"}"# + "\n",
+        "{\"pid\": 100, \"session_id\": \"" + String(repeating: "a", count: 300) + "\"}\n",
+    ]
+
+    /// A target, a NUL, a body: the shapes redaction must see through.
+    static let redactionSeeds = [
+        "/x?api_key[]=a&q=sk-proj-abcdefghijklmnop;t=Bearer%2520abcdefgh&u=https%3A%2F%2Fa%3Fcode%3Dx\0"
+            + #"{"password" : ["a", {"b": "c"}], "note": "sk\u002dant\u002dapi03-abcdefghijklmnop", "x": "\u0301"}"#,
+        "/v1/sk%2Dproj-abcdefghijklmnop/api/v10/webhooks/1/t\0Authorization: Token abc postgres://u:p@h/db",
+        "/q?x=wJalrXUtnFEMI+K7MDENG/bPxRfiCYEXAMPLEKEY\0{\"a\":\"\\u12\",\"token\":\"unterminated",
+    ]
 
     /// HTTP/2 conversations built frame by frame (cleartext HTTP/2 is rare in captures): a GET with its
     /// answer, a POST with DATA and a reset, and a GOAWAY.

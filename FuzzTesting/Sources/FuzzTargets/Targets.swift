@@ -25,6 +25,8 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 ///   analyser, call building and the JSON line
 /// - http1, tls, http2: [u16 client length][client bytes][server bytes], delivered in alternating chunks
 /// - dns: one DNS message; keylog: key log text; registry: one registry line; pcapfile: a whole file
+/// - registration: one request on the registration socket; redaction: a request target, then (after a
+///   NUL) a body, through every redaction rule
 public let fuzzTargets: [FuzzTarget] = [
     FuzzTarget(name: "decode", summary: "link layer, IPv4/IPv6, TCP/UDP headers") { data in
         guard let first = data.first else { return }
@@ -72,6 +74,21 @@ public let fuzzTargets: [FuzzTarget] = [
     },
     FuzzTarget(name: "registry", summary: "PID → session registry lines") { data in
         _ = SessionRegistry.parse(Substring(String(decoding: data, as: UTF8.self)))
+    },
+    FuzzTarget(name: "registration", summary: "requests on the verified registration socket") { data in
+        // A small made-up process tree: the caller 100 and its child 200, both uid 1000.
+        let tree: [Int: RegistrationSocket.Facts] = [100: .init(ppid: 1, uid: 1000, startTime: 10),
+                                                     200: .init(ppid: 100, uid: 1000, startTime: 20)]
+        _ = RegistrationSocket.request(Array(data), peerPID: 100, peerUID: 1000, facts: { tree[$0] })
+    },
+    FuzzTarget(name: "redaction", summary: "request targets and body summaries through every redaction rule") { data in
+        let bytes = Array(data)
+        let cut = bytes.firstIndex(of: 0) ?? bytes.count
+        _ = Redaction.target(String(decoding: bytes[..<cut], as: UTF8.self))
+        let body = Array(bytes[min(cut + 1, bytes.count)...])
+        for type in ["application/json", "application/x-www-form-urlencoded", "text/plain"] {
+            _ = Redaction.summary(contentType: type, bytes: body, totalBytes: body.count + 1)
+        }
     },
     FuzzTarget(name: "pcapng-times", summary: "two interfaces with any if_tsoffset: capture-time arithmetic") { data in
         guard let file = pcapngWithTimeOffsets(data) else { return }
