@@ -50,9 +50,13 @@ public final class RegistrationSocket: @unchecked Sendable {
         } catch {
             throw Failure(description: "\(error)")
         }
-        // The directory was checked above (root's, not writable by others): no one can swap the name
-        // between bind and this chmod.
-        chmod(path, 0o666)
+        // Made connectable by every local user, without following a link at that name (the directory
+        // was checked above; a name swapped in the meantime is refused, not changed).
+        guard fchmodat(AT_FDCWD, path, 0o666, AT_SYMLINK_NOFOLLOW) == 0 else {
+            let e = String(cString: strerror(errno))
+            close(s)
+            throw Failure(description: "cannot open \(path) to every user: \(e)")
+        }
         fd = s
     }
 
