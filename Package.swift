@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         .systemLibrary(
@@ -75,6 +76,14 @@ let package = Package(
             "CallModel",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
+        // OTLP export: calls as spans and metrics in OpenTelemetry's protobuf messages (a small encoder of
+        // our own), posted to a Collector over OTLP/HTTP.
+        .target(name: "OTLP", dependencies: [
+            "CallModel",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         // The HTTP API, /metrics and the dashboard, reading the store.
         .target(
             name: "Server",
@@ -92,13 +101,13 @@ let package = Package(
         // The capturing daemon as services: capture (one OS thread per target), attribution, writer and
         // sinks, followers, retention and the API under one ServiceGroup with ordered graceful shutdown.
         .target(name: "Daemon", dependencies: [
-            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution", "OTLP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "calltap", dependencies: [
-            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Daemon",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Daemon", "OTLP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Logging", package: "swift-log"),
@@ -123,6 +132,7 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Core"]),
+        .testTarget(name: "OTLPTests", dependencies: ["OTLP", "CallModel"]),
         .testTarget(name: "DaemonTests", dependencies: [
             "Daemon", "Storage", "CallModel", "Pipeline",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

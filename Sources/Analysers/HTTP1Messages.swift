@@ -17,7 +17,8 @@ public struct HTTPHead: Sendable {
     public var connectionUpgrade = false
     public var upgrade: String?
     public var expectContinue = false
-    /// Values of headers that may name an agent session (`baggage`, `x-session-id`), for attribution.
+    /// Values of headers that may name an agent session (`baggage`, `x-session-id`), for attribution, and
+    /// the W3C `traceparent`.
     public var sessionHints: [String: String] = [:]
     public var weirds: [Weird] = []
 

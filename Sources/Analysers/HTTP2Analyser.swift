@@ -382,7 +382,7 @@ public final class HTTP2Analyser {
                     s.path = headers.first(name: ":path")
                     s.scheme = headers.first(name: ":scheme")
                     s.requestContentType = headers.first(name: "content-type")
-                    for name in ["baggage", "x-session-id"] { if let v = headers.first(name: name) { s.sessionHints[name] = v } }
+                    for name in ["baggage", "x-session-id", "traceparent"] { if let v = headers.first(name: name) { s.sessionHints[name] = v } }
                 }
             }
         } else {

@@ -74,6 +74,9 @@ enum HTTPHeadParser {
             head.sessionHints["baggage"] = String(decoding: value, as: UTF8.self)
         case 12 where equalsLower(name, "x-session-id"):
             head.sessionHints["x-session-id"] = String(decoding: value, as: UTF8.self)
+        case 11 where equalsLower(name, "traceparent"):
+            // 55 bytes when well formed; anything longer is not a version-00 trace context.
+            if value.count <= 128 { head.sessionHints["traceparent"] = String(decoding: value, as: UTF8.self) }
         default:
             break
         }

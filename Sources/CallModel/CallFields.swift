@@ -55,6 +55,8 @@ extension CallRecord {
         v.text("connection_id", &connectionId)
         v.integer("stream_id", &streamId)
         v.flag("estimated", &estimated)
+        v.text("trace_id", &traceId)
+        v.text("parent_span_id", &parentSpanId)
         // Attribution
         v.text("session_id", &sessionId)
         v.choice("attribution", &attribution)

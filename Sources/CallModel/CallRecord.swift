@@ -36,6 +36,10 @@ public struct CallRecord: Sendable, Equatable {
     public var streamId: Int?
     /// Times are lower bounds: the connection was picked up mid-stream or lost bytes.
     public var estimated = false
+    /// The W3C trace context the request carried (`traceparent`): its trace id (32 hex digits) and the
+    /// caller's span id (16), so the call's span nests in the agent's own trace.
+    public var traceId: String?
+    public var parentSpanId: String?
     // Attribution
     public var sessionId: String?
     public var attribution: Attribution?

@@ -119,6 +119,19 @@ public final class CallStore: Sendable {
         m.registerMigration("v3: owner_source") { db in
             try db.execute(sql: "ALTER TABLE calls ADD COLUMN owner_source TEXT")
         }
+        // The request's W3C trace context, and where OTLP export has got to (the last call id a collector
+        // confirmed) with the calls retention removed before they were exported.
+        m.registerMigration("v4: trace context and export cursor") { db in
+            try db.execute(sql: "ALTER TABLE calls ADD COLUMN trace_id TEXT")
+            try db.execute(sql: "ALTER TABLE calls ADD COLUMN parent_span_id TEXT")
+            try db.execute(sql: """
+                CREATE TABLE export_cursor (
+                    name TEXT PRIMARY KEY,
+                    last_id INTEGER NOT NULL,
+                    pruned_unexported INTEGER NOT NULL DEFAULT 0
+                )
+                """)
+        }
         return m
     }
 

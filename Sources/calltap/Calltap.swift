@@ -8,10 +8,15 @@ struct Calltap: AsyncParsableCommand {
         abstract: "What external services did my agent call, at what latency, and did any fail?",
         discussion: """
             Exit codes: 0 success (a partial read is reported on stderr); 1 usage error; \
-            2 no input could be read; 3 partial read with --strict; 4 database error.
+            2 no input could be read; 3 partial read with --strict; 4 database error; \
+            5 the OTLP endpoint did not take the export.
             """,
+        version: Calltap.version,
         subcommands: [ReadCommand.self, CallsCommand.self, ServeCommand.self, CaptureCommand.self, RunCommand.self]
     )
+
+    /// The version OTLP exports name as their instrumentation scope's.
+    static let version = "0.7.0"
 
     /// Expands `capture --config FILE` before parsing, so the file's settings sit under the flags.
     static func main() async {
@@ -68,4 +73,5 @@ enum ExitStatus {
     static let unreadable: Int32 = 2
     static let partialRead: Int32 = 3
     static let database: Int32 = 4
+    static let export: Int32 = 5
 }

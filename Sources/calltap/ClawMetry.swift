@@ -33,6 +33,8 @@ enum ClawMetry {
         // How the session and the process were found: ClawMetry keeps what it does not know as extra keys.
         w.string("attribution", r.attribution?.rawValue)
         w.string("owner_source", r.ownerSource?.rawValue)
+        w.string("trace_id", r.traceId)
+        w.string("parent_span_id", r.parentSpanId)
         w.string("outcome", r.outcome.rawValue)
         w.string("error", r.error)
         return w.finish()

@@ -5,6 +5,7 @@ import Core
 import Decode
 import Source
 import Foundation
+import OTLP
 import Pipeline
 import Storage
 
@@ -56,6 +57,8 @@ struct ReadCommand: ParsableCommand {
     @Flag(help: "Exit 3 when an input was damaged or missing, even if others were read.")
     var strict = false
 
+    @OptionGroup var otlp: OTLPOptions
+
     mutating func run() throws {
         var options = AnalysisOptions()
         if let session, !SessionID.isValid(session) {
@@ -84,6 +87,7 @@ struct ReadCommand: ParsableCommand {
         if keyLog.malformedLines > 0 { Log.error("key log: \(keyLog.malformedLines) malformed lines skipped") }
         if !keyLog.isEmpty { options.keyLog = keyLog }
 
+        let otlpConfiguration = try otlp.resolve()
         let store = try db.map(CallStore.openForCommand)
         // The database sink `capture` uses too: batched, and it holds (bounded) what the database refuses.
         let writer = store.map { CallWriter(store: $0, maxHeld: options.maxHeldCalls) }
@@ -98,6 +102,7 @@ struct ReadCommand: ParsableCommand {
         // The table header waits for the first call or the first readable file, so an input that cannot
         // be opened leaves nothing on stdout but its error on stderr.
         var headerWritten = false
+        let exporter = otlpConfiguration.map { OTLPBatchExporter(configuration: $0, version: Calltap.version) }
         let analyzer = Analyzer(options: options) { record in
             switch format {
             case .jsonl: out.line(CallJSON.line(record))
@@ -107,6 +112,7 @@ struct ReadCommand: ParsableCommand {
                 tableRows.append(record)
             case .none: break
             }
+            exporter?.add(record)
             if let writer {
                 batch.append(record)
                 if batch.count >= 2000 {
@@ -171,6 +177,16 @@ struct ReadCommand: ParsableCommand {
                 let dropped = writer.notStored + writer.held
                 Log.error("cannot write to database \(db ?? ""): \(storeError)" + (dropped > 0 ? " (\(dropped) calls not stored)" : ""))
                 throw ExitCode(ExitStatus.database)
+            }
+        }
+        if let exporter {
+            let o = exporter.finish()
+            if stats {
+                FileHandle.standardError.write(Data("otlp: spans=\(o.spans) requests=\(o.requests) retries=\(o.retries) not_delivered=\(o.spansNotDelivered) metrics=\(o.metricsDelivered ? 1 : 0) busy_ms=\(Int(o.busySeconds * 1000))\n".utf8))
+            }
+            if let failure = o.failure {
+                Log.error("OTLP export failed: \(failure)" + (o.spansNotDelivered > 0 ? " (\(o.spansNotDelivered) spans not delivered)" : ""))
+                throw ExitCode(ExitStatus.export)
             }
         }
         if stats {

@@ -1,0 +1,159 @@
+import CallModel
+import Foundation
+
+/// OTLP export for `read`: calls are taken in batches and posted by a thread of their own, so the packet
+/// loop goes on while a batch is in flight; when the posting falls behind, `add` waits (the queue holds
+/// a few batches), so nothing is dropped. An endpoint that keeps failing is retried with backoff until
+/// `timeout` seconds pass without a delivery; then the exporter gives up, says why, and `read` exits 5.
+/// Metrics are posted once at the end, over every delivered call.
+public final class OTLPBatchExporter: CallSink, @unchecked Sendable {
+    public var sinkName: String { "OTLP endpoint" }
+    public static let batchSize = 2048
+    static let queueDepth = 4
+
+    public struct Outcome: Sendable {
+        public var spans = 0
+        public var requests = 0
+        public var retries = 0
+        /// Spans the endpoint refused outright (a 4xx other than 408/429), or not sent after giving up.
+        public var spansNotDelivered = 0
+        /// Why the export stopped, when it did.
+        public var failure: String?
+        public var metricsDelivered = false
+        /// Seconds spent encoding and posting, on the exporter's own thread.
+        public var busySeconds = 0.0
+    }
+
+    private let configuration: OTLPConfiguration
+    private let client: OTLPClient
+    private let version: String
+    private let metrics: OTLPMetrics
+    private let condition = NSCondition()
+    private var queue: [[CallRecord]] = []
+    private var current: [CallRecord] = []
+    private var closed = false
+    private var finished = false
+    private var outcome = Outcome()
+    private var thread: Thread?
+
+    public init(configuration: OTLPConfiguration, version: String) {
+        self.configuration = configuration
+        self.version = version
+        client = OTLPClient(headers: configuration.headers)
+        metrics = OTLPMetrics(start: UInt64(Date().timeIntervalSince1970 * 1e9))
+        current.reserveCapacity(Self.batchSize)
+        let t = Thread { [unowned self] in self.loop() }
+        t.name = "calltap-otlp"
+        thread = t
+        t.start()
+    }
+
+    /// True once the exporter has given up (every later call is counted as not delivered).
+    public var hasFailed: Bool { condition.withLock { outcome.failure != nil } }
+
+    public func add(_ r: CallRecord) {
+        guard OTLPSpans.isExported(r) || r.kind == .tls else { return }
+        current.append(r)
+        if current.count >= Self.batchSize { enqueue() }
+    }
+
+    public func write(_ calls: [CallRecord]) throws { for r in calls { add(r) } }
+    public func flush() throws { if !current.isEmpty { enqueue() } }
+
+    private func enqueue() {
+        let batch = current
+        current = []
+        current.reserveCapacity(Self.batchSize)
+        condition.lock()
+        while queue.count >= Self.queueDepth && outcome.failure == nil { condition.wait() }
+        if outcome.failure != nil {
+            outcome.spansNotDelivered += batch.filter(OTLPSpans.isExported).count
+        } else {
+            queue.append(batch)
+            condition.broadcast()
+        }
+        condition.unlock()
+    }
+
+    /// Sends what is left and the metrics, waits for the thread, and says how it went.
+    public func finish() -> Outcome {
+        if !current.isEmpty { enqueue() }
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        while !finished { condition.wait() }
+        let o = outcome
+        condition.unlock()
+        client.shutdownBlocking()
+        return o
+    }
+
+    /// Posts `body` until it is delivered, refused, or the endpoint has failed for `timeout` seconds.
+    private func deliver(_ body: [UInt8], to url: URL) -> OTLPClient.Answer {
+        var backoff = OTLPBackoff()
+        let firstTry = Date()
+        while true {
+            let answer = client.postBlocking(body, to: url)
+            condition.withLock { outcome.requests += 1 }
+            guard case let .retry(after, reason) = answer else { return answer }
+            let waited = Date().timeIntervalSince(firstTry)
+            let pause = backoff.next(serverSays: after)
+            if waited + pause > configuration.timeout {
+                return .rejected(reason: "\(url.absoluteString) did not take the export for \(Int(configuration.timeout.rounded())) s (last: \(reason))")
+            }
+            condition.withLock { outcome.retries += 1 }
+            Thread.sleep(forTimeInterval: pause)
+        }
+    }
+
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !closed { condition.wait() }
+            if queue.isEmpty && closed {
+                condition.unlock()
+                break
+            }
+            let batch = queue.removeFirst()
+            condition.broadcast()
+            let stopped = outcome.failure != nil
+            condition.unlock()
+            if stopped { continue }
+            let began = Date()
+            let (body, spans) = OTLPTraceRequest.encode(batch, resource: configuration.resource, version: version)
+            let answer = spans > 0 ? deliver(body, to: configuration.tracesURL) : .delivered
+            condition.withLock {
+                switch answer {
+                case .delivered:
+                    outcome.spans += spans
+                    for r in batch { metrics.record(r) }
+                case .rejected(let reason):
+                    outcome.spansNotDelivered += spans
+                    if reason.hasPrefix("HTTP ") {
+                        outcome.failure = "the OTLP endpoint refused \(spans) spans (\(reason))"
+                    } else {
+                        outcome.failure = reason
+                    }
+                    condition.broadcast()
+                case .retry: break
+                }
+                outcome.busySeconds += Date().timeIntervalSince(began)
+            }
+        }
+        if !hasFailed && metrics.hasNews {
+            let began = Date()
+            let body = metrics.encode(resource: configuration.resource, version: version,
+                                      now: UInt64(Date().timeIntervalSince1970 * 1e9))
+            let answer = deliver(body, to: configuration.metricsURL)
+            condition.withLock {
+                outcome.busySeconds += Date().timeIntervalSince(began)
+                if answer == .delivered { outcome.metricsDelivered = true }
+                else if case let .rejected(reason) = answer { outcome.failure = "metrics: " + reason }
+            }
+        }
+        condition.withLock {
+            finished = true
+            condition.broadcast()
+        }
+    }
+}
