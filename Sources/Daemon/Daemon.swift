@@ -6,6 +6,7 @@ import Decode
 import Source
 import Foundation
 import Logging
+import OTLP
 import Pipeline
 import ServiceLifecycle
 import UnixSignals
@@ -17,6 +18,7 @@ import Storage
 /// |---|---|---|
 /// | `CaptureService` (one per target) | its own OS thread, inside the target's namespace | packets → calls, new connections |
 /// | `AttributionService` (one per target) | its own OS thread, inside the namespace | owners and sessions, cgroup filter |
+/// | `OTLPExportService` (optional) | a task | stored calls → OTLP spans and metrics, behind a cursor in the database |
 /// | `WriterService` | a task | calls → sinks (database, JSON Lines, ClawMetry), statistics rows, status |
 /// | followers, retention | tasks | registry and key log files; pruning the database |
 /// | the API (optional) | Hummingbird | `calltap serve` on the same database |
@@ -55,6 +57,10 @@ public struct Daemon {
         public var maxDatabaseBytes: Int?
         /// How the database is named in messages (its path).
         public var databaseName = ""
+        /// Export the stored calls to an OpenTelemetry Collector (needs a store).
+        public var otlp: OTLPConfiguration?
+        /// calltap's version, named in OTLP exports.
+        public var version = ""
         public init() {}
     }
 
@@ -68,6 +74,8 @@ public struct Daemon {
     public let connectEvents: ConnectEvents?
     /// The verified registration socket; `open()` it before running the group.
     public let registrationSocket: RegistrationSocket?
+    /// OTLP export of the stored calls, when configured.
+    public let exporter: OTLPExportService?
 
     /// Builds the services. `sinks` get every call after the database (JSON Lines, ClawMetry…);
     /// `api` is added as a service when given; `signals` lead to graceful shutdown.
@@ -150,8 +158,15 @@ public struct Daemon {
             },
             statsInterval: c.statsInterval, showStatus: c.showStatus, logger: logger)
 
-        // Started in this order; graceful shutdown runs from the end of the list back.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: writer)]
+        // Started in this order; graceful shutdown runs from the end of the list back. The exporter stops
+        // last, so its final pass sees what the writer stored at the end.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var exporter: OTLPExportService?
+        if let otlp = c.otlp, let store {
+            exporter = OTLPExportService(store: store, configuration: otlp, version: c.version, logger: logger)
+            services.append(.init(service: exporter!))
+        }
+        services.append(.init(service: writer))
         if registry != nil || !followers.isEmpty {
             services.append(.init(service: PeriodicService(every: .milliseconds(250)) {
                 registry?.poll()
@@ -185,6 +200,7 @@ public struct Daemon {
         self.callWriter = callWriter
         self.connectEvents = connect
         self.registrationSocket = registration
+        self.exporter = exporter
     }
 }
 

@@ -48,9 +48,11 @@ public enum OTLPSpans {
 
     /// Start and end in nanoseconds since the epoch: the call's own times; a call without an end ends
     /// at its start plus its latency, or at its start.
+    /// Times are whole microseconds, as the database keeps them, so a call exported by `read` and by
+    /// `capture` (from the database) is the same span.
     public static func times(_ r: CallRecord) -> (start: UInt64, end: UInt64) {
-        let start = max(r.ts, 0)
-        var end = r.endedAt ?? r.latencyMicros.map { start &+ $0 &* 1000 } ?? start
+        let start = max(r.ts, 0) / 1000 * 1000
+        var end = (r.endedAt.map { $0 / 1000 * 1000 }) ?? r.latencyMicros.map { start &+ $0 &* 1000 } ?? start
         if end < start { end = start }
         return (UInt64(start), UInt64(end))
     }
@@ -153,9 +155,10 @@ public enum OTLPSpans {
     /// exchange starts at its request, so its connect (first exchange of a connection) is marked at its
     /// start and its first byte at start + ttfb_ms.
     public static func events(_ r: CallRecord) -> [Event] {
-        let (start, _) = times(r)
+        let (start, end) = times(r)
         var out: [Event] = []
-        func at(_ micros: Int64) -> UInt64 { start &+ UInt64(max(micros, 0)) &* 1000 }
+        // Inside the span, whatever the timings say.
+        func at(_ micros: Int64) -> UInt64 { min(start &+ UInt64(max(micros, 0)) &* 1000, end) }
         let connectionRecord = r.kind == .tls || r.kind == .connect || r.kind == .quic
         if let c = r.connectMicros {
             out.append(Event(time: connectionRecord ? at(c) : start, name: "connect", durationMs: Double(c) / 1000))
@@ -185,7 +188,7 @@ public enum OTLPIds {
         }
         func mix(_ v: Int64) { for k in 0..<8 { byte(UInt8(truncatingIfNeeded: v >> (8 * Int64(k)))) } }
         mix(r.kind.rawValue)
-        mix(r.ts)
+        mix(r.ts / 1000)
         mix(r.connectionId)
         mix(Int64(r.streamId ?? -1))
         mix(r.clientIp)

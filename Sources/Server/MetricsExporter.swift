@@ -67,6 +67,29 @@ final class MetricsExporter: @unchecked Sendable {
             lastId = batch.lastId
             if batch.calls.count < 10_000 { break }
         }
+        // Export progress (OTLP), from the cursor the exporting daemon keeps in the database.
+        let now = Date().timeIntervalSince1970
+        for (name, state) in try store.exportStates() {
+            let lag = state.oldestPendingTs.map { max(0, now - Double($0) / 1e9) } ?? 0
+            let values: [(String, String, Double)] = [
+                ("exported_spans", "Calls the collector confirmed.", Double(state.exported)),
+                ("failures", "Export attempts that failed (refused, timed out, 5xx, 429).", Double(state.failures)),
+                ("rejected_spans", "Calls the collector refused for good (4xx).", Double(state.rejected)),
+                ("pruned_unexported", "Calls retention deleted before they were exported.", Double(state.prunedUnexported)),
+                ("lag_calls", "Stored calls not exported yet.", Double(state.pending)),
+                ("lag_seconds", "Age of the oldest call not exported yet.", lag),
+                ("last_success_timestamp_seconds", "When the collector last confirmed a batch.",
+                 state.lastSuccessAt.map { Double($0) / 1e6 } ?? 0),
+            ]
+            for (metric, help, value) in values {
+                let key = "export:\(name):\(metric)"
+                let gauge = stats[key] ?? registry.makeGauge(descriptor: MetricNameDescriptor(
+                    namespace: "calltap", subsystem: "export", metricName: metric, unitName: "", helpText: help),
+                    labels: [("exporter", name)])
+                stats[key] = gauge
+                gauge.set(value)
+            }
+        }
         for (name, value) in try store.statsTotals() {
             let gauge = stats[name] ?? registry.makeGauge(descriptor: MetricNameDescriptor(
                 namespace: "calltap", subsystem: "capture", metricName: name, unitName: "", helpText: "Capture counter \(name)."))

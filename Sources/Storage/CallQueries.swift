@@ -151,8 +151,9 @@ extension CallStore {
         var deleted = 0
         if let before {
             deleted += try writer.write { db in
-                try db.execute(sql: "DELETE FROM calls WHERE id IN (SELECT id FROM calls WHERE ts < ? ORDER BY ts LIMIT ?)",
-                               arguments: [before / 1000, batch])
+                let doomed = "SELECT id FROM calls WHERE ts < ? ORDER BY ts LIMIT ?"
+                try Self.countUnexported(db, doomed: doomed, arguments: [before / 1000, batch])
+                try db.execute(sql: "DELETE FROM calls WHERE id IN (\(doomed))", arguments: [before / 1000, batch])
                 let calls = db.changesCount
                 try db.execute(sql: "DELETE FROM capture_stats WHERE recorded_at < ?", arguments: [before / 1000])
                 return calls
@@ -160,10 +161,85 @@ extension CallStore {
         }
         if let maxBytes, try usedBytes() > maxBytes {
             deleted += try writer.write { db in
-                try db.execute(sql: "DELETE FROM calls WHERE id IN (SELECT id FROM calls ORDER BY ts LIMIT ?)", arguments: [batch])
+                let doomed = "SELECT id FROM calls ORDER BY ts LIMIT ?"
+                try Self.countUnexported(db, doomed: doomed, arguments: [batch])
+                try db.execute(sql: "DELETE FROM calls WHERE id IN (\(doomed))", arguments: [batch])
                 return db.changesCount
             }
         }
         return deleted
+    }
+}
+
+// MARK: - Export cursor
+
+extension CallStore {
+    /// Where an exporter (`otlp`) has got to: the last call id its receiver confirmed, and its counters.
+    public struct ExportState: Sendable, Equatable {
+        public var lastId: Int64 = 0
+        public var exported = 0
+        public var failures = 0
+        public var rejected = 0
+        /// Calls retention deleted before they were exported.
+        public var prunedUnexported = 0
+        public var lastSuccessAt: Int64?
+        public var lastError: String?
+        /// Calls stored after the cursor, and the start of the oldest of them (ns), when there are any.
+        public var pending = 0
+        public var oldestPendingTs: Int64?
+    }
+
+    /// Counts, against every export cursor, the calls `doomed` selects that it has not exported yet.
+    static func countUnexported(_ db: Database, doomed: String, arguments: StatementArguments) throws {
+        try db.execute(sql: """
+            UPDATE export_cursor SET pruned_unexported = pruned_unexported +
+                (SELECT count(*) FROM calls WHERE id IN (\(doomed)) AND id > export_cursor.last_id)
+            """, arguments: arguments)
+    }
+
+    /// The exporter's state, creating its cursor at the start (every stored call still to export).
+    public func exportState(_ name: String) throws -> ExportState {
+        try writer.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO export_cursor (name, last_id) VALUES (?, 0)", arguments: [name])
+            let row = try Row.fetchOne(db, sql: "SELECT * FROM export_cursor WHERE name = ?", arguments: [name])!
+            var s = ExportState()
+            s.lastId = row["last_id"]
+            s.exported = row["exported"]
+            s.failures = row["failures"]
+            s.rejected = row["rejected"]
+            s.prunedUnexported = row["pruned_unexported"]
+            s.lastSuccessAt = row["last_success_at"]
+            s.lastError = row["last_error"]
+            s.pending = try Int.fetchOne(db, sql: "SELECT count(*) FROM calls WHERE id > ?", arguments: [s.lastId]) ?? 0
+            s.oldestPendingTs = try Int64.fetchOne(db, sql: "SELECT min(ts) FROM calls WHERE id > ?", arguments: [s.lastId]).map { $0 * 1000 }
+            return s
+        }
+    }
+
+    /// The export states there are, for /metrics (read only: no cursor is created).
+    public func exportStates() throws -> [String: ExportState] {
+        let names = try writer.read { db in try String.fetchAll(db, sql: "SELECT name FROM export_cursor ORDER BY name") }
+        var out: [String: ExportState] = [:]
+        for n in names { out[n] = try exportState(n) }
+        return out
+    }
+
+    /// Moves the cursor past calls up to `lastId`: `delivered` were taken, `rejected` refused for good.
+    public func advanceExport(_ name: String, to lastId: Int64, delivered: Int, rejected: Int, at time: Int64) throws {
+        try writer.write { db in
+            try db.execute(sql: """
+                UPDATE export_cursor SET last_id = max(last_id, ?), exported = exported + ?, rejected = rejected + ?,
+                    last_success_at = CASE WHEN ? > 0 THEN ? ELSE last_success_at END
+                WHERE name = ?
+                """, arguments: [lastId, delivered, rejected, delivered, time / 1000, name])
+        }
+    }
+
+    /// Counts a failed attempt and remembers why.
+    public func recordExportFailure(_ name: String, error: String) throws {
+        try writer.write { db in
+            try db.execute(sql: "UPDATE export_cursor SET failures = failures + 1, last_error = ? WHERE name = ?",
+                           arguments: [String(error.prefix(300)), name])
+        }
     }
 }

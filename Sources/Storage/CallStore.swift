@@ -128,7 +128,12 @@ public final class CallStore: Sendable {
                 CREATE TABLE export_cursor (
                     name TEXT PRIMARY KEY,
                     last_id INTEGER NOT NULL,
-                    pruned_unexported INTEGER NOT NULL DEFAULT 0
+                    exported INTEGER NOT NULL DEFAULT 0,
+                    failures INTEGER NOT NULL DEFAULT 0,
+                    rejected INTEGER NOT NULL DEFAULT 0,
+                    pruned_unexported INTEGER NOT NULL DEFAULT 0,
+                    last_success_at INTEGER,
+                    last_error TEXT
                 )
                 """)
         }

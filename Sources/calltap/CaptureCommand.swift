@@ -114,6 +114,8 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(name: .customLong("stats-interval"), help: "Seconds between statistics rows (and status lines on a terminal).")
     var statsInterval = 10
 
+    @OptionGroup var otlp: OTLPOptions
+
     mutating func run() async throws {
         var targets: [(name: String, path: String?)] = netns.map { n in
             (n, n.contains("/") ? n : "/var/run/netns/\(n)")
@@ -145,8 +147,19 @@ struct CaptureCommand: AsyncParsableCommand {
                 throw ExitCode(ExitStatus.unreadable)
             }
         }
+        var otlpConfiguration = try otlp.resolve()
+        if otlpConfiguration != nil && db == nil {
+            guard otlp.endpoint == nil else {
+                Log.error("--otlp-endpoint needs --db: the database is the export's buffer while the collector is unreachable")
+                throw ExitCode(ExitStatus.usage)
+            }
+            Log.info("OTEL_EXPORTER_OTLP_ENDPOINT is set, but without --db there is no OTLP export")
+            otlpConfiguration = nil
+        }
         let store = try db.map(CallStore.openForCommand)
         var configuration = Daemon.Configuration()
+        configuration.otlp = otlpConfiguration
+        configuration.version = Calltap.version
         configuration.analysis.includeLocal = includeLocal
         configuration.analysis.summaries = summaries
         configuration.analysis.scaleCaps(toMemoryMB: memoryMB)
