@@ -76,10 +76,12 @@ let package = Package(
             "CallModel",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
-        // OTLP export: calls as spans and metrics in OpenTelemetry's protobuf messages (a small encoder of
-        // our own), posted to a Collector over OTLP/HTTP.
-        .target(name: "OTLP", dependencies: [
-            "CallModel",
+        // Calls as OTLP spans and metrics: OpenTelemetry's protobuf messages (a small encoder of our own),
+        // the exporter's configuration. No I/O.
+        .target(name: "OTLP", dependencies: ["CallModel"]),
+        // Posting them to a Collector over OTLP/HTTP (AsyncHTTPClient), with retries; batch export for `read`.
+        .target(name: "OTLPHTTP", dependencies: [
+            "OTLP", "CallModel",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -101,13 +103,13 @@ let package = Package(
         // The capturing daemon as services: capture (one OS thread per target), attribution, writer and
         // sinks, followers, retention and the API under one ServiceGroup with ordered graceful shutdown.
         .target(name: "Daemon", dependencies: [
-            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution", "OTLP",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution", "OTLP", "OTLPHTTP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "calltap", dependencies: [
-            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Daemon", "OTLP",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Daemon", "OTLP", "OTLPHTTP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Logging", package: "swift-log"),
@@ -132,7 +134,7 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Core"]),
-        .testTarget(name: "OTLPTests", dependencies: ["OTLP", "CallModel"]),
+        .testTarget(name: "OTLPTests", dependencies: ["OTLP", "OTLPHTTP", "CallModel"]),
         .testTarget(name: "DaemonTests", dependencies: [
             "Daemon", "Storage", "CallModel", "Pipeline",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -140,7 +142,7 @@ let package = Package(
         ]),
         // One fuzz target per parser that takes outside bytes (driven by libFuzzer from FuzzTesting/).
         .target(name: "FuzzTargets",
-                dependencies: ["Core", "Decode", "Source", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution"],
+                dependencies: ["Core", "Decode", "Source", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution", "OTLP"],
                 path: "FuzzTesting/Sources/FuzzTargets"),
         // Replays every seed and every input that once failed through the fuzz targets.
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),

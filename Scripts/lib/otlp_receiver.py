@@ -4,15 +4,17 @@ package (PyPI) and appends what it decoded as JSON Lines, one object per span to
 per metrics request to METRICS.
 
 While the file named by --fail-file exists, every request is answered 503 with `Retry-After: 1` (a
-collector outage). Requests whose body does not decode are answered 400 and counted in BAD.
+collector outage). While the file named by --slow-file exists, a traces request is decoded and recorded
+and then answered only 3 s later (a window in which to kill the exporter with the batch in flight). Requests whose body does not decode are answered 400 and counted in BAD.
 
-usage: otlp_receiver.py HOST PORT SPANS METRICS [--fail-file PATH] [--ready PATH]
+usage: otlp_receiver.py HOST PORT SPANS METRICS [--fail-file PATH] [--slow-file PATH] [--ready PATH]
 """
 import argparse
 import http.server
 import json
 import os
 import threading
+import time
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
@@ -52,6 +54,7 @@ def main():
     ap.add_argument("spans")
     ap.add_argument("metrics")
     ap.add_argument("--fail-file")
+    ap.add_argument("--slow-file")
     ap.add_argument("--ready")
     a = ap.parse_args()
     lock = threading.Lock()
@@ -102,6 +105,8 @@ def main():
                                         "content_type": headers.get("content-type"),
                                         "header_x_test": headers.get("x-test"),
                                     }) + "\n")
+                    if a.slow_file and os.path.exists(a.slow_file):
+                        time.sleep(3)
                     self.answer(200, ExportTraceServiceResponse().SerializeToString())
                 elif self.path == "/v1/metrics":
                     req = ExportMetricsServiceRequest()

@@ -2,6 +2,7 @@ import CallModel
 import Foundation
 import Logging
 import OTLP
+import OTLPHTTP
 import ServiceLifecycle
 import Storage
 

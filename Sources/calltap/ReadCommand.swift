@@ -6,6 +6,7 @@ import Decode
 import Source
 import Foundation
 import OTLP
+import OTLPHTTP
 import Pipeline
 import Storage
 

@@ -72,6 +72,7 @@ public struct SeedMaker {
         for (i, line) in registryLines.enumerated() { write("registry", "line-\(i)", Array(line.utf8)) }
         for (i, request) in Self.registrationSeeds.enumerated() { write("registration", "request-\(i)", Array(request.utf8)) }
         for (i, seed) in Self.redactionSeeds.enumerated() { write("redaction", "planted-\(i)", Array(seed.utf8)) }
+        for (i, seed) in Self.otlpSeeds.enumerated() { write("otlp", "call-\(i)", Array(seed.utf8)) }
         for (i, seed) in Self.http2Seeds().enumerated() { write("http2", "built-\(i)", seed) }
         for (target, count) in written.sorted(by: { $0.key < $1.key }) { print("\(target): \(count) seeds") }
     }
@@ -81,6 +82,14 @@ public struct SeedMaker {
         #"{"pid": 200, "session_id": "s-1", "ended": true}"# + "\n",
         #"{"pid": 1, "session_id": "stolen"}"# + "\n",
         "{\"pid\": 100, \"session_id\": \"" + String(repeating: "a", count: 300) + "\"}\n",
+    ]
+
+    /// NUL-separated: traceparent, method, host, path, session, OTLP headers, resource attributes.
+    static let otlpSeeds = [
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\u{0}GET\u{0}api.example.com\u{0}/v1/x?a=1\u{0}sess-1\u{0}api-key=a%20b\u{0}service.name=x",
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra\u{0}PROPFIND\u{0}\u{0}\u{0}\u{0}=,\u{0}k=%zz",
+        "ff-00000000000000000000000000000000-0000000000000000-00\u{0}\u{0}" + String(repeating: "h", count: 300) + "\u{0}/"
+            + String(repeating: "é", count: 200) + "\u{0}s\u{0}x=a\r\nInjected: 1",
     ]
 
     /// A target, a NUL, a body: the shapes redaction must see through.

@@ -5,6 +5,7 @@ import Core
 import Decode
 import Source
 import Foundation
+import OTLP
 import Pipeline
 
 /// One fuzz target: a parser that takes outside bytes, and how one input is fed to it.
@@ -27,6 +28,8 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 /// - dns: one DNS message; keylog: key log text; registry: one registry line; pcapfile: a whole file
 /// - registration: one request on the registration socket; redaction: a request target, then (after a
 ///   NUL) a body, through every redaction rule
+/// - otlp: NUL-separated strings (a traceparent, method, host, path, session, OTEL_EXPORTER_OTLP_HEADERS,
+///   OTEL_RESOURCE_ATTRIBUTES) into a call, its span request and the exporter's configuration
 public let fuzzTargets: [FuzzTarget] = [
     FuzzTarget(name: "decode", summary: "link layer, IPv4/IPv6, TCP/UDP headers") { data in
         guard let first = data.first else { return }
@@ -89,6 +92,36 @@ public let fuzzTargets: [FuzzTarget] = [
         for type in ["application/json", "application/x-www-form-urlencoded", "text/plain"] {
             _ = Redaction.summary(contentType: type, bytes: body, totalBytes: body.count + 1)
         }
+    },
+    FuzzTarget(name: "otlp", summary: "traceparent values, calls with any text as OTLP spans and metrics, OTEL_* settings") { data in
+        let parts = Array(data).split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        func part(_ k: Int) -> String? { k < parts.count ? parts[k] : nil }
+        var r = CallRecord(kind: .http, ts: Int64(parts.count) &* 1_000_000_007)
+        if let tp = part(0), let c = TraceParent.parse(tp) {
+            precondition(c.traceId.utf8.count == 32 && c.parentSpanId.utf8.count == 16)
+            r.traceId = c.traceId
+            r.parentSpanId = c.parentSpanId
+        }
+        r.method = part(1)
+        r.host = part(2)
+        r.path = part(3)
+        r.url = part(3).map { "http://x\($0)" }
+        r.sessionId = part(4)
+        r.statusCode = data.count % 600
+        r.outcome = data.count % 3 == 0 ? .httpError : .ok
+        r.latencyMicros = Int64(data.count) * 997
+        r.ttfbMicros = Int64(data.count) * 1_500 // may exceed the latency: events stay inside the span
+        r.target = part(2)
+        let resource = OTLPResource(attributes: [OTLPAttribute("service.name", .string(part(6) ?? ""))])
+        let (bytes, spans) = OTLPTraceRequest.encode([r, r], resource: resource, version: "fuzz")
+        precondition(spans == 2 && protobufIsWellFormed(bytes[...], depth: 0))
+        let metrics = OTLPMetrics(start: 1)
+        metrics.record(r)
+        precondition(protobufIsWellFormed(metrics.encode(resource: resource, version: "fuzz", now: 2)[...], depth: 0))
+        _ = try? OTLPConfiguration.resolve(endpoint: "http://127.0.0.1:4318", headers: part(5).map { [$0] } ?? [], timeout: 1,
+                                           environment: ["OTEL_EXPORTER_OTLP_HEADERS": part(5) ?? "",
+                                                         "OTEL_RESOURCE_ATTRIBUTES": part(6) ?? ""],
+                                           hostName: "fuzz")
     },
     FuzzTarget(name: "pcapng-times", summary: "two interfaces with any if_tsoffset: capture-time arithmetic") { data in
         guard let file = pcapngWithTimeOffsets(data) else { return }
@@ -210,4 +243,36 @@ func runPipeline(linkType: LinkType, records: UnsafeRawBufferPointer) {
         if let p = decoder.decode(frame, wireLength: frame.count, timestamp: t) { analyzer.process(p) }
     }
     analyzer.finish()
+}
+
+/// Whether `b` is a sequence of well-formed protobuf fields, looking into every length-delimited field
+/// that itself parses as fields (strings that do not are fine), to `depth` 8.
+func protobufIsWellFormed(_ b: ArraySlice<UInt8>, depth: Int) -> Bool {
+    var i = b.startIndex
+    func varint() -> UInt64? {
+        var v: UInt64 = 0, shift: UInt64 = 0
+        while i < b.endIndex && shift < 64 {
+            let c = b[i]
+            i += 1
+            v |= UInt64(c & 0x7f) << shift
+            if c < 0x80 { return v }
+            shift += 7
+        }
+        return nil
+    }
+    while i < b.endIndex {
+        guard let key = varint(), key >> 3 > 0 else { return false }
+        switch key & 7 {
+        case 0: guard varint() != nil else { return false }
+        case 1: guard b.endIndex - i >= 8 else { return false }; i += 8
+        case 5: guard b.endIndex - i >= 4 else { return false }; i += 4
+        case 2:
+            guard let n = varint(), n <= UInt64(b.endIndex - i) else { return false }
+            let inner = b[i..<(i + Int(n))]
+            if depth < 8 { _ = protobufIsWellFormed(inner, depth: depth + 1) }
+            i += Int(n)
+        default: return false
+        }
+    }
+    return true
 }

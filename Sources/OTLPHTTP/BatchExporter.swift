@@ -1,5 +1,6 @@
 import CallModel
 import Foundation
+import OTLP
 
 /// OTLP export for `read`: calls are taken in batches and posted by a thread of their own, so the packet
 /// loop goes on while a batch is in flight; when the posting falls behind, `add` waits (the queue holds
@@ -97,12 +98,13 @@ public final class OTLPBatchExporter: CallSink, @unchecked Sendable {
             condition.withLock { outcome.requests += 1 }
             guard case let .retry(after, reason) = answer else { return answer }
             let waited = Date().timeIntervalSince(firstTry)
-            let pause = backoff.next(serverSays: after)
-            if waited + pause > configuration.timeout {
+            if waited >= configuration.timeout {
                 return .rejected(reason: "\(url.absoluteString) did not take the export for \(Int(configuration.timeout.rounded())) s (last: \(reason))")
             }
+            // One last try at the deadline, whatever the backoff says.
+            let pause = min(backoff.next(serverSays: after), configuration.timeout - waited)
             condition.withLock { outcome.retries += 1 }
-            Thread.sleep(forTimeInterval: pause)
+            Thread.sleep(forTimeInterval: max(pause, 0.05))
         }
     }
 

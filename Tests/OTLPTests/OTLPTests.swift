@@ -1,0 +1,324 @@
+import CallModel
+import Foundation
+@testable import OTLP
+import Testing
+
+/// A protobuf reader for the checks: fields of one message, nested ones read again on demand.
+struct ProtoReader {
+    enum Value: Equatable {
+        case varint(UInt64), fixed64(UInt64), bytes([UInt8]), fixed32(UInt32)
+    }
+    struct Bad: Error {}
+
+    static func fields(_ b: [UInt8]) throws -> [(Int, Value)] {
+        var i = 0
+        var out: [(Int, Value)] = []
+        func varint() throws -> UInt64 {
+            var v: UInt64 = 0, shift: UInt64 = 0
+            while true {
+                guard i < b.count, shift < 64 else { throw Bad() }
+                let c = b[i]; i += 1
+                v |= UInt64(c & 0x7f) << shift
+                if c < 0x80 { return v }
+                shift += 7
+            }
+        }
+        while i < b.count {
+            let key = try varint()
+            let field = Int(key >> 3)
+            switch key & 7 {
+            case 0: out.append((field, .varint(try varint())))
+            case 1:
+                guard i + 8 <= b.count else { throw Bad() }
+                out.append((field, .fixed64((0..<8).reduce(UInt64(0)) { $0 | UInt64(b[i + $1]) << (8 * UInt64($1)) })))
+                i += 8
+            case 2:
+                let n = Int(try varint())
+                guard n >= 0, i + n <= b.count else { throw Bad() }
+                out.append((field, .bytes(Array(b[i..<(i + n)]))))
+                i += n
+            case 5:
+                guard i + 4 <= b.count else { throw Bad() }
+                out.append((field, .fixed32((0..<4).reduce(UInt32(0)) { $0 | UInt32(b[i + $1]) << (8 * UInt32($1)) })))
+                i += 4
+            default: throw Bad()
+            }
+        }
+        return out
+    }
+
+    static func messages(_ b: [UInt8], _ field: Int) throws -> [[UInt8]] {
+        try fields(b).compactMap { f, v in if f == field, case let .bytes(x) = v { return x } else { return nil } }
+    }
+    static func string(_ b: [UInt8], _ field: Int) throws -> String? {
+        try messages(b, field).first.map { String(decoding: $0, as: UTF8.self) }
+    }
+    static func uint(_ b: [UInt8], _ field: Int) throws -> UInt64? {
+        try fields(b).compactMap { f, v -> UInt64? in
+            if f == field, case let .varint(x) = v { return x }
+            if f == field, case let .fixed64(x) = v { return x }
+            return nil
+        }.first
+    }
+    /// KeyValue list → [key: AnyValue bytes].
+    static func attributes(_ b: [UInt8], _ field: Int) throws -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for kv in try messages(b, field) { out[try string(kv, 1) ?? ""] = try messages(kv, 2).first ?? [] }
+        return out
+    }
+}
+
+@Suite struct ProtobufTests {
+    @Test func varintsAreLittleEndianGroupsOfSeven() {
+        let cases: [(UInt64, [UInt8])] = [(1, [1]), (127, [0x7f]), (128, [0x80, 1]), (300, [0xac, 2]),
+                                           (UInt64.max, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1])]
+        for (v, want) in cases {
+            var w = ProtoWriter()
+            w.varint(v)
+            #expect(w.bytes == want, "\(v)")
+        }
+    }
+
+    /// A nested message's length takes one byte up to 127 and more after; the body is shifted intact.
+    @Test(arguments: [0, 1, 126, 127, 128, 129, 16_383, 16_384, 300_000])
+    func nestedLengthsOfEverySize(n: Int) throws {
+        let body = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var w = ProtoWriter()
+        w.uint(1, 7)
+        w.message(2) { inner in
+            inner.message(3) { $0.bytesField(4, body) }
+        }
+        w.string(5, "after")
+        let top = try ProtoReader.fields(w.bytes)
+        #expect(top.count == 3)
+        let inner = try ProtoReader.messages(w.bytes, 2)[0]
+        let deepest = try ProtoReader.messages(inner, 3)[0]
+        #expect(try ProtoReader.messages(deepest, 4).first ?? [] == body)
+        #expect(try ProtoReader.string(w.bytes, 5) == "after")
+    }
+
+    @Test func defaultsAreLeftOutAsProto3Does() {
+        var w = ProtoWriter()
+        w.uint(1, 0)
+        w.fixed64(2, 0)
+        w.string(3, "")
+        w.bytesField(4, [])
+        #expect(w.bytes.isEmpty)
+        w.string(3, "", always: true)
+        #expect(w.bytes == [0x1a, 0])
+    }
+}
+
+@Suite struct TraceParentTests {
+    @Test(arguments: [
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true),
+        ("  00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00\t", true),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future", true), // a later version may add fields
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", false), // version 00 is exactly 55 bytes
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false),
+        ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", false), // upper case
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", false),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", false),
+        ("00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01", false),
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0", false),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", false),
+        ("", false),
+    ])
+    func parses(value: String, valid: Bool) {
+        let c = TraceParent.parse(value)
+        #expect((c != nil) == valid)
+        if let c {
+            #expect(c.traceId == "4bf92f3577b34da6a3ce929d0e0e4736" && c.parentSpanId == "00f067aa0ba902b7")
+        }
+    }
+}
+
+@Suite struct OTLPConfigurationTests {
+    func resolve(_ endpoint: String?, headers: [String] = [], env: [String: String] = [:]) throws -> OTLPConfiguration? {
+        try OTLPConfiguration.resolve(endpoint: endpoint, headers: headers, timeout: 30, environment: env, hostName: "agent-host-1")
+    }
+
+    @Test func signalPathsAreAppendedToTheBaseEndpoint() throws {
+        for (base, traces) in [("http://collector:4318", "http://collector:4318/v1/traces"),
+                               ("http://collector:4318/", "http://collector:4318/v1/traces"),
+                               ("https://gw.example/otlp", "https://gw.example/otlp/v1/traces")] {
+            let c = try #require(try resolve(base))
+            #expect(c.tracesURL.absoluteString == traces)
+            #expect(c.metricsURL.absoluteString == traces.replacingOccurrences(of: "traces", with: "metrics"))
+        }
+        #expect(try resolve(nil) == nil)
+    }
+
+    @Test func theFlagWinsOverTheEnvironmentAndSignalVariablesAreUsedAsTheyAre() throws {
+        let env = ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4318",
+                   "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://env-traces:9999/custom"]
+        #expect(try resolve("http://flag:4318", env: env)?.tracesURL.absoluteString == "http://flag:4318/v1/traces")
+        let fromEnv = try #require(try resolve(nil, env: env))
+        #expect(fromEnv.tracesURL.absoluteString == "http://env-traces:9999/custom")
+        #expect(fromEnv.metricsURL.absoluteString == "http://env:4318/v1/metrics")
+    }
+
+    @Test func headersAndResource() throws {
+        let env = ["OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%20b , x-tenant=t1",
+                   "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,service.name=from-attributes",
+                   "OTEL_SERVICE_NAME": "agents"]
+        let c = try #require(try resolve("http://c:4318", headers: ["X-Tenant=t2", "empty="], env: env))
+        #expect(c.headers.map { "\($0.0)=\($0.1)" } == ["api-key=a b", "X-Tenant=t2", "empty="])
+        let attrs = Dictionary(c.resource.attributes.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+        #expect(attrs["service.name"] == .string("agents"))
+        #expect(attrs["host.name"] == .string("agent-host-1"))
+        #expect(attrs["deployment.environment"] == .string("prod"))
+        let plain = try #require(try resolve("http://c:4318"))
+        #expect(plain.resource.attributes.first { $0.key == "service.name" }?.value == .string("calltap"))
+    }
+
+    @Test(arguments: ["ftp://x", "collector:4318", "http://", "not a url"])
+    func badEndpointsAreRefused(endpoint: String) {
+        #expect(throws: OTLPConfiguration.Problem.self) { try resolve(endpoint) }
+    }
+
+    @Test func headersThatCouldSplitARequestAreRefused() {
+        #expect(throws: OTLPConfiguration.Problem.self) { try resolve("http://c", headers: ["x=a\r\nInjected: 1"]) }
+        #expect(throws: OTLPConfiguration.Problem.self) { try resolve("http://c", headers: ["bad name=1"]) }
+        #expect(throws: OTLPConfiguration.Problem.self) { try resolve("http://c", headers: ["novalue"]) }
+        #expect(throws: OTLPConfiguration.Problem.self) { try resolve("http://c", env: ["OTEL_EXPORTER_OTLP_HEADERS": "a"]) }
+    }
+}
+
+@Suite struct OTLPSpanTests {
+    static func http(_ method: String? = "GET", status: Int? = 200, outcome: Outcome = .ok, ts: Int64 = 1_717_243_200_123_456_789) -> CallRecord {
+        var r = CallRecord(kind: .http, ts: ts)
+        r.method = method
+        r.statusCode = status
+        r.outcome = outcome
+        r.host = "api.example.com"
+        r.serverIp = "192.0.2.7"
+        r.serverPort = 443
+        r.clientIp = "10.0.0.2"
+        r.clientPort = 40000
+        r.connectionId = "1:abc="
+        r.scheme = "https"
+        r.path = "/v1/x"
+        r.url = "https://api.example.com/v1/x"
+        r.httpVersion = "2"
+        r.latencyMicros = 250_000
+        r.ttfbMicros = 200_000
+        r.endedAt = ts + 250_000_000
+        r.sessionId = "sess-1"
+        r.visibility = .decrypted
+        return r
+    }
+
+    @Test func namesAndErrorTypesFollowTheConventions() {
+        #expect(OTLPSpans.name(Self.http()) == "GET")
+        #expect(OTLPSpans.name(Self.http("PROPFIND")) == "HTTP")
+        #expect(OTLPSpans.name(Self.http(nil)) == "HTTP")
+        var d = CallRecord(kind: .dns, ts: 1)
+        d.outcome = .dnsFailed
+        #expect(OTLPSpans.name(d) == "dns" && OTLPSpans.errorType(d) == "dns_failed")
+        #expect(OTLPSpans.errorType(Self.http(status: 503, outcome: .httpError)) == "503")
+        #expect(OTLPSpans.errorType(Self.http()) == nil)
+        #expect(OTLPSpans.errorType(Self.http(status: nil, outcome: .reset)) == "reset")
+        let other = OTLPSpans.attributes(Self.http("PROPFIND"))
+        #expect(other.contains(OTLPAttribute("http.request.method", .string("_OTHER"))))
+        #expect(other.contains(OTLPAttribute("http.request.method_original", .string("PROPFIND"))))
+        var tls = CallRecord(kind: .tls, ts: 1)
+        tls.visibility = .decrypted
+        #expect(!OTLPSpans.isExported(tls))
+        tls.visibility = .encrypted
+        #expect(OTLPSpans.isExported(tls))
+    }
+
+    @Test func idsAreDerivedFromTheCallAndStableAtMicrosecondPrecision() {
+        let a = Self.http(), b = Self.http(ts: 1_717_243_200_123_456_000)
+        #expect(OTLPIds.spanId(a) == OTLPIds.spanId(b)) // the database keeps microseconds
+        #expect(OTLPIds.traceId(a) == OTLPIds.traceId(b))
+        var c = a
+        c.streamId = 3
+        #expect(OTLPIds.spanId(a) != OTLPIds.spanId(c))
+        #expect(OTLPIds.spanId(a).count == 8 && OTLPIds.traceId(a).count == 16)
+        #expect(OTLPIds.parentSpanId(a) == nil)
+        var t = a
+        t.traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+        t.parentSpanId = "00f067aa0ba902b7"
+        #expect(OTLPIds.hex(OTLPIds.traceId(t)) == "4bf92f3577b34da6a3ce929d0e0e4736")
+        #expect(OTLPIds.parentSpanId(t).map(OTLPIds.hex) == "00f067aa0ba902b7")
+        #expect(OTLPSpans.times(a).start == 1_717_243_200_123_456_000)
+    }
+
+    @Test func aRequestHoldsOneResourcePerTargetAndEverySpanDecodes() throws {
+        var calls: [CallRecord] = []
+        for k in 0..<50 {
+            var r = Self.http(ts: 1_717_243_200_000_000_000 + Int64(k) * 1_000_000)
+            r.target = k % 2 == 0 ? "netns-a" : "netns-b"
+            calls.append(r)
+        }
+        var decrypted = CallRecord(kind: .tls, ts: 5)
+        decrypted.visibility = .decrypted
+        calls.append(decrypted)
+        let resource = OTLPResource(attributes: [OTLPAttribute("service.name", .string("calltap"))])
+        let (bytes, spans) = OTLPTraceRequest.encode(calls, resource: resource, version: "1")
+        #expect(spans == 50)
+        let resourceSpans = try ProtoReader.messages(bytes, 1)
+        #expect(resourceSpans.count == 2)
+        var seen = 0
+        for rs in resourceSpans {
+            let res = try ProtoReader.messages(rs, 1)[0]
+            let attrs = try ProtoReader.attributes(res, 1)
+            let target = try ProtoReader.string(attrs["calltap.target"] ?? [], 1)
+            #expect(target == "netns-a" || target == "netns-b")
+            for ss in try ProtoReader.messages(rs, 2) {
+                for span in try ProtoReader.messages(ss, 2) {
+                    seen += 1
+                    #expect(try ProtoReader.string(span, 5) == "GET")
+                    #expect(try ProtoReader.uint(span, 6) == 3)
+                    let start = try #require(try ProtoReader.uint(span, 7)), end = try #require(try ProtoReader.uint(span, 8))
+                    #expect(end - start == 250_000_000)
+                    let a = try ProtoReader.attributes(span, 9)
+                    #expect(try ProtoReader.string(a["session.id"] ?? [], 1) == "sess-1")
+                    #expect(try ProtoReader.uint(a["http.response.status_code"] ?? [], 3) == 200)
+                    #expect(try ProtoReader.messages(span, 11).count == 1) // first byte
+                }
+            }
+        }
+        #expect(seen == 50)
+    }
+
+    @Test func failuresCarryAnErrorStatus() throws {
+        var w = ProtoWriter()
+        var r = Self.http(status: 502, outcome: .httpError)
+        r.error = nil
+        OTLPTraceRequest.encodeSpan(r, into: &w)
+        let status = try ProtoReader.messages(w.bytes, 15)
+        #expect(status.count == 1)
+        #expect(try ProtoReader.uint(status[0], 3) == 2)
+        var ok = ProtoWriter()
+        OTLPTraceRequest.encodeSpan(Self.http(), into: &ok)
+        #expect(try ProtoReader.messages(ok.bytes, 15).isEmpty)
+    }
+}
+
+@Suite struct OTLPMetricsTests {
+    @Test func bucketsAreUpperInclusiveAndCountsAddUp() {
+        var h = OTLPMetrics.Histogram()
+        for s in [0.0, 0.005, 0.0051, 10, 11] { h.record(s) }
+        #expect(h.counts[0] == 2 && h.counts[1] == 1 && h.counts[13] == 1 && h.counts[14] == 1)
+        #expect(h.count == 5 && h.counts.reduce(0, +) == 5)
+    }
+
+    @Test func seriesAreCappedAndNeverCarryASessionOrURL() throws {
+        let m = OTLPMetrics(start: 1)
+        for k in 0..<(OTLPMetrics.maxSeries + 50) {
+            var r = OTLPSpanTests.http()
+            r.host = "h\(k).example"
+            m.record(r)
+        }
+        #expect(m.httpDurations.count == OTLPMetrics.maxSeries + 1)
+        #expect(m.httpDurations[OTLPMetrics.overflow]?.count == 50)
+        #expect(m.httpCalls == OTLPMetrics.maxSeries + 50)
+        let bytes = m.encode(resource: OTLPResource(attributes: []), version: "1", now: 2)
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(!text.contains("session") && !text.contains("url.") && !text.contains("/v1/x"))
+        #expect(text.contains("otel.metric.overflow"))
+    }
+}

@@ -1,0 +1,58 @@
+import CallModel
+import Foundation
+import GRDB
+import Storage
+import Testing
+
+/// The OTLP exporter's cursor: created at the start, moved only forward, failures remembered, and calls
+/// that retention deletes before they were exported counted, not lost silently.
+@Suite struct ExportCursorTests {
+    static let base: Int64 = 1_700_000_000_000_000_000
+
+    @Test func cursorStartsAtTheBeginningAndOnlyMovesForward() throws {
+        let store = try CallStore.inMemory()
+        try store.insert((0..<10).map { CallStoreTests.call("a.example", ts: Self.base + Int64($0) * 1_000_000, session: nil) })
+        var s = try store.exportState("otlp")
+        #expect(s.lastId == 0 && s.pending == 10 && s.oldestPendingTs == Self.base)
+        let batch = try store.calls(afterId: s.lastId, limit: 4)
+        #expect(batch.calls.count == 4)
+        try store.advanceExport("otlp", to: batch.lastId, delivered: 4, rejected: 0, at: Self.base)
+        s = try store.exportState("otlp")
+        #expect(s.lastId == batch.lastId && s.pending == 6 && s.exported == 4 && s.lastSuccessAt == Self.base / 1000)
+        #expect(s.oldestPendingTs == Self.base + 4_000_000)
+        // A late answer for an older batch cannot move it back.
+        try store.advanceExport("otlp", to: 1, delivered: 0, rejected: 2, at: Self.base)
+        s = try store.exportState("otlp")
+        #expect(s.lastId == batch.lastId && s.rejected == 2)
+        try store.recordExportFailure("otlp", error: "HTTP 503")
+        try store.recordExportFailure("otlp", error: String(repeating: "x", count: 5000))
+        s = try store.exportState("otlp")
+        #expect(s.failures == 2 && s.lastError?.count == 300)
+        #expect(try store.exportStates().keys.sorted() == ["otlp"])
+    }
+
+    @Test func retentionCountsCallsItDeletesBeforeTheyWereExported() throws {
+        let store = try CallStore.inMemory()
+        try store.insert((0..<30).map { CallStoreTests.call("a.example", ts: Self.base + Int64($0) * 1_000_000_000, session: nil) })
+        _ = try store.exportState("otlp")
+        let first = try store.calls(afterId: 0, limit: 10)
+        try store.advanceExport("otlp", to: first.lastId, delivered: 10, rejected: 0, at: Self.base)
+        // The 20 oldest go: 10 of them were exported, 10 were not.
+        let deleted = try store.pruneStep(before: Self.base + 20 * 1_000_000_000, maxBytes: nil, batch: 1000)
+        #expect(deleted == 20)
+        var s = try store.exportState("otlp")
+        #expect(s.prunedUnexported == 10 && s.pending == 10)
+        // Pruning by size counts the same way.
+        _ = try store.pruneStep(before: nil, maxBytes: 0, batch: 5)
+        s = try store.exportState("otlp")
+        #expect(s.prunedUnexported == 15 && s.pending == 5)
+    }
+
+    @Test func withoutAnExporterPruningCountsNothing() throws {
+        let store = try CallStore.inMemory()
+        try store.insert((0..<5).map { CallStoreTests.call("a.example", ts: Self.base + Int64($0) * 1_000_000, session: nil) })
+        _ = try store.pruneStep(before: Self.base + 10_000_000, maxBytes: nil)
+        #expect(try store.exportStates().isEmpty)
+        #expect(try store.callCount() == 0)
+    }
+}
