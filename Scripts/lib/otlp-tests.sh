@@ -76,6 +76,13 @@ took=$(python3 -c "import time; print(round(time.time() - $start, 1))")
 echo "read with the collector answering 503: exit $rc after ${took}s: $(cat "$rdir/down.err")"
 check "read exits 5 when the endpoint answers 503 past --otlp-timeout, with one line saying why" \
   bash -c "[ $rc -eq 5 ] && [ \$(wc -l < '$rdir/down.err') -eq 1 ] && grep -q 'HTTP 503' '$rdir/down.err' && python3 -c 'import sys; sys.exit(0 if $took < 6 else 1)'"
+rm -f "$rdir/fail"
+start=$(date +%s.%N)
+"$bin" read Samples/agent-demo.pcap --format none --otlp-endpoint "http://127.0.0.1:$port/wrong-path" 2> "$rdir/404.err"
+rc=$?
+took=$(python3 -c "import time; print(round(time.time() - $start, 1))")
+check "a wrong endpoint path (404) exits 5 at once (${took}s), not after the timeout: $(cat "$rdir/404.err")" \
+  bash -c "[ $rc -eq 5 ] && grep -q 'answered HTTP 404' '$rdir/404.err' && python3 -c 'import sys; sys.exit(0 if $took < 5 else 1)'"
 kill $receiver_pid
 "$bin" read Samples/agent-demo.pcap --format none --otlp-endpoint "http://127.0.0.1:1" --otlp-timeout 1 2> "$tmp/refused.err"
 rc=$?

@@ -51,46 +51,56 @@ public final class OTLPExportService: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
-        var cursor: Int64
-        do {
-            let state = try store.exportState(Self.cursorName)
-            cursor = state.lastId
-            if state.pending > 0 { logger.notice("OTLP export: \(state.pending) stored calls still to export") }
-        } catch {
-            logger.error("OTLP export: cannot read its cursor from the database: \(error)")
-            return
-        }
+        // The cursor, once the database gives it (a busy or locked database is waited out).
+        var cursor: Int64 = 0
         var backoff = OTLPBackoff()
-        var failing = false
+        while true {
+            do {
+                let state = try store.exportState(Self.cursorName)
+                cursor = state.lastId
+                if state.pending > 0 { logger.notice("OTLP export: \(state.pending) stored calls still to export") }
+                break
+            } catch {
+                if backoff.failures == 0 { logger.error("OTLP export: cannot read its cursor from the database: \(error); retrying") }
+                await pause(backoff.next(serverSays: nil))
+                if Task.isShuttingDownGracefully || Task.isCancelled {
+                    await client.shutdown()
+                    return
+                }
+            }
+        }
+        backoff.reset()
+        var failing: String?
         var lastMetrics = ContinuousClock.now
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            switch await exportBatch(after: &cursor) {
+            switch await exportBatch(after: &cursor, timeout: 15) {
             case .idle:
                 await pause(0.25)
             case .progress:
-                if failing {
+                if failing != nil {
                     logger.notice("OTLP export: the collector takes spans again")
-                    failing = false
+                    failing = nil
                 }
                 backoff.reset()
             case .failed(let after, let reason):
-                if !failing { logger.warning("OTLP export: \(reason); retrying (calls wait in the database)") }
-                failing = true
+                // Said when it starts and when the reason changes, not on every retry.
+                if failing != reason { logger.warning("OTLP export: \(reason); retrying (calls wait in the database)") }
+                failing = reason
                 await pause(backoff.next(serverSays: after))
             }
             if ContinuousClock.now - lastMetrics >= metricsInterval {
                 lastMetrics = ContinuousClock.now
-                await sendMetrics()
+                await sendMetrics(timeout: 15)
             }
         }
-        // At shutdown: what the database holds now, for a few seconds, then the metrics. What is left
-        // waits in the database for the next start.
+        // At shutdown: what the database holds now, within 5 s in all (each request gets what is left),
+        // then the metrics. What is left waits in the database for the next start.
         if !Task.isCancelled {
-            let deadline = ContinuousClock.now + .seconds(5)
-            while ContinuousClock.now < deadline {
-                guard case .progress = await exportBatch(after: &cursor) else { break }
+            let deadline = Date().addingTimeInterval(5)
+            while deadline.timeIntervalSinceNow > 0.2 {
+                guard case .progress = await exportBatch(after: &cursor, timeout: deadline.timeIntervalSinceNow) else { break }
             }
-            await sendMetrics()
+            if deadline.timeIntervalSinceNow > 0.2 { await sendMetrics(timeout: deadline.timeIntervalSinceNow) }
         }
         await client.shutdown()
     }
@@ -100,45 +110,67 @@ public final class OTLPExportService: Service, @unchecked Sendable {
         case failed(after: Double?, reason: String)
     }
 
-    /// Sends the next batch after the cursor, moving it on a 2xx (or a rejection, which retrying will not change).
-    func exportBatch(after cursor: inout Int64) async -> Step {
+    /// Calls per request; halved (down to one) when the collector answers 413.
+    private var currentBatch: Int?
+
+    /// Sends the next batch after the cursor. The cursor moves on a 2xx (spans a partial success names
+    /// are counted as rejected), on a 400 (a malformed batch: counted as rejected) and for a single call
+    /// too large to take; never on an outage or on an answer that says the endpoint or its credentials
+    /// are wrong (a redirect, 401, 403, 404, …), which no batch can get past.
+    func exportBatch(after cursor: inout Int64, timeout: Double) async -> Step {
+        let size = currentBatch ?? batchSize
         let batch: (calls: [CallRecord], lastId: Int64)
         do {
-            batch = try store.calls(afterId: cursor, limit: batchSize)
+            batch = try store.calls(afterId: cursor, limit: size)
         } catch {
             return .failed(after: 1, reason: "cannot read calls from the database: \(error)")
         }
         guard !batch.calls.isEmpty else { return .idle }
         let (body, spans) = OTLPTraceRequest.encode(batch.calls, resource: configuration.resource, version: version)
-        let answer: OTLPClient.Answer = spans > 0 ? await client.post(body, to: configuration.tracesURL) : .delivered
+        let answer: OTLPClient.Answer = spans > 0
+            ? await client.post(body, to: configuration.tracesURL, timeout: timeout) : .delivered(rejectedSpans: 0)
+        var delivered = 0, rejected = 0
         switch answer {
-        case .delivered:
-            do {
-                try store.advanceExport(Self.cursorName, to: batch.lastId, delivered: spans, rejected: 0, at: Self.now())
-            } catch {
-                // Not moved: the batch is sent again (recognisable by its span ids).
-                return .failed(after: 1, reason: "cannot move the export cursor: \(error)")
+        case .delivered(let dropped):
+            rejected = min(dropped, spans)
+            delivered = spans - rejected
+            if rejected > 0 { logger.warning("OTLP export: the collector dropped \(rejected) of \(spans) spans (partial success)") }
+        case .tooLarge:
+            if size > 1 {
+                currentBatch = max(1, size / 2)
+                logger.notice("OTLP export: the collector said a request of \(size) spans was too large; sending \(currentBatch!) at a time")
+                return .progress
             }
-            cursor = batch.lastId
-            for r in batch.calls { metrics.record(r) }
-            lock.withLock { _exported += spans }
-            return .progress
+            logger.error("OTLP export: the collector refused one call as too large; it is counted as rejected")
+            rejected = spans
         case .rejected(let reason):
-            logger.error("OTLP export: the collector refused \(spans) spans (\(reason)); they are counted as rejected")
+            logger.error("OTLP export: the collector refused \(spans) spans as malformed (\(reason)); they are counted as rejected")
             try? store.recordExportFailure(Self.cursorName, error: reason)
-            try? store.advanceExport(Self.cursorName, to: batch.lastId, delivered: 0, rejected: spans, at: Self.now())
-            cursor = batch.lastId
-            return .progress
+            rejected = spans
+        case .refused(let reason):
+            try? store.recordExportFailure(Self.cursorName, error: reason)
+            return .failed(after: 30, reason: "\(OTLPClient.shown(configuration.tracesURL)) answered \(reason): check the endpoint and its headers")
         case .retry(let after, let reason):
             try? store.recordExportFailure(Self.cursorName, error: reason)
-            return .failed(after: after, reason: "\(configuration.tracesURL.absoluteString): \(reason)")
+            return .failed(after: after, reason: "\(OTLPClient.shown(configuration.tracesURL)): \(reason)")
         }
+        do {
+            try store.advanceExport(Self.cursorName, to: batch.lastId, delivered: delivered, rejected: rejected, at: Self.now())
+        } catch {
+            // Not moved: the batch is sent again (recognisable by its span ids).
+            return .failed(after: 1, reason: "cannot move the export cursor: \(error)")
+        }
+        cursor = batch.lastId
+        if delivered > 0 { for r in batch.calls { metrics.record(r) } }
+        lock.withLock { _exported += delivered }
+        return .progress
     }
 
-    func sendMetrics() async {
-        guard metrics.hasNews else { return }
+    /// Cumulative metrics, sent every interval once there are any (so series do not go stale while the
+    /// host is quiet); a failed post is made good by the next one.
+    func sendMetrics(timeout: Double) async {
+        guard metrics.hasData else { return }
         let body = metrics.encode(resource: configuration.resource, version: version, now: UInt64(Self.now()))
-        // Cumulative: a failed post is made good by the next one.
-        if await client.post(body, to: configuration.metricsURL) == .delivered { metrics.markSent() }
+        if case .delivered = await client.post(body, to: configuration.metricsURL, timeout: timeout) { metrics.markSent() }
     }
 }

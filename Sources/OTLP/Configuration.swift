@@ -38,19 +38,19 @@ public struct OTLPConfiguration: Sendable, Equatable {
         func checked(_ text: String, what: String) throws -> URL {
             guard let u = URL(string: text), let scheme = u.scheme?.lowercased(), scheme == "http" || scheme == "https",
                   let host = u.host, !host.isEmpty else {
-                throw Problem(description: "\(what) must be an http:// or https:// URL, not '\(text)'")
+                throw Problem(description: "\(what) must be an http:// or https:// URL, not '\(Self.withoutCredentials(text))'")
             }
             return u
         }
         func signal(_ base: String, _ path: String) throws -> URL {
             let u = try checked(base, what: endpoint != nil ? "--otlp-endpoint" : "OTEL_EXPORTER_OTLP_ENDPOINT")
             guard var c = URLComponents(url: u, resolvingAgainstBaseURL: false) else {
-                throw Problem(description: "cannot parse the OTLP endpoint '\(base)'")
+                throw Problem(description: "cannot parse the OTLP endpoint '\(Self.withoutCredentials(base))'")
             }
             var p = c.path
             if !p.hasSuffix("/") { p += "/" }
             c.path = p + path
-            guard let out = c.url else { throw Problem(description: "cannot parse the OTLP endpoint '\(base)'") }
+            guard let out = c.url else { throw Problem(description: "cannot parse the OTLP endpoint '\(Self.withoutCredentials(base))'") }
             return out
         }
         let traces = try tracesOverride.map { try checked($0, what: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") }
@@ -76,14 +76,18 @@ public struct OTLPConfiguration: Sendable, Equatable {
         for h in headers {
             let kv = h.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard kv.count == 2, !kv[0].trimmingCharacters(in: .whitespaces).isEmpty else {
-                throw Problem(description: "--otlp-header must be NAME=VALUE, not '\(h)'")
+                // Never the value: a header given as "Authorization: Bearer …" is a secret.
+                throw Problem(description: "--otlp-header must be NAME=VALUE (one was given without '=')")
             }
             put(kv[0].trimmingCharacters(in: .whitespaces), String(kv[1]))
         }
         for (k, v) in merged {
             let bad = k.unicodeScalars.contains { !($0.isASCII && $0.value > 32 && $0.value < 127 && $0 != ":") }
                 || v.unicodeScalars.contains { $0 == "\r" || $0 == "\n" || $0 == "\0" }
-            if bad { throw Problem(description: "OTLP header '\(k.debugDescription)' has characters a header cannot carry") }
+            if bad {
+                let name = String(k.unicodeScalars.prefix(40).map { $0.isASCII && $0.value >= 32 && $0.value < 127 ? Character($0) : "?" })
+                throw Problem(description: "OTLP header '\(name)' has characters a header cannot carry")
+            }
         }
 
         var attributes: [OTLPAttribute] = []
@@ -106,14 +110,24 @@ public struct OTLPConfiguration: Sendable, Equatable {
             let trimmed = member.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { continue }
             let kv = trimmed.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard kv.count == 2 else { throw Problem(description: "\(what): '\(trimmed)' is not key=value") }
+            guard kv.count == 2 else { throw Problem(description: "\(what): member \(out.count + 1) is not key=value") }
             let k = kv[0].trimmingCharacters(in: .whitespaces)
             let raw = kv[1].trimmingCharacters(in: .whitespaces)
             guard !k.isEmpty, let v = raw.removingPercentEncoding else {
-                throw Problem(description: "\(what): '\(trimmed)' is not key=value")
+                throw Problem(description: "\(what): member \(out.count + 1) is not key=value (or its value is badly percent-encoded)")
             }
             out.append((k, v))
         }
         return out
+    }
+
+    /// An endpoint as it may be shown in a message: whatever precedes an `@` in its authority (a user
+    /// name and password) left out.
+    static func withoutCredentials(_ text: String) -> String {
+        guard let scheme = text.range(of: "://") else { return text }
+        let rest = text[scheme.upperBound...]
+        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? rest.endIndex
+        guard let at = rest[..<authorityEnd].lastIndex(of: "@") else { return text }
+        return String(text[..<scheme.upperBound]) + "…@" + String(rest[rest.index(after: at)...])
     }
 }

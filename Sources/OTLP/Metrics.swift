@@ -9,6 +9,9 @@ import CallModel
 /// | `dns.lookup.duration` | histogram, same buckets | s | `dns.question.name`, `error.type` |
 /// | `calltap.network.io` | monotonic sum | By | `network.io.direction` (`transmit`, `receive`), `server.address` |
 ///
+/// Bytes come from connection records only (`connect`, `tls`, `quic`: payload each way, TCP or UDP),
+/// never from the exchanges inside them, so nothing is counted twice.
+///
 /// Never a session, a URL or a path as an attribute. Series are capped (`maxSeries` per metric); calls
 /// beyond the cap go to one series marked `otel.metric.overflow: true`, as the OpenTelemetry SDKs do.
 public final class OTLPMetrics {
@@ -57,6 +60,8 @@ public final class OTLPMetrics {
 
     /// Whether anything was recorded since the last `markSent`.
     public var hasNews: Bool { changed }
+    /// Whether anything was ever recorded.
+    public var hasData: Bool { !httpDurations.isEmpty || !dnsDurations.isEmpty || !networkIO.isEmpty }
     public func markSent() { changed = false }
 
     private static func bounded<V>(_ map: inout [SeriesKey: V], _ key: SeriesKey, default d: V, _ update: (inout V) -> Void) {
@@ -65,14 +70,14 @@ public final class OTLPMetrics {
     }
 
     public func record(_ r: CallRecord) {
-        let server = r.host ?? r.sni ?? r.serverIp ?? ""
+        let server = OTLPSpans.serverAddress(r) ?? ""
         let seconds = Double(max(r.latencyMicros ?? 0, 0)) / 1e6
         switch r.kind {
         case .http:
             guard r.latencyMicros != nil else { break }
-            let method = r.method.map { OTLPSpans.knownMethods.contains($0) ? $0 : "_OTHER" } ?? "_OTHER"
-            let key = SeriesKey(values: [method, server, r.serverPort.map(String.init) ?? "",
-                                         r.statusCode.map(String.init) ?? "", OTLPSpans.errorType(r) ?? "", r.httpVersion ?? ""])
+            let key = SeriesKey(values: [OTLPSpans.method(r), server, r.serverPort.map(String.init) ?? "",
+                                         r.statusCode.map(String.init) ?? "", OTLPSpans.errorType(r) ?? "",
+                                         OTLPSpans.protocolVersion(r) ?? ""])
             Self.bounded(&httpDurations, key, default: Histogram()) { $0.record(seconds) }
             httpCalls += 1
             changed = true
@@ -83,6 +88,7 @@ public final class OTLPMetrics {
             changed = true
         default: break
         }
+        guard r.kind == .connect || r.kind == .tls || r.kind == .quic else { return }
         if let sent = r.bytesSent, sent > 0 {
             Self.bounded(&networkIO, SeriesKey(values: ["transmit", server]), default: 0) { $0 += UInt64(sent) }
             changed = true
@@ -127,7 +133,7 @@ public final class OTLPMetrics {
                     // Metric { name 1; description 2; unit 3; Sum sum = 7 }
                     sm.message(2) { m in
                         m.string(1, "calltap.network.io")
-                        m.string(2, "TCP payload bytes each way, per server.")
+                        m.string(2, "Payload bytes each way on connections, per server.")
                         m.string(3, "By")
                         // Sum { repeated NumberDataPoint data_points = 1; temporality = 2; is_monotonic = 3 }
                         m.message(7) { sum in

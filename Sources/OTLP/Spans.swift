@@ -34,17 +34,34 @@ public enum OTLPSpans {
     }
 
     /// `error.type`: the status code for an HTTP error, the outcome's name for any other failure, nil
-    /// for a success.
+    /// for a success and for `incomplete` (a gap in the capture, not a failure of the call).
     public static func errorType(_ r: CallRecord) -> String? {
         switch r.outcome {
-        case .ok: return nil
+        case .ok, .incomplete: return nil
         case .httpError: return r.statusCode.map(String.init) ?? r.outcome.rawValue
         default: return r.outcome.rawValue
         }
     }
 
     /// Span status: Error for every failure of a client span (status ≥ 400 included), unset otherwise.
-    static func isError(_ r: CallRecord) -> Bool { r.outcome != .ok }
+    static func isError(_ r: CallRecord) -> Bool { errorType(r) != nil }
+
+    /// `network.protocol.version` as the conventions write it: `1.0`, `1.1`, `2` (an h2c upgrade is `2`).
+    static func protocolVersion(_ r: CallRecord) -> String? {
+        guard let v = r.httpVersion else { return nil }
+        return v.hasSuffix("2") ? "2" : v
+    }
+
+    /// `server.address`: the host the call named (its SNI, else its IP); for a DNS lookup, the resolver.
+    static func serverAddress(_ r: CallRecord) -> String? {
+        r.kind == .dns ? r.serverIp : r.host ?? r.sni ?? r.serverIp
+    }
+
+    /// The method as the conventions want it: a standard one as it is, anything else (or none) `_OTHER`.
+    static func method(_ r: CallRecord) -> String {
+        if let m = r.method, knownMethods.contains(m) { return m }
+        return "_OTHER"
+    }
 
     /// Start and end in nanoseconds since the epoch: the call's own times; a call without an end ends
     /// at its start plus its latency, or at its start.
@@ -66,19 +83,13 @@ public enum OTLPSpans {
         func list(_ key: String, _ value: [String]?) { if let value, !value.isEmpty { a.append(OTLPAttribute(key, .strings(value))) } }
 
         if r.kind == .http {
-            if let m = r.method {
-                if knownMethods.contains(m) {
-                    s("http.request.method", m)
-                } else {
-                    s("http.request.method", "_OTHER")
-                    s("http.request.method_original", m)
-                }
-            }
+            s("http.request.method", method(r))
+            if let m = r.method, !knownMethods.contains(m) { s("http.request.method_original", m) }
             i("http.response.status_code", r.statusCode)
             s("url.full", r.url)
             s("url.scheme", r.scheme)
             s("network.protocol.name", "http")
-            s("network.protocol.version", r.httpVersion)
+            s("network.protocol.version", protocolVersion(r))
         }
         if r.kind == .dns {
             s("dns.question.name", r.host)
@@ -86,13 +97,13 @@ public enum OTLPSpans {
             s("calltap.dns.rcode", r.dnsRcode)
             list("calltap.dns.answers", r.dnsAnswers)
         }
-        s("server.address", r.host ?? r.sni ?? r.serverIp)
+        s("server.address", serverAddress(r))
         i("server.port", r.serverPort)
         s("network.peer.address", r.serverIp)
         i("network.peer.port", r.serverPort)
         s("network.local.address", r.clientIp)
         i("network.local.port", r.clientPort)
-        s("network.transport", r.kind == .dns || r.kind == .quic ? "udp" : "tcp")
+        s("network.transport", r.kind == .dns ? "udp" : r.kind == .quic ? "quic" : "tcp")
         s("error.type", errorType(r))
         // Who made it.
         s("session.id", r.sessionId)
@@ -104,7 +115,7 @@ public enum OTLPSpans {
             s("tls.protocol.name", "tls")
             s("tls.protocol.version", r.tlsVersion)
             s("tls.cipher", r.tlsCipher)
-            s("tls.client.server_name", r.sni)
+            s("calltap.sni", r.sni)
             s("tls.next_protocol", r.alpn)
             s("tls.server.subject", r.certSubject)
         }

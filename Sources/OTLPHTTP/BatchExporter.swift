@@ -16,7 +16,7 @@ public final class OTLPBatchExporter: CallSink, @unchecked Sendable {
         public var spans = 0
         public var requests = 0
         public var retries = 0
-        /// Spans the endpoint refused outright (a 4xx other than 408/429), or not sent after giving up.
+        /// Spans not delivered: refused (400, a partial success, too large alone), or not sent after giving up.
         public var spansNotDelivered = 0
         /// Why the export stopped, when it did.
         public var failure: String?
@@ -89,22 +89,52 @@ public final class OTLPBatchExporter: CallSink, @unchecked Sendable {
         return o
     }
 
-    /// Posts `body` until it is delivered, refused, or the endpoint has failed for `timeout` seconds.
+    /// Posts `body` until it is delivered, refused, or the endpoint has failed for `timeout` seconds;
+    /// each attempt gets at most what is left of that time.
     private func deliver(_ body: [UInt8], to url: URL) -> OTLPClient.Answer {
         var backoff = OTLPBackoff()
         let firstTry = Date()
         while true {
-            let answer = client.postBlocking(body, to: url)
+            let left = configuration.timeout - Date().timeIntervalSince(firstTry)
+            let answer = client.postBlocking(body, to: url, timeout: max(left, 0.1))
             condition.withLock { outcome.requests += 1 }
             guard case let .retry(after, reason) = answer else { return answer }
             let waited = Date().timeIntervalSince(firstTry)
             if waited >= configuration.timeout {
-                return .rejected(reason: "\(url.absoluteString) did not take the export for \(Int(configuration.timeout.rounded())) s (last: \(reason))")
+                return .refused(reason: "\(OTLPClient.shown(url)) did not take the export for \(Int(configuration.timeout.rounded())) s (last: \(reason))")
             }
             // One last try at the deadline, whatever the backoff says.
             let pause = min(backoff.next(serverSays: after), configuration.timeout - waited)
             condition.withLock { outcome.retries += 1 }
             Thread.sleep(forTimeInterval: max(pause, 0.05))
+        }
+    }
+
+    /// Sends `calls` as one request, or in halves when the endpoint says the request is too large.
+    /// Returns spans delivered, spans not delivered, and why the export must stop (if it must).
+    private func send(_ calls: ArraySlice<CallRecord>) -> (delivered: Int, lost: Int, stop: String?) {
+        let (body, spans) = OTLPTraceRequest.encode(Array(calls), resource: configuration.resource, version: version)
+        guard spans > 0 else { return (0, 0, nil) }
+        switch deliver(body, to: configuration.tracesURL) {
+        case .delivered(let rejected):
+            return (spans - min(rejected, spans), min(rejected, spans), nil)
+        case .tooLarge:
+            guard calls.count > 1 else {
+                return (0, spans, nil)
+            }
+            let mid = calls.startIndex + calls.count / 2
+            let a = send(calls[..<mid])
+            if a.stop != nil { return (a.delivered, spans - a.delivered, a.stop) }
+            let b = send(calls[mid...])
+            return (a.delivered + b.delivered, a.lost + b.lost, b.stop)
+        case .rejected(let reason):
+            return (0, spans, "the OTLP endpoint refused a batch of \(spans) spans (\(reason))")
+        case .refused(let reason):
+            return (0, spans, reason.hasPrefix("HTTP ")
+                ? "\(OTLPClient.shown(configuration.tracesURL)) answered \(reason): check the endpoint and its headers"
+                : reason)
+        case .retry(_, let reason):
+            return (0, spans, reason)
         }
     }
 
@@ -122,22 +152,17 @@ public final class OTLPBatchExporter: CallSink, @unchecked Sendable {
             condition.unlock()
             if stopped { continue }
             let began = Date()
-            let (body, spans) = OTLPTraceRequest.encode(batch, resource: configuration.resource, version: version)
-            let answer = spans > 0 ? deliver(body, to: configuration.tracesURL) : .delivered
+            let (delivered, lost, stop) = send(batch[...])
             condition.withLock {
-                switch answer {
-                case .delivered:
-                    outcome.spans += spans
-                    for r in batch { metrics.record(r) }
-                case .rejected(let reason):
-                    outcome.spansNotDelivered += spans
-                    if reason.hasPrefix("HTTP ") {
-                        outcome.failure = "the OTLP endpoint refused \(spans) spans (\(reason))"
-                    } else {
-                        outcome.failure = reason
-                    }
+                outcome.spans += delivered
+                outcome.spansNotDelivered += lost
+                if delivered > 0 { for r in batch { metrics.record(r) } }
+                if let stop {
+                    outcome.failure = stop
+                    // What is queued behind it will not be sent either.
+                    for b in queue { outcome.spansNotDelivered += b.filter(OTLPSpans.isExported).count }
+                    queue.removeAll()
                     condition.broadcast()
-                case .retry: break
                 }
                 outcome.busySeconds += Date().timeIntervalSince(began)
             }
@@ -149,8 +174,11 @@ public final class OTLPBatchExporter: CallSink, @unchecked Sendable {
             let answer = deliver(body, to: configuration.metricsURL)
             condition.withLock {
                 outcome.busySeconds += Date().timeIntervalSince(began)
-                if answer == .delivered { outcome.metricsDelivered = true }
-                else if case let .rejected(reason) = answer { outcome.failure = "metrics: " + reason }
+                switch answer {
+                case .delivered: outcome.metricsDelivered = true
+                case .rejected(let reason), .refused(let reason), .retry(_, let reason): outcome.failure = "metrics: " + reason
+                case .tooLarge: outcome.failure = "metrics: the endpoint said the request was too large"
+                }
             }
         }
         condition.withLock {

@@ -1,61 +1,142 @@
 import AsyncHTTPClient
 import Foundation
-import OTLP
 import NIOCore
 import NIOHTTP1
+import OTLP
 
 /// Posts OTLP/HTTP protobuf requests (https://opentelemetry.io/docs/specs/otlp/#otlphttp) and sorts the
-/// answer the way the specification does: 2xx delivered; 429, 502, 503, 504 (and 408, any other 5xx, a
-/// refused or dropped connection, a timeout) worth retrying, after `Retry-After` when the server gives
-/// one; any other status a rejection that retrying will not change.
+/// answer:
+/// - 2xx: delivered (a partial success names the spans the collector dropped);
+/// - 408, 429, 5xx, a refused or dropped connection, a timeout: worth retrying, after `Retry-After`
+///   when the server gives one;
+/// - 413: the batch is too large (the caller splits it);
+/// - 400: this batch is malformed, retrying it will not help;
+/// - any other status (a redirect, 401, 403, 404, …): the endpoint or its credentials are wrong, which
+///   no batch can get past; the caller waits and says so rather than dropping calls.
+/// Requests run on AsyncHTTPClient's event loops; `postBlocking` waits on a future from a thread of the
+/// caller's own (never a task), so it needs no thread of Swift's cooperative pool.
 public final class OTLPClient: Sendable {
     public enum Answer: Equatable, Sendable {
-        case delivered
+        case delivered(rejectedSpans: Int)
         case retry(after: Double?, reason: String)
+        case tooLarge
         case rejected(reason: String)
+        case refused(reason: String)
     }
 
     private let http: HTTPClient
-    private let headers: [(String, String)]
+    private let headers: HTTPHeaders
+    public static let maxResponseBytes = 1 << 20
 
-    public init(headers: [(String, String)], requestTimeout: TimeAmount = .seconds(10)) {
+    public init(headers: [(String, String)]) {
         var c = HTTPClient.Configuration()
-        c.timeout = .init(connect: .seconds(5), read: requestTimeout)
-        // Redirects would re-send the body elsewhere: the endpoint is the endpoint.
+        c.timeout = .init(connect: .seconds(5), read: .seconds(15))
+        // A redirect would send the calls somewhere the operator did not name.
         c.redirectConfiguration = .disallow
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
-        self.headers = headers
+        var h = HTTPHeaders()
+        h.add(name: "Content-Type", value: "application/x-protobuf")
+        h.add(name: "User-Agent", value: "calltap")
+        for (k, v) in headers { h.replaceOrAdd(name: k, value: v) }
+        self.headers = h
     }
 
-    public func post(_ body: [UInt8], to url: URL) async -> Answer {
-        var request = HTTPClientRequest(url: url.absoluteString)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/x-protobuf")
-        request.headers.add(name: "User-Agent", value: "calltap")
-        for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
-        request.body = .bytes(ByteBuffer(bytes: body))
+    /// One attempt, answered within `timeout` seconds (at most 15).
+    private func start(_ body: [UInt8], to url: URL, timeout: Double) -> EventLoopFuture<Answer> {
+        let loop = http.eventLoopGroup.any()
+        let request: HTTPClient.Request
         do {
-            let response = try await http.execute(request, timeout: .seconds(15))
-            // The body (a partial-success message or an error status) is read and bounded, never kept.
-            _ = try? await response.body.collect(upTo: 1 << 20)
-            let code = Int(response.status.code)
-            switch code {
-            case 200..<300: return .delivered
-            case 408, 429, 500..<600:
-                let after = response.headers.first(name: "Retry-After").flatMap(Self.retryAfter)
-                return .retry(after: after, reason: "HTTP \(code)")
-            default:
-                return .rejected(reason: "HTTP \(code)")
-            }
+            request = try HTTPClient.Request(url: url.absoluteString, method: .POST, headers: headers,
+                                             body: .byteBuffer(ByteBuffer(bytes: body)))
         } catch {
-            return .retry(after: nil, reason: Self.describe(error))
+            return loop.makeSucceededFuture(.refused(reason: "cannot make a request to \(Self.shown(url)): \(error)"))
         }
+        let deadline = NIODeadline.now() + .milliseconds(Int64(max(0.1, min(timeout, 15)) * 1000))
+        let task = http.execute(request: request, delegate: ResponseAccumulator(request: request, maxBodySize: Self.maxResponseBytes),
+                                deadline: deadline)
+        return task.futureResult.map { response in
+            Self.classify(status: Int(response.status.code), retryAfter: response.headers.first(name: "Retry-After"),
+                          body: response.body.map { Array($0.readableBytesView) } ?? [])
+        }.recover { error in
+            .retry(after: nil, reason: Self.describe(error))
+        }
+    }
+
+    static func classify(status code: Int, retryAfter: String?, body: [UInt8]) -> Answer {
+        switch code {
+        case 200..<300: return .delivered(rejectedSpans: rejectedSpans(body))
+        case 408, 429, 500..<600: return .retry(after: retryAfter.flatMap(Self.retryAfter), reason: "HTTP \(code)")
+        case 413: return .tooLarge
+        case 400: return .rejected(reason: "HTTP 400")
+        default: return .refused(reason: "HTTP \(code)")
+        }
+    }
+
+    /// `ExportTraceServiceResponse { ExportTracePartialSuccess partial_success = 1; }` with
+    /// `rejected_spans = 1` (int64): what a 2xx says the collector dropped. 0 when absent or unreadable.
+    static func rejectedSpans(_ body: [UInt8]) -> Int {
+        var i = 0
+        func varint(_ b: [UInt8], _ i: inout Int) -> UInt64? {
+            var v: UInt64 = 0, shift: UInt64 = 0
+            while i < b.count && shift < 64 {
+                let c = b[i]
+                i += 1
+                v |= UInt64(c & 0x7f) << shift
+                if c < 0x80 { return v }
+                shift += 7
+            }
+            return nil
+        }
+        while i < body.count {
+            guard let key = varint(body, &i) else { return 0 }
+            switch key & 7 {
+            case 0: guard varint(body, &i) != nil else { return 0 }
+            case 1: i += 8
+            case 5: i += 4
+            case 2:
+                guard let n = varint(body, &i), n <= UInt64(body.count - i) else { return 0 }
+                let inner = Array(body[i..<(i + Int(n))])
+                i += Int(n)
+                guard key >> 3 == 1 else { continue }
+                var j = 0
+                while j < inner.count {
+                    guard let k = varint(inner, &j) else { return 0 }
+                    if k == 1 << 3 { return Int(clamping: Int64(bitPattern: varint(inner, &j) ?? 0)) }
+                    switch k & 7 {
+                    case 0: guard varint(inner, &j) != nil else { return 0 }
+                    case 2:
+                        guard let m = varint(inner, &j), m <= UInt64(inner.count - j) else { return 0 }
+                        j += Int(m)
+                    default: return 0
+                    }
+                }
+            default: return 0
+            }
+        }
+        return 0
+    }
+
+    public func post(_ body: [UInt8], to url: URL, timeout: Double = 15) async -> Answer {
+        (try? await start(body, to: url, timeout: timeout).get()) ?? .retry(after: nil, reason: "no answer")
+    }
+
+    /// The same, for a caller on a thread of its own: blocks until the answer.
+    public func postBlocking(_ body: [UInt8], to url: URL, timeout: Double = 15) -> Answer {
+        (try? start(body, to: url, timeout: timeout).wait()) ?? .retry(after: nil, reason: "no answer")
+    }
+
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    public func shutdownBlocking() {
+        try? http.syncShutdown()
     }
 
     /// `Retry-After` in seconds (an HTTP date is read as seconds from now), bounded to 5 minutes.
     static func retryAfter(_ text: String) -> Double? {
         let t = text.trimmingCharacters(in: .whitespaces)
-        if let s = Double(t), s >= 0 { return min(s, 300) }
+        if let s = Double(t), s >= 0, s.isFinite { return min(s, 300) }
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
         f.timeZone = TimeZone(identifier: "GMT")
@@ -68,40 +149,19 @@ public final class OTLPClient: Sendable {
         let text = String(describing: error)
         if text.contains("connectTimeout") || text.contains("readTimeout") || text.contains("deadlineExceeded") { return "timed out" }
         if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
+        if text.contains("responseBodyTooLong") || text.contains("TooLong") { return "answer larger than 1 MiB" }
         return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }
 
-    public func shutdown() async {
-        try? await http.shutdown()
-    }
-
-    /// The same, for a caller on a thread of its own (not a task): blocks until the answer.
-    public func postBlocking(_ body: [UInt8], to url: URL) -> Answer {
-        let box = AnswerBox()
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            box.set(await self.post(body, to: url))
-            done.signal()
+    /// A URL as it may be shown: without a user name or password.
+    public static func shown(_ url: URL) -> String {
+        guard url.user != nil || url.password != nil, var c = URLComponents(url: url, resolvingAgainstBaseURL: false) else {
+            return url.absoluteString
         }
-        done.wait()
-        return box.get()
+        c.user = nil
+        c.password = nil
+        return c.url?.absoluteString ?? "(endpoint)"
     }
-
-    public func shutdownBlocking() {
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            await self.shutdown()
-            done.signal()
-        }
-        done.wait()
-    }
-}
-
-private final class AnswerBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var answer: OTLPClient.Answer = .retry(after: nil, reason: "no answer")
-    func set(_ a: OTLPClient.Answer) { lock.withLock { answer = a } }
-    func get() -> OTLPClient.Answer { lock.withLock { answer } }
 }
 
 /// Waits between attempts: 0.5 s doubling to 30 s, with jitter, or what the server asked for.

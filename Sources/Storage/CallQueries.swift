@@ -201,27 +201,31 @@ extension CallStore {
     public func exportState(_ name: String) throws -> ExportState {
         try writer.write { db in
             try db.execute(sql: "INSERT OR IGNORE INTO export_cursor (name, last_id) VALUES (?, 0)", arguments: [name])
-            let row = try Row.fetchOne(db, sql: "SELECT * FROM export_cursor WHERE name = ?", arguments: [name])!
-            var s = ExportState()
-            s.lastId = row["last_id"]
-            s.exported = row["exported"]
-            s.failures = row["failures"]
-            s.rejected = row["rejected"]
-            s.prunedUnexported = row["pruned_unexported"]
-            s.lastSuccessAt = row["last_success_at"]
-            s.lastError = row["last_error"]
-            s.pending = try Int.fetchOne(db, sql: "SELECT count(*) FROM calls WHERE id > ?", arguments: [s.lastId]) ?? 0
-            s.oldestPendingTs = try Int64.fetchOne(db, sql: "SELECT min(ts) FROM calls WHERE id > ?", arguments: [s.lastId]).map { $0 * 1000 }
-            return s
         }
+        return try exportStates()[name] ?? ExportState()
     }
 
-    /// The export states there are, for /metrics (read only: no cursor is created).
+    /// Every exporter's state, for /metrics: read only, no cursor is created.
     public func exportStates() throws -> [String: ExportState] {
-        let names = try writer.read { db in try String.fetchAll(db, sql: "SELECT name FROM export_cursor ORDER BY name") }
-        var out: [String: ExportState] = [:]
-        for n in names { out[n] = try exportState(n) }
-        return out
+        try writer.read { db in
+            var out: [String: ExportState] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM export_cursor ORDER BY name") {
+                var s = ExportState()
+                s.lastId = row["last_id"]
+                s.exported = row["exported"]
+                s.failures = row["failures"]
+                s.rejected = row["rejected"]
+                s.prunedUnexported = row["pruned_unexported"]
+                s.lastSuccessAt = row["last_success_at"]
+                s.lastError = row["last_error"]
+                s.pending = try Int.fetchOne(db, sql: "SELECT count(*) FROM calls WHERE id > ?", arguments: [s.lastId]) ?? 0
+                // The first pending call by id, which the rowid finds without a scan; its start is the lag.
+                s.oldestPendingTs = try Int64.fetchOne(db, sql: "SELECT ts FROM calls WHERE id > ? ORDER BY id LIMIT 1",
+                                                       arguments: [s.lastId]).map { $0 * 1000 }
+                out[row["name"]] = s
+            }
+            return out
+        }
     }
 
     /// Moves the cursor past calls up to `lastId`: `delivered` were taken, `rejected` refused for good.

@@ -89,6 +89,9 @@ struct ReadCommand: ParsableCommand {
         if !keyLog.isEmpty { options.keyLog = keyLog }
 
         let otlpConfiguration = try otlp.resolve()
+        if let c = otlpConfiguration, otlp.endpoint == nil {
+            Log.info("exporting calls over OTLP to \(OTLPClient.shown(c.tracesURL)) (OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+        }
         let store = try db.map(CallStore.openForCommand)
         // The database sink `capture` uses too: batched, and it holds (bounded) what the database refuses.
         let writer = store.map { CallWriter(store: $0, maxHeld: options.maxHeldCalls) }
@@ -165,6 +168,8 @@ struct ReadCommand: ParsableCommand {
             for line in CallTable.summary(tableRows) { out.line(line) }
         }
         out.flush()
+        // The export finishes before any database error ends the run, so what it holds is still sent.
+        let exported = exporter?.finish()
         if let store, let writer {
             do {
                 writer.write(batch)
@@ -180,8 +185,7 @@ struct ReadCommand: ParsableCommand {
                 throw ExitCode(ExitStatus.database)
             }
         }
-        if let exporter {
-            let o = exporter.finish()
+        if let o = exported {
             if stats {
                 FileHandle.standardError.write(Data("otlp: spans=\(o.spans) requests=\(o.requests) retries=\(o.retries) not_delivered=\(o.spansNotDelivered) metrics=\(o.metricsDelivered ? 1 : 0) busy_ms=\(Int(o.busySeconds * 1000))\n".utf8))
             }

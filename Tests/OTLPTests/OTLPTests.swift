@@ -1,6 +1,7 @@
 import CallModel
 import Foundation
 @testable import OTLP
+@testable import OTLPHTTP
 import Testing
 
 /// A protobuf reader for the checks: fields of one message, nested ones read again on demand.
@@ -320,5 +321,74 @@ struct ProtoReader {
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(!text.contains("session") && !text.contains("url.") && !text.contains("/v1/x"))
         #expect(text.contains("otel.metric.overflow"))
+    }
+}
+
+@Suite struct OTLPClientTests {
+    @Test func answersAreSortedAsTheSpecificationSays() {
+        #expect(OTLPClient.classify(status: 200, retryAfter: nil, body: []) == .delivered(rejectedSpans: 0))
+        #expect(OTLPClient.classify(status: 503, retryAfter: "7", body: []) == .retry(after: 7, reason: "HTTP 503"))
+        #expect(OTLPClient.classify(status: 429, retryAfter: "99999", body: []) == .retry(after: 300, reason: "HTTP 429"))
+        #expect(OTLPClient.classify(status: 502, retryAfter: "soon", body: []) == .retry(after: nil, reason: "HTTP 502"))
+        #expect(OTLPClient.classify(status: 413, retryAfter: nil, body: []) == .tooLarge)
+        #expect(OTLPClient.classify(status: 400, retryAfter: nil, body: []) == .rejected(reason: "HTTP 400"))
+        // Wrong endpoint or credentials: no batch gets past these, so none is dropped for them.
+        for code in [301, 302, 401, 403, 404, 405, 415] {
+            #expect(OTLPClient.classify(status: code, retryAfter: nil, body: []) == .refused(reason: "HTTP \(code)"))
+        }
+    }
+
+    @Test func aPartialSuccessNamesTheSpansDropped() {
+        // ExportTraceServiceResponse { partial_success (1) { rejected_spans (1) = 42; error_message (2) = "x" } }
+        var w = ProtoWriter()
+        w.message(1) { p in
+            p.string(2, "some spans were too old")
+            p.int64(1, 42)
+        }
+        #expect(OTLPClient.classify(status: 200, retryAfter: nil, body: w.bytes) == .delivered(rejectedSpans: 42))
+        #expect(OTLPClient.rejectedSpans([0x0a, 0x05, 0x08]) == 0) // cut short: nothing claimed
+        #expect(OTLPClient.rejectedSpans([]) == 0)
+    }
+
+    @Test func credentialsInAnEndpointAreNeverShown() {
+        #expect(OTLPClient.shown(URL(string: "https://user:secret@collector:4318/v1/traces")!) == "https://collector:4318/v1/traces")
+        #expect(OTLPConfiguration.withoutCredentials("ftp://user:secret@host/x") == "ftp://…@host/x")
+        #expect(OTLPConfiguration.withoutCredentials("http://host/a@b") == "http://host/a@b")
+        let problem = try? OTLPConfiguration.resolve(endpoint: "gopher://u:hunter2@h", headers: [], timeout: 1, environment: [:], hostName: "h")
+        #expect(problem == nil)
+        do {
+            _ = try OTLPConfiguration.resolve(endpoint: "http://c", headers: ["Authorization: Bearer hunter2"], timeout: 1,
+                                              environment: [:], hostName: "h")
+            Issue.record("a header without = was taken")
+        } catch {
+            #expect(!"\(error)".contains("hunter2"))
+        }
+    }
+
+    @Test func protocolVersionsAndServerAddressesFollowTheConventions() {
+        var r = OTLPSpanTests.http()
+        r.httpVersion = "1.1→2"
+        #expect(OTLPSpans.protocolVersion(r) == "2")
+        var d = CallRecord(kind: .dns, ts: 1)
+        d.host = "api.example.com"
+        d.serverIp = "10.0.0.53"
+        #expect(OTLPSpans.serverAddress(d) == "10.0.0.53")
+        var gap = OTLPSpanTests.http()
+        gap.outcome = .incomplete
+        #expect(OTLPSpans.errorType(gap) == nil && !OTLPSpans.isError(gap))
+        #expect(OTLPSpans.method(OTLPSpanTests.http(nil)) == "_OTHER")
+    }
+
+    @Test func bytesAreCountedOnceFromConnectionRecords() {
+        let m = OTLPMetrics(start: 1)
+        var exchange = OTLPSpanTests.http()
+        exchange.bytesSent = 100
+        m.record(exchange)
+        var tls = CallRecord(kind: .tls, ts: 1)
+        tls.host = "api.example.com"
+        tls.bytesSent = 1000
+        tls.bytesReceived = 5000
+        m.record(tls)
+        #expect(m.networkIO.values.reduce(0, +) == 6000)
     }
 }
