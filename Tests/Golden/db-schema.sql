@@ -54,7 +54,7 @@ CREATE TABLE calls (
     visibility TEXT,
     bytes_sent INTEGER,
     bytes_received INTEGER
-, owner_source TEXT);
+, owner_source TEXT, trace_id TEXT, parent_span_id TEXT);
 -- index calls_host_ts on calls
 CREATE INDEX calls_host_ts ON calls(host, ts);
 -- index calls_session_ts on calls
@@ -73,8 +73,21 @@ CREATE TABLE capture_stats (
 CREATE INDEX capture_stats_name_value ON capture_stats(name, value);
 -- index capture_stats_recorded on capture_stats
 CREATE INDEX capture_stats_recorded ON capture_stats(recorded_at);
+-- table export_cursor on export_cursor
+CREATE TABLE export_cursor (
+    name TEXT PRIMARY KEY,
+    last_id INTEGER NOT NULL,
+    exported INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    pruned_unexported INTEGER NOT NULL DEFAULT 0,
+    last_success_at INTEGER,
+    last_error TEXT
+);
 -- table grdb_migrations on grdb_migrations
 CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+-- index sqlite_autoindex_export_cursor_1 on export_cursor
+(no sql: made by SQLite for a constraint);
 -- index sqlite_autoindex_grdb_migrations_1 on grdb_migrations
 (no sql: made by SQLite for a constraint);
 -- table sqlite_sequence on sqlite_sequence
