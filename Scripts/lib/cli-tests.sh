@@ -54,7 +54,7 @@ check "exit 0: read succeeds silently on stderr" bash -c "[ $demo_status = 0 ] &
 contract_fields() {
   jsonl_check "$tmp/demo.jsonl" <<'PY'
 # The JSON Lines contract in the README: every field in every object, in one order.
-contract = """kind ts ended_at latency_ms connection_id stream_id estimated session_id attribution owner_source pid process
+contract = """kind ts ended_at latency_ms connection_id stream_id estimated trace_id parent_span_id session_id attribution owner_source pid process
   exe cgroup agent target client_ip client_port server_ip server_port scheme host method path url status_code
   http_version request_content_type response_content_type request_body_bytes response_body_bytes
   request_summary response_summary sni alpn alpn_offered tls_version tls_cipher ja4 cert_subject cert_san
