@@ -1,3 +1,4 @@
+import Foundation
 import Pipeline
 import Testing
 
@@ -31,62 +32,39 @@ import Testing
 }
 
 /// Secrets planted the ways a hostile review found them leaking (names, shapes, encodings, bodies):
-/// none may survive, and UUIDs, hex digests and ordinary values must.
+/// none may survive, and UUIDs, hex digests and ordinary values must. The list is committed in
+/// `Tests/Fixtures/planted-secrets.json`, which `Scripts/lib/secrets-matrix.sh` also sends through real
+/// traffic (HTTP/1.1 and HTTP/2, plaintext and decrypted) and looks for in every output.
 @Suite struct PlantedSecretTests {
-    static let secret = "PLANTEDz9Q2mX7vK4pL8wR3tY6uI1oA5"   // 32 characters, mixed case and digits
+    struct Fixture: Decodable {
+        struct Body: Decodable, Sendable { var type: String; var body: String }
+        var targets: [String]
+        var bodies: [Body]
+        var ordinary_targets: [String]
+    }
 
-    @Test(arguments: [
-        "/x?api_key[]=PLANTED-one",
-        "/x?bearer=PLANTED-two",
-        "/x?pass=PLANTED-three",
-        "/x?auth_header=PLANTED-four",
-        "/x?a=1;token=PLANTED-five",
-        "/x?q=sk-proj-PLANTEDabcdefghijkl",
-        "/x?x=Bearer%20PLANTEDabcdefgh",
-        "/x?api%5Fkey=PLANTED-six",
-        "/v1/sk%2Dproj-PLANTEDabcdefghijkl/x",
-        "/x?X-Amz-Signature=PLANTED-seven&X-Amz-Credential=PLANTED-eight",
-        "/x?AWSAccessKeyId=PLANTED-nine",
-        "/x?X-Goog-Signature=PLANTED-ten",
-        "/x?sig=PLANTED-eleven",
-        "/x?id=AKIAPLANTEDEXAMPLE01",
-        "/x?t=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJQTEFOVEVEIn0.PLANTEDsig",
-        "/x?opaque=PLANTEDz9Q2mX7vK4pL8wR3tY6uI1oA5",
-        "/x?x=wJalrXUtnFEMI+K7MDENG/bPxRfiCYPLANTEDKEY",
-        "/x?url=https%3A%2F%2Fs3.test%2Fo%3FX-Amz-Signature%3DPLANTED-twelve",
-        "/x?redirect=https%3A%2F%2Fa.test%2Fcb%3Fcode%3DPLANTED-thirteen",
-        "/x?proxy=http%3A%2F%2Fbob%3APLANTED-fourteen%40proxy.test",
-        "/x?next=%2Fv1%3Fapi_key%3DPLANTED-fifteen",
-        "/x?x=sk%252Dproj-PLANTEDabcdefghijkl",
-        "/x?x=Bearer%2520PLANTEDabcdefgh",
-        "/api/v10/webhooks/123/PLANTED-sixteen",
-        "/x?apiKey=PLANTED-seventeen",
-    ])
+    static let fixture: Fixture = {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../Fixtures/planted-secrets.json").standardized
+        // A missing or broken list fails every test below (they expect entries).
+        guard let data = try? Data(contentsOf: url), let f = try? JSONDecoder().decode(Fixture.self, from: data) else {
+            return Fixture(targets: [], bodies: [], ordinary_targets: [])
+        }
+        return f
+    }()
+
+    @Test func theListIsThere() {
+        #expect(Self.fixture.targets.count >= 25 && Self.fixture.bodies.count >= 18 && Self.fixture.ordinary_targets.count >= 9)
+        #expect(Self.fixture.targets.allSatisfy { $0.contains("PLANTED") } && Self.fixture.bodies.allSatisfy { $0.body.contains("PLANTED") })
+    }
+
+    @Test(arguments: PlantedSecretTests.fixture.targets)
     func targets(_ target: String) {
         let out = Redaction.target(target)
         #expect(!out.contains("PLANTED"), "\(target) → \(out)")
     }
 
-    @Test(arguments: [
-        ("application/json", #"{"api_key" : "PLANTED-a"}"#),
-        ("application/json", "{\"token\"\n: \"PLANTED-b\"}"),
-        ("application/json", #"{"secrets": ["x"], "password": ["PLANTED-c"]}"#),
-        ("application/json", #"{"credentials": {"id": "PLANTED-d"}}"#),
-        ("application/json", #"{"prompt": "use sk-ant-api03-PLANTEDabcdefghijkl please"}"#),
-        ("application/json", #"{"note": "AKIAPLANTEDEXAMPLE01"}"#),
-        ("application/json", #"{"prompt": "key sk\u002dant\u002dapi03-PLANTEDabcdefghijkl"}"#),
-        ("application/x-www-form-urlencoded", "user=a&pass=PLANTED-e"),
-        ("application/x-www-form-urlencoded", "user=a&pass%77ord=PLANTED-f"),
-        ("text/plain", "login with password=PLANTED-g today"),
-        ("text/plain", "Authorization: Bearer PLANTED-h"),
-        ("text/plain", "token: PLANTED-i"),
-        ("application/json", #"{"access_token":"PLANTED-j","expires_in":3600}"#),
-        ("application/json", #"{"note":"wJalrXUtnFEMI+K7MDENG/bPxRfiCYPLANTEDKEY"}"#),
-        ("text/plain", "db at postgres://app:PLANTED-k@db:5432/prod"),
-        ("application/json", "{\"content\":\"\u{301}x\",\"password\":\"PLANTED horse battery\"}"),
-        ("text/plain", "{'api_key': 'PLANTED second'}"),
-        ("text/plain", "Authorization: Token PLANTED-l"),
-    ])
+    @Test(arguments: PlantedSecretTests.fixture.bodies.map { ($0.type, $0.body) })
     func bodies(_ type: String, _ body: String) {
         let out = Redaction.summary(contentType: type, bytes: Array(body.utf8), totalBytes: body.utf8.count) ?? ""
         #expect(!out.contains("PLANTED"), "\(body) → \(out)")
@@ -100,17 +78,7 @@ import Testing
     }
 
     /// What must stay: ids that are not secrets.
-    @Test(arguments: [
-        "/v1/models?model=meta-llama/Meta-Llama-3.1-70B-Instruct-Turbo",
-        "/v1/chat/completions?after=chatcmpl-AbCdEf0123456789AbCdEf0123456789",
-        "/v1/users?name=User-3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b",
-        "/zoo?monkey=1&sort=name",
-        "/v1/runs/3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b?page=2",
-        "/blobs/sha256/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-        "/search?q=cats+and+dogs&limit=20&model=gpt-4o",
-        "/v1/chat/completions",
-        "/w/index.php?title=Main_Page&oldid=123456",
-    ])
+    @Test(arguments: PlantedSecretTests.fixture.ordinary_targets)
     func ordinaryTargetsStay(_ target: String) {
         #expect(Redaction.target(target) == target)
     }
