@@ -100,16 +100,30 @@ transports=("http://api.secrets.test:80 --http1.1" "http://api.secrets.test:81 -
 nb=$(cat "$tmp/nbodies")
 for t in "${transports[@]}"; do
   read -r base flag <<< "$t"
+  # --next starts each request afresh: the options go with every one.
+  flag="$flag --cacert $tmp/cert.pem"
   args=()
   while IFS= read -r target; do
     [ ${#args[@]} -gt 0 ] && args+=(--next)
-    args+=("$flag" -g -s -o /dev/null "$base$target")
+    args+=($flag -g -s -o /dev/null "$base$target")
   done < "$tmp/targets.txt"
   for i in $(seq 0 $((nb - 1))); do
-    args+=(--next "$flag" -s -o /dev/null -H "Content-Type: $(cat "$tmp/type-$i")" --data-binary "@$tmp/body-$i" "$base/req/$i")
-    args+=(--next "$flag" -s -o /dev/null "$base/resp/$i.$(case $(cat "$tmp/type-$i") in application/json) echo json;; application/x-www-form-urlencoded) echo form;; *) echo txt;; esac)")
+    args+=(--next $flag -s -o /dev/null -H "Content-Type: $(cat "$tmp/type-$i")" --data-binary "@$tmp/body-$i" "$base/req/$i")
+    args+=(--next $flag -s -o /dev/null "$base/resp/$i.$(case $(cat "$tmp/type-$i") in application/json) echo json;; application/x-www-form-urlencoded) echo form;; *) echo txt;; esac)")
   done
-  ip netns exec $A env SSLKEYLOGFILE="$tmp/keys.log" curl --cacert "$tmp/cert.pem" "${args[@]}"
+  if ! ip netns exec $A env SSLKEYLOGFILE="$tmp/keys.log" curl "${args[@]}"; then
+    # A stream the server refused (nginx resets an HTTP/2 request whose :path holds "[") ends curl's
+    # chain: the rest of it goes one process per request.
+    segment=()
+    for a in "${args[@]}" --next; do
+      if [ "$a" = "--next" ]; then
+        [ ${#segment[@]} -gt 0 ] && ip netns exec $A env SSLKEYLOGFILE="$tmp/keys.log" curl "${segment[@]}"
+        segment=()
+      else
+        segment+=("$a")
+      fi
+    done
+  fi
 done
 sleep 2
 port=$start_port

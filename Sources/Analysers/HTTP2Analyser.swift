@@ -20,6 +20,9 @@ public struct HTTP2Stream: Sendable {
     public var responseEnd: Nanos?
     public var requestBodyBytes = 0
     public var responseBodyBytes = 0
+    /// The first `HTTP2Limits.summaryBytes` of each body (DATA payload without padding), for summaries.
+    public var requestBodyPrefix: [UInt8] = []
+    public var responseBodyPrefix: [UInt8] = []
     public var requestComplete = false
     public var responseComplete = false
     /// RST_STREAM error code, and whether the client sent it.
@@ -47,6 +50,8 @@ public struct HTTP2Limits: Sendable {
     /// Largest HPACK dynamic table accepted from either side (the receiver's SETTINGS_HEADER_TABLE_SIZE,
     /// 4,096 until it says otherwise, is what the encoder may use).
     public var maxDynamicTable = 1 << 20
+    /// Body bytes kept per stream and direction for summaries (`--summaries`); 0 keeps none.
+    public var summaryBytes = 0
     public init() {}
 }
 
@@ -203,16 +208,43 @@ public final class HTTP2Analyser {
                 continue
             }
             let take = min(sides[k].remaining, n - i)
-            // DATA payloads are counted, not kept: only the pad-length byte matters.
+            // DATA payloads are counted, not kept: only the pad-length byte matters (and, for summaries,
+            // a body's first bytes).
             if sides[k].frameType != 0 || sides[k].payload.isEmpty {
                 let keep = sides[k].frameType == 0 ? min(take, 1) : take
                 let before = sides[k].payload.capacity
                 sides[k].payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[i..<(i + keep)]))
                 if sides[k].payload.capacity != before { settle(k); if sides[k].lost { return } }
             }
+            if sides[k].frameType == 0 && limits.summaryBytes > 0 {
+                keepBodyPrefix(k, UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]), at: sides[k].length - sides[k].remaining)
+            }
             i += take
             sides[k].remaining -= take
             if sides[k].remaining == 0 { frameComplete(k); if sides[k].lost { return } }
+        }
+    }
+
+    /// Adds the body bytes of a DATA chunk (at offset `pos` of its frame's payload) to its stream's
+    /// prefix, up to `summaryBytes`: the pad-length byte and the padding are not body.
+    private func keepBodyPrefix(_ k: Int, _ chunk: UnsafeRawBufferPointer, at pos: Int) {
+        var start = 0, end = sides[k].length
+        if sides[k].flags & 0x08 != 0 {
+            guard let pad = sides[k].payload.first else { return }
+            start = 1
+            end -= Int(pad)
+        }
+        let from = max(pos, start), to = min(pos + chunk.count, end)
+        let id = sides[k].streamID
+        guard from < to, id != 0, streams[id] != nil else { return }
+        let limit = limits.summaryBytes
+        let bytes = UnsafeRawBufferPointer(rebasing: chunk[(from - pos)..<(to - pos)])
+        if k == 0 {
+            let room = limit - streams[id]!.requestBodyPrefix.count
+            if room > 0 { streams[id]!.requestBodyPrefix.append(contentsOf: bytes.prefix(room)) }
+        } else {
+            let room = limit - streams[id]!.responseBodyPrefix.count
+            if room > 0 { streams[id]!.responseBodyPrefix.append(contentsOf: bytes.prefix(room)) }
         }
     }
 

@@ -110,7 +110,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         active = nil
         afterSwitch = true
         if let x = http.switchedExchange?.value, x.request?.upgrade?.contains("h2c") == true, x.response?.status == 101 {
-            let a = HTTP2Analyser(budget: budget)
+            let a = HTTP2Analyser(limits: http2Limits, budget: budget)
             a.adoptUpgradedRequest(method: x.request?.method, path: x.request?.target, authority: x.request?.host,
                                    start: x.requestStart, end: x.requestEnd)
             start(HTTP2Layer(self, parser: a))
@@ -143,7 +143,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         }
         if direction == .toServer {
             if heldClientBytes.isEmpty && HTTPDetector.looksLikeHTTP2Preface(data) {
-                start(HTTP2Layer(self, parser: HTTP2Analyser(budget: budget)))
+                start(HTTP2Layer(self, parser: HTTP2Analyser(limits: http2Limits, budget: budget)))
             } else if heldClientBytes.isEmpty && HTTPDetector.looksLikeRequest(data) {
                 start(HTTP1Layer(self))
             } else if heldClientBytes.count + data.count <= Self.maxHeldClientBytes && data[0] >= 0x20
@@ -157,7 +157,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
             return
         }
         if heldClientBytes.isEmpty && HTTPDetector.looksLikeHTTP2Settings(data) {
-            start(HTTP2Layer(self, parser: HTTP2Analyser(budget: budget)))
+            start(HTTP2Layer(self, parser: HTTP2Analyser(limits: http2Limits, budget: budget)))
             return
         }
         guard HTTPDetector.looksLikeResponse(data) else {
@@ -201,6 +201,13 @@ final class ConnectionAnalysis: TCPStreamHandler {
         r.serverPort = Int(c.serverPort)
         r.estimated = c.midStream
         return r
+    }
+
+    /// HTTP/2 limits for this connection: body prefixes kept only with `--summaries`.
+    var http2Limits: HTTP2Limits {
+        var l = HTTP2Limits()
+        if options.summaries { l.summaryBytes = options.summaryBytes }
+        return l
     }
 
     /// SYN → SYN/ACK, when both were seen.

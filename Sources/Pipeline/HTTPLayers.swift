@@ -178,6 +178,12 @@ final class HTTP2Layer: StreamLayer {
         r.responseContentType = st.responseContentType
         r.requestBodyBytes = st.requestBodyBytes
         if st.status != nil { r.responseBodyBytes = st.responseBodyBytes }
+        if conn.options.summaries {
+            r.requestSummary = Redaction.summary(contentType: st.requestContentType, bytes: st.requestBodyPrefix,
+                                                 totalBytes: st.requestBodyBytes)
+            r.responseSummary = Redaction.summary(contentType: st.responseContentType, bytes: st.responseBodyPrefix,
+                                                  totalBytes: st.responseBodyBytes)
+        }
         if let end = st.responseEnd { r.endedAt = end; r.latencyMicros = end.micros(since: start) }
         if let first = st.responseStart { r.ttfbMicros = first.micros(since: start) }
         if st.afterGap {

@@ -66,7 +66,7 @@ final class TLSLayer: StreamLayer {
             let looksHTTP = d == .toServer ? HTTPDetector.looksLikeRequest(data) : HTTPDetector.looksLikeResponse(data)
             let alpn = analyser.serverHello?.alpn ?? analyser.encryptedALPN
             if HTTPDetector.looksLikeHTTP2Preface(data) || alpn == "h2" {
-                let h2 = HTTP2Layer(conn, parser: HTTP2Analyser(expectPreface: true, budget: conn.budget), inside: self)
+                let h2 = HTTP2Layer(conn, parser: HTTP2Analyser(limits: conn.http2Limits, expectPreface: true, budget: conn.budget), inside: self)
                 innerHTTP2 = h2
                 inner = h2
             } else if looksHTTP {

@@ -107,6 +107,34 @@ enum H2 {
         #expect(HTTP2Analyser.errorName(0x0B) == "ENHANCE_YOUR_CALM")
     }
 
+    /// With summaries on, each body's first bytes are kept, padding and pad length left out, across
+    /// frames and chunk boundaries, up to the limit; with summaries off nothing is kept.
+    @Test(arguments: [Int.max, 1, 5])
+    func bodyPrefixesForSummaries(chunk: Int) throws {
+        for limit in [0, 24] {
+            var client = HPACKEncoder(allocator: ByteBufferAllocator())
+            var server = HPACKEncoder(allocator: ByteBufferAllocator())
+            var limits = HTTP2Limits()
+            limits.summaryBytes = limit
+            let a = HTTP2Analyser(limits: limits)
+            var c: [UInt8] = HTTP2Analyser.preface + H2.frame(4, stream: 0, [])
+            c += H2.frame(1, flags: 0x04, stream: 1, try H2.block([(":method", "POST"), (":scheme", "https"),
+                                                                 (":authority", "a.example"), (":path", "/x")], &client))
+            c += H2.frame(0, flags: 0x08, stream: 1, [2] + Array("{\"k\":".utf8) + [0, 0]) // padded
+            c += H2.frame(0, flags: 0x01, stream: 1, Array("\"v\"}".utf8))
+            feed(a, client: true, c, at: 10, chunk: chunk)
+            var s: [UInt8] = H2.frame(4, stream: 0, [])
+            s += H2.frame(1, flags: 0x04, stream: 1, try H2.block([(":status", "200")], &server))
+            s += H2.frame(0, flags: 0x01, stream: 1, Array(repeating: 0x7a, count: 40))
+            feed(a, client: false, s, at: 20, chunk: chunk)
+            a.finish()
+            let st = try #require(a.takeCompleted().first)
+            #expect(st.requestBodyBytes == 9 && st.responseBodyBytes == 40)
+            #expect(st.requestBodyPrefix == (limit > 0 ? Array("{\"k\":\"v\"}".utf8) : []))
+            #expect(st.responseBodyPrefix == Array(repeating: 0x7a, count: limit))
+        }
+    }
+
     @Test func gapMarksLaterStreamsAndHPACKJunkStopsTheDirection() throws {
         var client = HPACKEncoder(allocator: ByteBufferAllocator())
         let a = HTTP2Analyser()
