@@ -75,6 +75,7 @@ let package = Package(
         .target(name: "Storage", dependencies: [
             "CallModel",
             .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ]),
         // Calls as OTLP spans and metrics: OpenTelemetry's protobuf messages (a small encoder of our own),
         // the exporter's configuration. No I/O.

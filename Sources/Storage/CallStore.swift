@@ -1,14 +1,28 @@
 import Foundation
 import CallModel
 import GRDB
+import GRDBSQLite
 
 /// The calls database: schema and migrations, batched inserts, and queries. Times are stored as
 /// integer microseconds since the epoch, durations as milliseconds, lists as JSON text.
 public final class CallStore: Sendable {
     public let writer: any DatabaseWriter
 
-    /// Opens (creating if needed) the database at `path` in WAL mode and migrates it.
+    public struct LinkRefused: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Opens (creating if needed) the database at `path` in WAL mode and migrates it. The file is first
+    /// opened (and created) by SQLite itself with `SQLITE_OPEN_NOFOLLOW`, so a symbolic link at `path` is
+    /// refused rather than followed; GRDB, which takes no open flags, then opens the file that is there.
     public convenience init(path: String) throws {
+        var handle: OpaquePointer?
+        let code = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, nil)
+        let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+        sqlite3_close_v2(handle)
+        guard code == SQLITE_OK else {
+            throw LinkRefused(description: code == SQLITE_CANTOPEN && Self.isLink(path) ? "it is a symbolic link" : message)
+        }
         var config = Configuration()
         config.busyMode = .timeout(5)
         let pool = try DatabasePool(path: path, configuration: config)
@@ -23,6 +37,11 @@ public final class CallStore: Sendable {
         let target = FileManager.default.fileExists(atPath: path) ? path : (dir.isEmpty ? "." : dir)
         if access(target, W_OK) == 0 { return nil }
         return String(cString: strerror(errno))
+    }
+
+    static func isLink(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
     }
 
     public static func inMemory() throws -> CallStore {

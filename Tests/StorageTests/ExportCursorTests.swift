@@ -56,3 +56,27 @@ import Testing
         #expect(try store.callCount() == 0)
     }
 }
+
+/// The database is opened with SQLITE_OPEN_NOFOLLOW: a link at its path is refused, never followed.
+@Suite struct DatabaseLinkTests {
+    @Test func aLinkAtTheDatabasePathIsRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("calltap-link-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let victim = dir.appendingPathComponent("victim.txt").path
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: victim))
+        let link = dir.appendingPathComponent("calls.db").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: victim)
+        #expect(throws: CallStore.LinkRefused.self) { _ = try CallStore(path: link) }
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "keep me")
+        // A dangling link: nothing is created at its target.
+        let dangling = dir.appendingPathComponent("other.db").path
+        let target = dir.appendingPathComponent("created-by-root.db").path
+        try FileManager.default.createSymbolicLink(atPath: dangling, withDestinationPath: target)
+        #expect(throws: CallStore.LinkRefused.self) { _ = try CallStore(path: dangling) }
+        #expect(!FileManager.default.fileExists(atPath: target))
+        // A plain path opens.
+        let store = try CallStore(path: dir.appendingPathComponent("real.db").path)
+        #expect(try store.callCount() == 0)
+    }
+}
