@@ -45,6 +45,11 @@ let package = Package(
             exclude: ["bpf"],
             linkerSettings: [.linkedLibrary("bpf")]
         ),
+        // zlib and Brotli, for LLM API bodies sent compressed.
+        .systemLibrary(
+            name: "CDecompress",
+            providers: [.apt(["zlib1g-dev", "libbrotli-dev"])]
+        ),
         // What every stage shares: capture time (saturating arithmetic), direction, addresses.
         .target(name: "Core", swiftSettings: packetPath),
         // Link/IP/TCP/UDP decoding without copies, duplicate filtering. No libpcap.
@@ -65,7 +70,7 @@ let package = Package(
         .target(name: "CallModel", swiftSettings: packetPath),
         // Protocol detection, analyser wiring, and turning analyser events into calls.
         .target(name: "Pipeline", dependencies: [
-            "Core", "Decode", "Source", "Reassembly", "Analysers", "CallModel",
+            "Core", "Decode", "Source", "Reassembly", "Analysers", "CallModel", "CDecompress",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "X509", package: "swift-certificates"),
         ], swiftSettings: packetPath),

@@ -54,10 +54,11 @@ check "exit 0: read succeeds silently on stderr" bash -c "[ $demo_status = 0 ] &
 contract_fields() {
   jsonl_check "$tmp/demo.jsonl" <<'PY'
 # The JSON Lines contract in the README: every field in every object, in one order.
-contract = """kind ts ended_at latency_ms connection_id stream_id estimated trace_id parent_span_id session_id attribution owner_source pid process
+contract = """kind ts ended_at latency_ms connection_id stream_id estimated trace_id parent_span_id session_id attribution attribution_key owner_source pid process
   exe cgroup agent target client_ip client_port server_ip server_port scheme host method path url status_code
   http_version request_content_type response_content_type request_body_bytes response_body_bytes
-  request_summary response_summary sni alpn alpn_offered tls_version tls_cipher ja4 cert_subject cert_san
+  request_summary response_summary llm_provider llm_model llm_input_tokens llm_output_tokens llm_cache_read_tokens
+  llm_ttft_ms llm_stop_reason llm_tool_calls sni alpn alpn_offered tls_version tls_cipher ja4 cert_subject cert_san
   dns_qtype dns_rcode dns_answers connect_ms tls_handshake_ms ttfb_ms outcome error weirds missed_bytes
   visibility bytes_sent bytes_received""".split()
 rs = rows(files[0])
@@ -138,7 +139,8 @@ db_round_trip() {
   "$bin" calls --db "$tmp/c.db" --failed --format jsonl > "$tmp/failed.jsonl" || return 1
   jsonl_check "$tmp/demo.jsonl" "$tmp/s1.jsonl" "$tmp/other.jsonl" "$tmp/failed.jsonl" <<'PY'
 every, stored, other, failed = (rows(f) for f in files)
-assert every and [dict(r, session_id=None) for r in stored] == every    # every call, every field
+assert every and [dict(r, session_id=None, attribution_key=None) for r in stored] == every    # every call, every field
+assert all(r["attribution_key"] == "cli" for r in stored)
 assert all(r["session_id"] == "s1" for r in stored)
 assert other == []
 expected = [r for r in every if r["outcome"] != "ok"]

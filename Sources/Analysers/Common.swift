@@ -55,6 +55,24 @@ public final class ParserBudget {
 
     /// Gives back what `reserve` took.
     public func release(_ bytes: Int) { used -= bytes }
+
+    /// Counts what an LLM capture holds after it was fed; when the budget is spent, the capture gives up
+    /// (its bodies are dropped, the call gets no token counts) and that is counted as a refusal.
+    /// Returns the change in bytes counted.
+    func settle(_ c: inout LLMCapture) -> Int {
+        let held = c.heldBytes
+        var delta = held - c.charged
+        adjust(by: delta)
+        c.charged = held
+        if isSpent && held > 0 {
+            refuse()
+            adjust(by: -c.charged)
+            delta -= c.charged
+            c.charged = 0
+            c.giveUp()
+        }
+        return delta
+    }
 }
 
 /// Bounds-checked big-endian reader over bytes. Reads return nil past the end and leave the position unchanged.

@@ -63,7 +63,10 @@ public final class HTTP1Analyser {
     /// What one waiting exchange is counted as: the record and its head's strings.
     public static let pendingCost = MemoryLayout<HTTPExchange>.stride + 256
 
-    deinit { budget?.adjust(by: -(charged[0] + charged[1] + chargedPending)) }
+    /// What the LLM captures of waiting exchanges hold, as counted in `budget`.
+    private var chargedLLM = 0
+
+    deinit { budget?.adjust(by: -(charged[0] + charged[1] + chargedPending + chargedLLM)) }
 
     /// Counts the waiting exchanges in the shared budget.
     private func settlePending() {
@@ -77,6 +80,13 @@ public final class HTTP1Analyser {
 
     public func takeCompleted() -> [HTTPExchange] {
         defer { completed.removeAll(keepingCapacity: true) }
+        if let budget, chargedLLM > 0 {
+            for i in completed.indices where (completed[i].llm?.charged ?? 0) > 0 {
+                budget.adjust(by: -completed[i].llm!.charged)
+                chargedLLM -= completed[i].llm!.charged
+                completed[i].llm!.charged = 0
+            }
+        }
         return completed
     }
 
@@ -312,6 +322,9 @@ public final class HTTP1Analyser {
         if side == .toServer {
             guard let r = requestIndex else { s.state = .lost; return }
             pending[r].request = head
+            if limits.llmBodyBytes > 0, let api = LLMAPI.match(method: head.method, target: head.target) {
+                pending[r].llm = LLMCapture(api: api, cap: limits.llmBodyBytes, requestEncoding: head.contentEncoding)
+            }
             if head.chunked {
                 s.state = .chunkSize
             } else if let len = head.contentLength, len > 0 {
@@ -333,6 +346,7 @@ public final class HTTP1Analyser {
             return
         }
         pending[r].response = head
+        pending[r].llm?.responseHead(contentType: head.contentType, contentEncoding: head.contentEncoding)
         let method = pending[r].request?.method ?? ""
         if status == 101 || (method == "CONNECT" && status >= 200 && status < 300) {
             pending[r].switchedProtocols = true
@@ -370,6 +384,15 @@ public final class HTTP1Analyser {
     private func addBody(_ side: Direction, _ s: inout Stream, _ bytes: UnsafeRawBufferPointer, at time: Nanos) {
         s.bodyBytes += bytes.count
         if !bytes.isEmpty { s.lastBodyTime = time }
+        if limits.llmBodyBytes > 0 {
+            if side == .toServer, let r = requestIndex, pending[r].llm != nil {
+                pending[r].llm!.request(bytes)
+                if let budget { chargedLLM += budget.settle(&pending[r].llm!) }
+            } else if side == .toClient, let r = responseIndex, pending[r].llm != nil {
+                pending[r].llm!.response(bytes, at: time)
+                if let budget { chargedLLM += budget.settle(&pending[r].llm!) }
+            }
+        }
         guard limits.summaryBytes > 0 else { return }
         if side == .toServer, let r = requestIndex, pending[r].requestBodyPrefix.count < limits.summaryBytes {
             let take = min(bytes.count, limits.summaryBytes - pending[r].requestBodyPrefix.count)

@@ -11,6 +11,8 @@ public struct HTTPHead: Sendable {
     public var status = 0
     public var host: String?
     public var contentType: String?
+    /// `Content-Encoding`, lower case (LLM bodies are decoded from it).
+    public var contentEncoding: String?
     public var contentLength: Int?
     public var chunked = false
     public var connectionClose = false
@@ -47,6 +49,8 @@ public struct HTTPExchange: Sendable {
     public var responseComplete = false
     /// The connection switched protocols after this exchange (CONNECT tunnel or 101).
     public var switchedProtocols = false
+    /// The bodies of an LLM API exchange, read for its facts (`HTTPLimits.llmBodyBytes` > 0).
+    public var llm: LLMCapture?
 
     public init() {}
 }
@@ -58,6 +62,8 @@ public struct HTTPLimits: Sendable {
     public var maxPendingRequests = 1024
     /// Body bytes kept per message for summaries (0 = off).
     public var summaryBytes = 0
+    /// Body bytes of an LLM API exchange held while it is read (0 = not read); SSE holds one line.
+    public var llmBodyBytes = 0
     /// Bytes held from the client after a CONNECT/Upgrade request while its answer is awaited.
     public var maxHeldBytes = 64 * 1024
     public init() {}

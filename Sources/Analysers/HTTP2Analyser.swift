@@ -23,6 +23,8 @@ public struct HTTP2Stream: Sendable {
     /// The first `HTTP2Limits.summaryBytes` of each body (DATA payload without padding), for summaries.
     public var requestBodyPrefix: [UInt8] = []
     public var responseBodyPrefix: [UInt8] = []
+    /// The bodies of an LLM API exchange, read for its facts (`HTTP2Limits.llmBodyBytes` > 0).
+    public var llm: LLMCapture?
     public var requestComplete = false
     public var responseComplete = false
     /// RST_STREAM error code, and whether the client sent it.
@@ -52,6 +54,8 @@ public struct HTTP2Limits: Sendable {
     public var maxDynamicTable = 1 << 20
     /// Body bytes kept per stream and direction for summaries (`--summaries`); 0 keeps none.
     public var summaryBytes = 0
+    /// Body bytes of an LLM API exchange held while it is read (0 = not read); SSE holds one line.
+    public var llmBodyBytes = 0
     public init() {}
 }
 
@@ -115,7 +119,10 @@ public final class HTTP2Analyser {
         sides = [Side(prefaceLeft: expectPreface ? Self.preface.count : 0), Side(prefaceLeft: 0)]
     }
 
-    deinit { budget?.adjust(by: -(sides[0].charged + sides[1].charged)) }
+    /// What the LLM captures of open streams hold, as counted in `budget`.
+    private var chargedLLM = 0
+
+    deinit { budget?.adjust(by: -(sides[0].charged + sides[1].charged + chargedLLM)) }
 
     /// Counts side `k`'s buffers and HPACK table in the shared budget. When the budget is spent the
     /// direction is given up (its buffers freed, `parser_memory_cap`), so no input can grow it further.
@@ -147,6 +154,13 @@ public final class HTTP2Analyser {
 
     public func takeCompleted() -> [HTTP2Stream] {
         defer { completed.removeAll(keepingCapacity: true) }
+        if let budget, chargedLLM > 0 {
+            for i in completed.indices where (completed[i].llm?.charged ?? 0) > 0 {
+                budget.adjust(by: -completed[i].llm!.charged)
+                chargedLLM -= completed[i].llm!.charged
+                completed[i].llm!.charged = 0
+            }
+        }
         return completed
     }
 
@@ -216,7 +230,7 @@ public final class HTTP2Analyser {
                 sides[k].payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[i..<(i + keep)]))
                 if sides[k].payload.capacity != before { settle(k); if sides[k].lost { return } }
             }
-            if sides[k].frameType == 0 && limits.summaryBytes > 0 {
+            if sides[k].frameType == 0 && (limits.summaryBytes > 0 || limits.llmBodyBytes > 0) {
                 keepBodyPrefix(k, UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]), at: sides[k].length - sides[k].remaining)
             }
             i += take
@@ -239,6 +253,10 @@ public final class HTTP2Analyser {
         guard from < to, id != 0, streams[id] != nil else { return }
         let limit = limits.summaryBytes
         let bytes = UnsafeRawBufferPointer(rebasing: chunk[(from - pos)..<(to - pos)])
+        if streams[id]!.llm != nil {
+            if k == 0 { streams[id]!.llm!.request(bytes) } else { streams[id]!.llm!.response(bytes, at: sides[k].frameStart) }
+            if let budget { chargedLLM += budget.settle(&streams[id]!.llm!) }
+        }
         if k == 0 {
             let room = limit - streams[id]!.requestBodyPrefix.count
             if room > 0 { streams[id]!.requestBodyPrefix.append(contentsOf: bytes.prefix(room)) }
@@ -414,7 +432,13 @@ public final class HTTP2Analyser {
                     s.path = headers.first(name: ":path")
                     s.scheme = headers.first(name: ":scheme")
                     s.requestContentType = headers.first(name: "content-type")
-                    for name in ["baggage", "x-session-id", "traceparent"] { if let v = headers.first(name: name) { s.sessionHints[name] = v } }
+                    for name in ["baggage", "x-session-id", "traceparent", "session_id", "conversation_id"] {
+                        if let v = headers.first(name: name) { s.sessionHints[name] = String(v.utf8.prefix(512)) ?? "" }
+                    }
+                    if self.limits.llmBodyBytes > 0, let api = LLMAPI.match(method: s.method, target: s.path) {
+                        s.llm = LLMCapture(api: api, cap: self.limits.llmBodyBytes,
+                                           requestEncoding: headers.first(name: "content-encoding")?.lowercased())
+                    }
                 }
             }
         } else {
@@ -424,6 +448,8 @@ public final class HTTP2Analyser {
                     if st >= 100 && st < 200 { s.interimStatuses.append(st) } else if s.status == nil {
                         s.status = st
                         s.responseContentType = headers.first(name: "content-type")
+                        s.llm?.responseHead(contentType: s.responseContentType,
+                                            contentEncoding: headers.first(name: "content-encoding")?.lowercased())
                     }
                 }
             }

@@ -49,6 +49,8 @@ enum HTTPHeadParser {
             head.host = String(decoding: value, as: UTF8.self)
         case 12 where equalsLower(name, "content-type"):
             head.contentType = String(decoding: value, as: UTF8.self)
+        case 16 where equalsLower(name, "content-encoding"):
+            head.contentEncoding = String(String(decoding: value, as: UTF8.self).lowercased().filter { $0 != " " && $0 != "\t" })
         case 14 where equalsLower(name, "content-length"):
             var v = 0
             var ok = !value.isEmpty
@@ -74,6 +76,11 @@ enum HTTPHeadParser {
             head.sessionHints["baggage"] = String(decoding: value, as: UTF8.self)
         case 12 where equalsLower(name, "x-session-id"):
             head.sessionHints["x-session-id"] = String(decoding: value, as: UTF8.self)
+        case 10 where equalsLower(name, "session_id"):
+            // The Codex transport's session headers (the agent's session id).
+            head.sessionHints["session_id"] = String(decoding: value.prefix(512), as: UTF8.self)
+        case 15 where equalsLower(name, "conversation_id"):
+            head.sessionHints["conversation_id"] = String(decoding: value.prefix(512), as: UTF8.self)
         case 11 where equalsLower(name, "traceparent"):
             // 55 bytes when well formed; anything longer is not a version-00 trace context.
             if value.count <= 128 { head.sessionHints["traceparent"] = String(decoding: value, as: UTF8.self) }

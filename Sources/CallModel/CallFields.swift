@@ -42,6 +42,7 @@ extension Outcome: CallFieldChoice {}
 extension Visibility: CallFieldChoice {}
 extension Attribution: CallFieldChoice {}
 extension OwnerSource: CallFieldChoice {}
+extension AttributionKey: CallFieldChoice {}
 
 extension CallRecord {
     /// Every field, in contract order. The only list of the call's fields.
@@ -60,6 +61,7 @@ extension CallRecord {
         // Attribution
         v.text("session_id", &sessionId)
         v.choice("attribution", &attribution)
+        v.choice("attribution_key", &attributionKey)
         v.choice("owner_source", &ownerSource)
         v.integer("pid", &pid)
         v.text("process", &process)
@@ -86,6 +88,15 @@ extension CallRecord {
         v.integer("response_body_bytes", &responseBodyBytes)
         v.text("request_summary", &requestSummary)
         v.text("response_summary", &responseSummary)
+        // LLM
+        v.text("llm_provider", &llmProvider)
+        v.text("llm_model", &llmModel)
+        v.integer("llm_input_tokens", &llmInputTokens)
+        v.integer("llm_output_tokens", &llmOutputTokens)
+        v.integer("llm_cache_read_tokens", &llmCacheReadTokens)
+        v.millis("llm_ttft_ms", &llmTTFTMicros)
+        v.text("llm_stop_reason", &llmStopReason)
+        v.list("llm_tool_calls", &llmToolCalls)
         // TLS
         v.text("sni", &sni)
         v.text("alpn", &alpn)

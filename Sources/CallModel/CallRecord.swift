@@ -24,6 +24,20 @@ public enum Attribution: String, Sendable, Codable, CaseIterable {
     case exact, inherited, ambiguous, none
 }
 
+/// What decided a call's session, strongest first (the one precedence list of the README).
+public enum AttributionKey: String, Sendable, Codable, CaseIterable {
+    case baggage
+    case xSessionId = "x-session-id"
+    case sessionIdHeader = "session_id_header"
+    case promptCacheKey = "prompt_cache_key"
+    case toolCallId = "tool_call_id"
+    case webFetch = "web_fetch"
+    case traceId = "trace_id"
+    case registry
+    case ancestor
+    case cli
+}
+
 /// One call: the JSONL contract, the database row and the API object all carry these fields.
 /// Times are nanoseconds since the epoch; durations are microseconds. Nil means unknown.
 public struct CallRecord: Sendable, Equatable {
@@ -43,6 +57,8 @@ public struct CallRecord: Sendable, Equatable {
     // Attribution
     public var sessionId: String?
     public var attribution: Attribution?
+    /// What decided the session (nil: nothing did).
+    public var attributionKey: AttributionKey?
     /// How the pid was found (nil: not looked up, or not found).
     public var ownerSource: OwnerSource?
     public var pid: Int?
@@ -70,6 +86,17 @@ public struct CallRecord: Sendable, Equatable {
     public var responseBodyBytes: Int?
     public var requestSummary: String?
     public var responseSummary: String?
+    // LLM (requests to an LLM API, read from their bodies in memory; nil for other calls)
+    public var llmProvider: String?
+    public var llmModel: String?
+    public var llmInputTokens: Int?
+    public var llmOutputTokens: Int?
+    public var llmCacheReadTokens: Int?
+    /// Request start to the first SSE data event (streams), microseconds.
+    public var llmTTFTMicros: Int64?
+    public var llmStopReason: String?
+    /// Tool calls the model asked for, "name id".
+    public var llmToolCalls: [String]?
     // TLS
     public var sni: String?
     public var alpn: String?

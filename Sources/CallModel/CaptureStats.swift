@@ -51,6 +51,9 @@ public struct CaptureStats: Sendable, Equatable {
     public var callsNotStored = 0
     /// Session ids from the wire (`x-session-id`, `baggage`) outside the session-id policy, ignored.
     public var sessionIdsRejected = 0
+    /// LLM API bodies that could not be read (larger than the budget allows, compressed beyond it, or not
+    /// JSON): their calls have no token counts.
+    public var llmBodiesUnread = 0
     /// Calls whose process the kernel recorded at connect time, the socket table showed, or the processes
     /// alive at the time suggested (`owner_source`).
     public var ownerConnect = 0
@@ -85,7 +88,7 @@ public struct CaptureStats: Sendable, Equatable {
             ("calls_not_stored", callsNotStored), ("session_ids_rejected", sessionIdsRejected),
             ("owner_connect", ownerConnect), ("owner_socket_table", ownerSocketTable),
             ("owner_process_events", ownerProcessEvents), ("bpf_events_lost", bpfEventsLost),
-            ("registrations_refused", registrationsRefused),
+            ("registrations_refused", registrationsRefused), ("llm_bodies_unread", llmBodiesUnread),
         ]
     }
 

@@ -105,6 +105,20 @@ public enum OTLPSpans {
         i("network.local.port", r.clientPort)
         s("network.transport", r.kind == .dns ? "udp" : r.kind == .quic ? "quic" : "tcp")
         s("error.type", errorType(r))
+        // An LLM API exchange, as the GenAI conventions name it
+        // (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/).
+        if let provider = r.llmProvider {
+            s("gen_ai.provider.name", provider == "gemini" ? "gcp.gemini" : provider)
+            s("gen_ai.operation.name", "chat")
+            s("gen_ai.request.model", r.llmModel)
+            s("gen_ai.response.model", r.llmModel)
+            i("gen_ai.usage.input_tokens", r.llmInputTokens)
+            i("gen_ai.usage.output_tokens", r.llmOutputTokens)
+            i("gen_ai.usage.cache_read.input_tokens", r.llmCacheReadTokens)
+            if let stop = r.llmStopReason { a.append(OTLPAttribute("gen_ai.response.finish_reasons", .strings([stop]))) }
+            ms("calltap.llm_ttft_ms", r.llmTTFTMicros)
+            list("calltap.llm_tool_calls", r.llmToolCalls)
+        }
         // Who made it.
         s("session.id", r.sessionId)
         i("process.pid", r.pid)
@@ -124,6 +138,7 @@ public enum OTLPSpans {
         s("calltap.outcome", r.outcome.rawValue)
         s("calltap.error", r.error)
         s("calltap.attribution", r.attribution?.rawValue)
+        s("calltap.attribution_key", r.attributionKey?.rawValue)
         s("calltap.owner_source", r.ownerSource?.rawValue)
         s("calltap.visibility", r.visibility?.rawValue)
         if r.estimated { a.append(OTLPAttribute("calltap.estimated", .bool(true))) }

@@ -29,6 +29,9 @@ public struct AnalysisOptions: Sendable {
     /// Keep short, redacted request/response summaries (opt-in).
     public var summaries = false
     public var summaryBytes = 256
+    /// Body bytes an LLM API exchange may hold while it is read for its facts (model, tokens, stop
+    /// reason, tool calls); streams hold one SSE line. Counted in the parsers' shared budget.
+    public var llmBodyBytes = 1 << 20
     public var reassembly = ReassemblyLimits()
     public var http = HTTPLimits()
     /// How long a DNS lookup waits for its answer, and how long finished lookups are held for folding.
@@ -72,6 +75,7 @@ public struct AnalysisOptions: Sendable {
         reassembly.maxPendingBytesPerConnection = min(4 << 20, reassembly.maxPendingBytesTotal / 4)
         maxHeldCalls = mb * 20_000 / 256
         maxParserBufferBytes = mb << 17                     // an eighth of the budget
+        llmBodyBytes = min(1 << 20, maxParserBufferBytes / 16)
         maxDNSNames = mb * 256
         maxKeyLogEntries = mb * 1024                         // ~150 bytes each: about a sixth of the budget
         maxSocketOwners = mb * 256

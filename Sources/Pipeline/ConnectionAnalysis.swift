@@ -207,6 +207,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
     var http2Limits: HTTP2Limits {
         var l = HTTP2Limits()
         if options.summaries { l.summaryBytes = options.summaryBytes }
+        l.llmBodyBytes = options.llmBodyBytes
         return l
     }
 
@@ -224,26 +225,69 @@ final class ConnectionAnalysis: TCPStreamHandler {
             r.traceId = context.traceId
             r.parentSpanId = context.parentSpanId
         }
-        guard let session = Self.sessionFromHeaders(hints) else { return }
+        guard let (session, key) = Self.sessionFromHeaders(hints) else { return }
+        decideSession(session, key: key, for: &r)
+    }
+
+    /// A session the request itself named (a header, or `prompt_cache_key` in its body): `exact`, when the
+    /// id meets the policy; an id outside it is ignored and counted.
+    func decideSession(_ session: String, key: AttributionKey, for r: inout CallRecord) {
         guard SessionID.isValid(session) else {
             stats.sessionIdsRejected += 1
             return
         }
         r.sessionId = session
         r.attribution = .exact
+        r.attributionKey = key
     }
 
-    static func sessionFromHeaders(_ hints: [String: String]) -> String? {
+    /// What an LLM API exchange said, read from its bodies (undoing gzip, deflate or br within a bound),
+    /// and its `prompt_cache_key` as the session when no header named one.
+    func applyLLM(_ capture: LLMCapture?, target: String?, start: Nanos, to r: inout CallRecord) {
+        guard let capture else { return }
+        var f = capture.facts
+        let limit = 8 * capture.cap
+        if let body = Decompression.decode(capture.requestBody, encoding: capture.requestEncoding, limit: limit) {
+            LLMParsing.request(capture.api, body, target: target, into: &f)
+        }
+        if capture.gaveUp {
+            f.unreadable = true
+        } else if !capture.streaming {
+            if capture.responseOverflow {
+                f.unreadable = true
+            } else if let body = Decompression.decode(capture.responseBody, encoding: capture.responseEncoding, limit: limit) {
+                LLMParsing.response(capture.api, body, into: &f)
+            } else {
+                f.unreadable = true
+            }
+        }
+        if f.unreadable || capture.requestOverflow || capture.sse.linesSkipped > 0 { stats.llmBodiesUnread += 1 }
+        r.llmProvider = capture.api.provider
+        r.llmModel = f.model.map { String($0.prefix(200)) }
+        r.llmInputTokens = f.inputTokens
+        r.llmOutputTokens = f.outputTokens
+        r.llmCacheReadTokens = f.cacheReadTokens
+        r.llmStopReason = f.stopReason.map { String($0.prefix(100)) }
+        r.llmToolCalls = f.toolCalls.isEmpty ? nil : f.toolCalls
+        r.llmTTFTMicros = f.firstTokenAt.map { $0.micros(since: start) }
+        if r.attribution != .exact, let key = f.promptCacheKey { decideSession(key, key: .promptCacheKey, for: &r) }
+    }
+
+    /// The session a request's headers name, strongest first: `baggage: session.id=…`, `x-session-id`,
+    /// then the Codex transport's `session_id` (or `conversation_id`, which carries the same id).
+    static func sessionFromHeaders(_ hints: [String: String]) -> (String, AttributionKey)? {
         if let baggage = hints["baggage"] {
             for member in baggage.split(separator: ",") {
                 let kv = member.split(separator: ";")[0].split(separator: "=", maxSplits: 1)
                 if kv.count == 2, kv[0].trimmingCharacters(in: .whitespaces) == "session.id" {
                     let v = kv[1].trimmingCharacters(in: .whitespaces)
-                    return v.removingPercentEncoding ?? v
+                    return (v.removingPercentEncoding ?? v, .baggage)
                 }
             }
         }
-        return hints["x-session-id"]
+        if let v = hints["x-session-id"] { return (v, .xSessionId) }
+        if let v = hints["session_id"] ?? hints["conversation_id"] { return (v.trimmingCharacters(in: .whitespaces), .sessionIdHeader) }
+        return nil
     }
 
     /// scheme://host[:port]path, the port only when it is not the scheme's default.

@@ -19,6 +19,7 @@ final class HTTP1Layer: StreamLayer {
         self.tls = tls
         var limits = conn.options.http
         if conn.options.summaries { limits.summaryBytes = conn.options.summaryBytes }
+        limits.llmBodyBytes = conn.options.llmBodyBytes
         parser = HTTP1Analyser(limits: limits, budget: conn.budget)
     }
 
@@ -73,6 +74,7 @@ final class HTTP1Layer: StreamLayer {
             r.requestBodyBytes = x.requestBodyBytes
             r.weirds += req.weirds.map(\.rawValue)
             conn.applyRequestSession(req.sessionHints, to: &r)
+            conn.applyLLM(x.llm, target: req.target, start: start, to: &r)
         } else {
             r.host = conn.dnsName(for: c.server)
         }
@@ -175,6 +177,7 @@ final class HTTP2Layer: StreamLayer {
         r.statusCode = st.status
         r.requestContentType = st.requestContentType
         conn.applyRequestSession(st.sessionHints, to: &r)
+        conn.applyLLM(st.llm, target: st.path, start: start, to: &r)
         r.responseContentType = st.responseContentType
         r.requestBodyBytes = st.requestBodyBytes
         if st.status != nil { r.responseBodyBytes = st.responseBodyBytes }

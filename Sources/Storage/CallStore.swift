@@ -156,6 +156,16 @@ public final class CallStore: Sendable {
                 )
                 """)
         }
+        // What an LLM API exchange said (provider, model, tokens, time to first token, stop reason, tool
+        // calls) and what decided each call's session.
+        m.registerMigration("v5: llm fields and attribution_key") { db in
+            for (name, type) in [("attribution_key", "TEXT"), ("llm_provider", "TEXT"), ("llm_model", "TEXT"),
+                                 ("llm_input_tokens", "INTEGER"), ("llm_output_tokens", "INTEGER"),
+                                 ("llm_cache_read_tokens", "INTEGER"), ("llm_ttft_ms", "REAL"),
+                                 ("llm_stop_reason", "TEXT"), ("llm_tool_calls", "TEXT")] {
+                try db.execute(sql: "ALTER TABLE calls ADD COLUMN \(name) \(type)")
+            }
+        }
         return m
     }
 

@@ -33,8 +33,19 @@ enum ClawMetry {
         // How the session and the process were found: ClawMetry keeps what it does not know as extra keys.
         w.string("attribution", r.attribution?.rawValue)
         w.string("owner_source", r.ownerSource?.rawValue)
+        w.string("attribution_key", r.attributionKey?.rawValue)
         w.string("trace_id", r.traceId)
         w.string("parent_span_id", r.parentSpanId)
+        if r.llmProvider != nil {
+            w.string("llm_provider", r.llmProvider)
+            w.string("llm_model", r.llmModel)
+            w.int("llm_input_tokens", r.llmInputTokens)
+            w.int("llm_output_tokens", r.llmOutputTokens)
+            w.int("llm_cache_read_tokens", r.llmCacheReadTokens)
+            w.millis("llm_ttft_ms", r.llmTTFTMicros)
+            w.string("llm_stop_reason", r.llmStopReason)
+            w.strings("llm_tool_calls", r.llmToolCalls)
+        }
         w.string("outcome", r.outcome.rawValue)
         w.string("error", r.error)
         return w.finish()

@@ -54,7 +54,7 @@ CREATE TABLE calls (
     visibility TEXT,
     bytes_sent INTEGER,
     bytes_received INTEGER
-, owner_source TEXT, trace_id TEXT, parent_span_id TEXT);
+, owner_source TEXT, trace_id TEXT, parent_span_id TEXT, attribution_key TEXT, llm_provider TEXT, llm_model TEXT, llm_input_tokens INTEGER, llm_output_tokens INTEGER, llm_cache_read_tokens INTEGER, llm_ttft_ms REAL, llm_stop_reason TEXT, llm_tool_calls TEXT);
 -- index calls_host_ts on calls
 CREATE INDEX calls_host_ts ON calls(host, ts);
 -- index calls_session_ts on calls

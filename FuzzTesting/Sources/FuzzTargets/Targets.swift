@@ -28,6 +28,8 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 /// - dns: one DNS message; keylog: key log text; registry: one registry line; pcapfile: a whole file
 /// - registration: one request on the registration socket; redaction: a request target, then (after a
 ///   NUL) a body, through every redaction rule
+/// - llm: [api index][split point] then bytes: the first part as a request body, the rest as a response
+///   read both as SSE (in chunks of the split point) and as one JSON body, for every API
 /// - otlp: NUL-separated strings (a traceparent, method, host, path, session, OTEL_EXPORTER_OTLP_HEADERS,
 ///   OTEL_RESOURCE_ATTRIBUTES) into a call, its span request and the exporter's configuration
 public let fuzzTargets: [FuzzTarget] = [
@@ -92,6 +94,27 @@ public let fuzzTargets: [FuzzTarget] = [
         for type in ["application/json", "application/x-www-form-urlencoded", "text/plain"] {
             _ = Redaction.summary(contentType: type, bytes: body, totalBytes: body.count + 1)
         }
+    },
+    FuzzTarget(name: "llm", summary: "LLM API bodies: requests, JSON responses and SSE streams of every provider") { data in
+        guard data.count >= 2 else { return }
+        let apis: [LLMAPI] = [.openAIChat, .openAIResponses, .anthropicMessages, .gemini]
+        let api = apis[Int(data[0]) % apis.count]
+        let rest = Array(data.dropFirst(2))
+        let cut = min(Int(data[1]), rest.count)
+        var f = LLMFacts()
+        LLMParsing.request(api, Array(rest[..<cut]), target: "/v1beta/models/m:generateContent", into: &f)
+        LLMParsing.response(api, Array(rest[cut...]), into: &f)
+        var c = LLMCapture(api: api, cap: 4096)
+        c.responseHead(contentType: "text/event-stream", contentEncoding: nil)
+        let step = max(1, Int(data[1]) % 17 + 1)
+        var i = cut
+        while i < rest.count {
+            let n = min(step, rest.count - i)
+            rest[i..<(i + n)].withUnsafeBytes { c.response($0, at: Nanos(i)) }
+            i += n
+        }
+        precondition(c.heldBytes <= 3 * 4096 + 1024, "an SSE capture held \(c.heldBytes) bytes")
+        precondition(c.facts.toolCalls.count <= 64)
     },
     FuzzTarget(name: "otlp", summary: "traceparent values, calls with any text as OTLP spans and metrics, OTEL_* settings") { data in
         let parts = Array(data).split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }

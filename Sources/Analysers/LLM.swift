@@ -1,0 +1,324 @@
+import Core
+import Foundation
+
+/// The LLM APIs calltap reads the bodies of: OpenAI Chat Completions and Responses (also Azure OpenAI
+/// and the Codex transport), Anthropic Messages, Gemini generateContent / streamGenerateContent.
+public enum LLMAPI: String, Sendable {
+    case openAIChat, openAIResponses, anthropicMessages, gemini
+
+    /// The provider as the call's `llm_provider` names it.
+    public var provider: String {
+        switch self {
+        case .openAIChat, .openAIResponses: return "openai"
+        case .anthropicMessages: return "anthropic"
+        case .gemini: return "gemini"
+        }
+    }
+
+    /// The API a request goes to, from its method and target; nil for anything else.
+    public static func match(method: String?, target: String?) -> LLMAPI? {
+        guard method == "POST", let target else { return nil }
+        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+        if path.hasSuffix("/chat/completions") { return .openAIChat }
+        if path.hasSuffix("/responses") { return .openAIResponses }
+        if path.hasSuffix("/v1/messages") || path == "/messages" { return .anthropicMessages }
+        if path.hasSuffix(":generateContent") || path.hasSuffix(":streamGenerateContent") { return .gemini }
+        return nil
+    }
+}
+
+/// What one LLM exchange said: read from the request and response bodies in memory, never kept.
+public struct LLMFacts: Sendable, Equatable {
+    public var model: String?
+    public var inputTokens: Int?
+    public var outputTokens: Int?
+    public var cacheReadTokens: Int?
+    public var stopReason: String?
+    /// Tool calls the model asked for, as "name id".
+    public var toolCalls: [String] = []
+    /// The session key OpenAI-style requests carry (`prompt_cache_key`).
+    public var promptCacheKey: String?
+    /// When the first SSE data event arrived (streams only).
+    public var firstTokenAt: Nanos?
+    /// The body could not be read: too large, compressed in a way not undone, or not JSON.
+    public var unreadable = false
+    public init() {}
+}
+
+/// The bytes of one LLM exchange while it is on the wire: the request body (bounded) and the response,
+/// either as SSE read event by event (only the line being read is held) or as a bounded JSON body.
+/// Bodies are dropped once read.
+public struct LLMCapture: Sendable {
+    public let api: LLMAPI
+    public let cap: Int
+    public var requestBody: [UInt8] = []
+    public var responseBody: [UInt8] = []
+    public var requestOverflow = false
+    public var responseOverflow = false
+    /// Set once the response head says `text/event-stream` with no content encoding.
+    public var streaming = false
+    /// The bodies' `Content-Encoding`, undone when they are read.
+    public var requestEncoding: String?
+    public var responseEncoding: String?
+    public var sse = SSEScanner()
+    public var facts = LLMFacts()
+    /// Bytes of this capture counted in the parsers' shared budget.
+    public var charged = 0
+    /// The budget ran out while the bodies were read: nothing more is kept.
+    public private(set) var gaveUp = false
+
+    /// What the capture holds now.
+    public var heldBytes: Int { requestBody.capacity + responseBody.capacity + sse.line.capacity + sse.data.capacity }
+
+    /// Drops what is held and reads no more (the shared budget is spent).
+    public mutating func giveUp() {
+        requestBody = []
+        responseBody = []
+        sse = SSEScanner()
+        streaming = false
+        gaveUp = true
+        facts.unreadable = true
+    }
+
+    public init(api: LLMAPI, cap: Int, requestEncoding: String? = nil) {
+        self.api = api
+        self.cap = cap
+        self.requestEncoding = requestEncoding
+    }
+
+    /// Request body bytes, kept up to the cap.
+    public mutating func request(_ bytes: UnsafeRawBufferPointer) {
+        if gaveUp { return }
+        let room = cap - requestBody.count
+        if bytes.count > room { requestOverflow = true }
+        if room > 0 { requestBody.append(contentsOf: bytes.prefix(room)) }
+    }
+
+    /// The response head: decides between reading SSE as it comes and keeping the body.
+    public mutating func responseHead(contentType: String?, contentEncoding: String?) {
+        responseEncoding = contentEncoding
+        let identity = contentEncoding == nil || contentEncoding == "identity"
+        streaming = identity && (contentType?.lowercased().hasPrefix("text/event-stream") ?? false)
+    }
+
+    /// Response body bytes (de-chunked), arriving at `time`.
+    public mutating func response(_ bytes: UnsafeRawBufferPointer, at time: Nanos) {
+        if gaveUp { return }
+        if streaming {
+            let api = self.api
+            var facts = self.facts
+            sse.feed(bytes, at: time, maxLine: cap) { data, at in
+                if facts.firstTokenAt == nil { facts.firstTokenAt = at }
+                LLMParsing.event(api, data, into: &facts)
+            }
+            self.facts = facts
+            return
+        }
+        let room = cap - responseBody.count
+        if bytes.count > room { responseOverflow = true }
+        if room > 0 { responseBody.append(contentsOf: bytes.prefix(room)) }
+    }
+}
+
+/// Server-sent events (https://html.spec.whatwg.org/multipage/server-sent-events.html), incrementally:
+/// `data:` lines are joined until a blank line ends the event. Only the event being read is held: a line,
+/// or an event's data, longer than `maxLine` is skipped (counted).
+public struct SSEScanner: Sendable {
+    var line: [UInt8] = []
+    var data: [UInt8] = []
+    var hasData = false
+    var skipping = false
+    /// The event's data outgrew the cap: it is dropped when it ends.
+    var eventTooLong = false
+    var lastWasCR = false
+    public private(set) var events = 0
+    public private(set) var linesSkipped = 0
+    public init() {}
+
+    public mutating func feed(_ bytes: UnsafeRawBufferPointer, at time: Nanos, maxLine: Int,
+                              _ onEvent: (_ data: [UInt8], _ at: Nanos) -> Void) {
+        for b in bytes {
+            if b == 0x0A && lastWasCR { lastWasCR = false; continue }
+            lastWasCR = b == 0x0D
+            if b == 0x0A || b == 0x0D {
+                endLine(at: time, maxData: maxLine, onEvent)
+                continue
+            }
+            if skipping { continue }
+            if line.count >= maxLine {
+                skipping = true
+                linesSkipped += 1
+                line.removeAll()
+                continue
+            }
+            line.append(b)
+        }
+    }
+
+    private mutating func endLine(at time: Nanos, maxData: Int, _ onEvent: (_ data: [UInt8], _ at: Nanos) -> Void) {
+        defer { line.removeAll(keepingCapacity: true); skipping = false }
+        if skipping { return }
+        if line.isEmpty {
+            if hasData && !eventTooLong {
+                events += 1
+                onEvent(data, time)
+            }
+            data.removeAll(keepingCapacity: true)
+            hasData = false
+            eventTooLong = false
+            return
+        }
+        // "data:" with an optional space; other fields (event:, id:, retry:) and comments are not needed:
+        // every API puts what we read inside the data.
+        let prefix: [UInt8] = Array("data:".utf8)
+        guard line.count >= 5, Array(line[0..<5]) == prefix else { return }
+        var value = line[5...]
+        if value.first == 0x20 { value = value.dropFirst() }
+        let had = hasData
+        hasData = true
+        if eventTooLong { return }
+        if data.count + value.count + 1 > maxData {
+            eventTooLong = true
+            linesSkipped += 1
+            data = []
+            return
+        }
+        if had { data.append(0x0A) }
+        data.append(contentsOf: value)
+    }
+}
+
+/// Reading the JSON of each API. Everything is optional: a field that is not there stays nil.
+public enum LLMParsing {
+    static func object(_ bytes: [UInt8]) -> [String: Any]? {
+        guard !bytes.isEmpty, bytes != Array("[DONE]".utf8) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) as? [String: Any]
+    }
+
+    /// A count. (Foundation on Linux cannot tell a JSON 0 from `false` by type; a boolean where a count
+    /// belongs is nonsense either way.)
+    static func int(_ v: Any?) -> Int? {
+        if let n = v as? Int { return n }
+        if let d = v as? Double, d.isFinite, abs(d) < 1e15 { return Int(d) }
+        return nil
+    }
+
+    static func addTool(_ name: String?, _ id: String?, into f: inout LLMFacts) {
+        guard name != nil || id != nil else { return }
+        let entry = [name, id].compactMap { $0 }.joined(separator: " ")
+        if !f.toolCalls.contains(entry), f.toolCalls.count < 64 { f.toolCalls.append(String(entry.prefix(300))) }
+    }
+
+    /// The request body: the model, the session key, and nothing of the prompt.
+    public static func request(_ api: LLMAPI, _ body: [UInt8], target: String?, into f: inout LLMFacts) {
+        if api == .gemini, let target, let r = target.range(of: "/models/") {
+            // …/models/{model}:generateContent
+            let rest = target[r.upperBound...]
+            if let colon = rest.firstIndex(of: ":") { f.model = f.model ?? String(rest[..<colon]) }
+        }
+        guard let o = object(body) else { return }
+        if let m = o["model"] as? String { f.model = f.model ?? m }
+        if let k = o["prompt_cache_key"] as? String { f.promptCacheKey = k }
+    }
+
+    /// A whole JSON response body (not streamed).
+    public static func response(_ api: LLMAPI, _ body: [UInt8], into f: inout LLMFacts) {
+        guard let o = object(body) else {
+            if !body.isEmpty { f.unreadable = true }
+            return
+        }
+        read(api, o, into: &f)
+    }
+
+    /// One SSE event's data.
+    public static func event(_ api: LLMAPI, _ data: [UInt8], into f: inout LLMFacts) {
+        guard let o = object(data) else { return }
+        switch api {
+        case .openAIResponses:
+            // response.created / .in_progress / .completed / .incomplete / .failed carry the response;
+            // response.output_item.added / .done carry an item.
+            if let r = o["response"] as? [String: Any] { read(api, r, into: &f) }
+            if let item = o["item"] as? [String: Any], item["type"] as? String == "function_call" {
+                addTool(item["name"] as? String, item["call_id"] as? String, into: &f)
+            }
+        case .anthropicMessages:
+            switch o["type"] as? String {
+            case "message_start": if let m = o["message"] as? [String: Any] { read(api, m, into: &f) }
+            case "content_block_start":
+                if let b = o["content_block"] as? [String: Any], b["type"] as? String == "tool_use" {
+                    addTool(b["name"] as? String, b["id"] as? String, into: &f)
+                }
+            case "message_delta":
+                if let d = o["delta"] as? [String: Any], let s = d["stop_reason"] as? String { f.stopReason = s }
+                if let u = o["usage"] as? [String: Any] {
+                    if let n = int(u["output_tokens"]) { f.outputTokens = n }
+                    if let n = int(u["input_tokens"]) { f.inputTokens = n }
+                    if let n = int(u["cache_read_input_tokens"]) { f.cacheReadTokens = n }
+                }
+            default: break
+            }
+        case .openAIChat, .gemini:
+            read(api, o, into: &f)
+        }
+    }
+
+    /// The fields of a response object (or of a stream chunk shaped like one).
+    static func read(_ api: LLMAPI, _ o: [String: Any], into f: inout LLMFacts) {
+        switch api {
+        case .openAIChat:
+            if let m = o["model"] as? String { f.model = m }
+            for c in o["choices"] as? [[String: Any]] ?? [] {
+                if let r = c["finish_reason"] as? String { f.stopReason = r }
+                let message = (c["message"] as? [String: Any]) ?? (c["delta"] as? [String: Any])
+                for t in message?["tool_calls"] as? [[String: Any]] ?? [] {
+                    let fn = t["function"] as? [String: Any]
+                    // A stream names each tool call once (its first delta), with later deltas by index only.
+                    if t["id"] != nil || fn?["name"] != nil { addTool(fn?["name"] as? String, t["id"] as? String, into: &f) }
+                }
+            }
+            if let u = o["usage"] as? [String: Any] {
+                if let n = int(u["prompt_tokens"]) { f.inputTokens = n }
+                if let n = int(u["completion_tokens"]) { f.outputTokens = n }
+                if let n = int((u["prompt_tokens_details"] as? [String: Any])?["cached_tokens"]) { f.cacheReadTokens = n }
+            }
+        case .openAIResponses:
+            if let m = o["model"] as? String { f.model = m }
+            if let s = o["status"] as? String, s != "in_progress" && s != "queued" {
+                f.stopReason = (o["incomplete_details"] as? [String: Any])?["reason"] as? String ?? s
+            }
+            for item in o["output"] as? [[String: Any]] ?? [] where item["type"] as? String == "function_call" {
+                addTool(item["name"] as? String, item["call_id"] as? String, into: &f)
+            }
+            if let u = o["usage"] as? [String: Any] {
+                if let n = int(u["input_tokens"]) { f.inputTokens = n }
+                if let n = int(u["output_tokens"]) { f.outputTokens = n }
+                if let n = int((u["input_tokens_details"] as? [String: Any])?["cached_tokens"]) { f.cacheReadTokens = n }
+            }
+        case .anthropicMessages:
+            if let m = o["model"] as? String { f.model = m }
+            if let s = o["stop_reason"] as? String { f.stopReason = s }
+            for b in o["content"] as? [[String: Any]] ?? [] where b["type"] as? String == "tool_use" {
+                addTool(b["name"] as? String, b["id"] as? String, into: &f)
+            }
+            if let u = o["usage"] as? [String: Any] {
+                if let n = int(u["input_tokens"]) { f.inputTokens = n }
+                if let n = int(u["output_tokens"]), n > 0 || f.outputTokens == nil { f.outputTokens = n }
+                if let n = int(u["cache_read_input_tokens"]) { f.cacheReadTokens = n }
+            }
+        case .gemini:
+            if let m = o["modelVersion"] as? String { f.model = m }
+            for c in o["candidates"] as? [[String: Any]] ?? [] {
+                if let r = c["finishReason"] as? String { f.stopReason = r }
+                let parts = (c["content"] as? [String: Any])?["parts"] as? [[String: Any]] ?? []
+                for p in parts {
+                    if let call = p["functionCall"] as? [String: Any] { addTool(call["name"] as? String, call["id"] as? String, into: &f) }
+                }
+            }
+            if let u = o["usageMetadata"] as? [String: Any] {
+                if let n = int(u["promptTokenCount"]) { f.inputTokens = n }
+                if let n = int(u["candidatesTokenCount"]) { f.outputTokens = n }
+                if let n = int(u["cachedContentTokenCount"]) { f.cacheReadTokens = n }
+            }
+        }
+    }
+}
