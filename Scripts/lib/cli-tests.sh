@@ -261,5 +261,30 @@ if [ "$(id -u)" = 0 ] && { id calltap-plant >/dev/null 2>&1 || useradd --system 
 else
   echo "file-safety checks skipped: not root, or no user could be made"
 fi
+# The ClawMetry file from read: a line for every external call by the README's kind → line table
+# (worked out here from the JSON Lines, independently), and ClawMetry itself (PyPI) takes every line.
+clawmetry_file() {
+  python3 -c "import clawmetry" 2>/dev/null || python3 -m pip install -q clawmetry==0.12.937 >/dev/null 2>&1
+  rm -f "$tmp/claw.jsonl"
+  CLAWMETRY_INTERCEPT_HOSTS_EXCLUDE=excluded-by-env.test "$bin" read $demo Samples/https-demo.pcap Samples/tls-gap.pcap \
+    --keylog Samples/https-demo.keylog --clawmetry-jsonl "$tmp/claw.jsonl" --format jsonl > "$tmp/claw-calls.jsonl" || return 1
+  expected=$(python3 - "$tmp/claw-calls.jsonl" <<'PY'
+import ipaddress, json, sys
+n = 0
+for c in map(json.loads, open(sys.argv[1])):
+    host = c["host"] or c["sni"] or c["server_ip"]
+    ip = ipaddress.ip_address(c["server_ip"]) if c["server_ip"] else None
+    if c["kind"] != "dns" and ip and (ip.is_loopback or ip.is_link_local): continue
+    if c["kind"] == "http" and (c["estimated"] or c["method"] is None): continue
+    if c["kind"] == "tls" and c["visibility"] == "decrypted": continue
+    if c["kind"] == "dns" and c["outcome"] != "dns_failed": continue
+    n += 1
+print(n)
+PY
+)
+  python3 Scripts/lib/clawmetry_check.py "$tmp/claw.jsonl" "$expected"
+}
+check "--clawmetry-jsonl from read: a line for every external call, and ClawMetry's own sync takes them all" clawmetry_file
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

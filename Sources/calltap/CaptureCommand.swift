@@ -200,7 +200,8 @@ struct CaptureCommand: AsyncParsableCommand {
                 throw ExitCode(ExitStatus.usage)
             }
             SafeFiles.share(fd: fd, mode: 0o640, group: SharedFiles.groupID)
-            sinks.append(ClawMetrySink(handle: FileHandle(fileDescriptor: fd, closeOnDealloc: true), includeLLM: clawmetryIncludeLLM))
+            sinks.append(ClawMetrySink(handle: FileHandle(fileDescriptor: fd, closeOnDealloc: true), includeLLM: clawmetryIncludeLLM,
+                                       source: { "calltap:\($0.target ?? "host")" }))
         }
         var api: (any Service)?
         if let listen {
@@ -266,18 +267,4 @@ final class StandardOutputSink: CallSink {
     func flush() { out.flush() }
 }
 
-/// Calls appended to ClawMetry's file, one line per HTTP call (see `ClawMetry`).
-final class ClawMetrySink: CallSink {
-    let sinkName = "clawmetry file"
-    private let handle: FileHandle
-    private let includeLLM: Bool
-    init(handle: FileHandle, includeLLM: Bool) {
-        self.handle = handle
-        self.includeLLM = includeLLM
-    }
-    func write(_ calls: [CallRecord]) throws {
-        let lines = calls.compactMap { ClawMetry.line($0, source: "calltap:\($0.target ?? "host")", includeLLM: includeLLM) }
-        if !lines.isEmpty { try handle.write(contentsOf: Data((lines.joined(separator: "\n") + "\n").utf8)) }
-    }
-    func flush() {}
-}
+

@@ -1,14 +1,49 @@
 import CallModel
+import Core
 import Foundation
 
-/// Lines in ClawMetry's interceptor format (`type: external_api_call`), so its own sync picks calltap's
-/// calls up unchanged. LLM provider hosts are left out by default: ClawMetry records those itself as `llm_call`.
-enum ClawMetry {
+/// Lines in ClawMetry's interceptor format (`type: external_api_call`), so its own sync
+/// (`sync_intercepted_events`, which tails `$CLAWMETRY_HOME/intercepted.jsonl`) takes calltap's calls
+/// unchanged. One line per external call (the kind → line table in the README):
+///
+/// | call | line |
+/// |---|---|
+/// | `http` whose request was seen (plaintext or decrypted) | its url, host, method and status |
+/// | `tls` seen only encrypted (HTTPS without keys) | `https://<sni>/` (the connection: its exchanges are not visible) |
+/// | `quic` | `https://<host>/` (HTTP/3, encrypted) |
+/// | `connect` | `tcp://<host>:<port>` (a failed connect, or a protocol calltap does not read) |
+/// | `dns` that failed | `dns://<name>` |
+///
+/// No line for: a lookup that succeeded (not a call), an exchange estimated inside an encrypted
+/// connection (the connection has its line), the `tls` record of a decrypted connection (its exchanges
+/// have theirs); calls to loopback, link-local or ClawMetry's own hosts, to hosts in
+/// `CLAWMETRY_INTERCEPT_HOSTS_EXCLUDE` (substrings of the url, as ClawMetry's interceptor reads it), and
+/// to LLM provider hosts unless asked (ClawMetry records those itself as `llm_call`).
+///
+/// `ts` is the call's completion (as the interceptor writes it) and `latency_ms` its duration including
+/// the connect when the call opened its connection (as the interceptor measures it). A network failure
+/// has the status a gateway would report — 504 for a timeout, 502 for any other (refused, reset, TLS,
+/// DNS, no response), also when it failed after its status arrived — so ClawMetry counts it as an
+/// error; `outcome` and `error` say what happened.
+/// `url` and `host` are never null: without a name, the server's address and port stand in.
+struct ClawMetryLines {
     static let llmHosts = [
         "api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", "api.mistral.ai", "api.cohere.ai",
         "api.cohere.com", "api.groq.com", "openrouter.ai", "api.together.xyz", "api.deepseek.com", "api.x.ai",
         "api.perplexity.ai", "api.fireworks.ai", "openai.azure.com", "bedrock-runtime.amazonaws.com",
     ]
+    /// ClawMetry's own endpoints, which its interceptor leaves out too.
+    static let clawmetryHosts = ["clawmetry.com"]
+
+    var includeLLM = false
+    /// Lower-case substrings of urls to leave out (`CLAWMETRY_INTERCEPT_HOSTS_EXCLUDE`, comma-separated).
+    var excludes: [String] = []
+
+    init(includeLLM: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.includeLLM = includeLLM
+        excludes = (environment["CLAWMETRY_INTERCEPT_HOSTS_EXCLUDE"] ?? "").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+    }
 
     static func isLLMHost(_ host: String?) -> Bool {
         guard let h = host else { return false }
@@ -16,31 +51,99 @@ enum ClawMetry {
             || (h.hasPrefix("bedrock-runtime.") && h.hasSuffix(".amazonaws.com"))
     }
 
-    /// One line per HTTP call whose request was seen (plaintext or decrypted); nil for other records.
-    static func line(_ r: CallRecord, source: String, includeLLM: Bool) -> String? {
-        guard r.kind == .http, !r.estimated, r.method != nil, includeLLM || !isLLMHost(r.host) else { return nil }
+    static func isClawMetryHost(_ host: String?) -> Bool {
+        guard let h = host else { return false }
+        return clawmetryHosts.contains { h == $0 || h.hasSuffix("." + $0) }
+    }
+
+    /// Loopback, link-local, unspecified: never an external call.
+    static func isLocal(_ host: String?, ip: String?) -> Bool {
+        if let h = host?.lowercased(), h == "localhost" || h.hasSuffix(".localhost") { return true }
+        guard let ip, let a = IPAddress(parsing: ip) else { return false }
+        return a.isLocal || (a.high == 0 && a.low == 0) || a == IPAddress(v4: 0)
+    }
+
+    /// `host` or, without one, the server's address (bracketed when IPv6).
+    static func hostOrAddress(_ r: CallRecord) -> String? {
+        if let h = r.host ?? r.sni { return h }
+        guard let ip = r.serverIp else { return nil }
+        return ip.contains(":") ? "[\(ip)]" : ip
+    }
+
+    static func portSuffix(_ r: CallRecord, defaultPort: Int) -> String {
+        guard let p = r.serverPort, p != defaultPort else { return "" }
+        return ":\(p)"
+    }
+
+    /// The url of a call's line, nil when the call has no line.
+    static func url(_ r: CallRecord) -> String? {
+        guard let host = hostOrAddress(r) else { return nil }
+        switch r.kind {
+        case .http:
+            guard !r.estimated, r.method != nil else { return nil }
+            if let u = r.url { return u }
+            let scheme = r.scheme ?? "http"
+            return "\(scheme)://\(host)\(portSuffix(r, defaultPort: scheme == "https" ? 443 : 80))\(r.path ?? "/")"
+        case .tls:
+            guard r.visibility != .decrypted else { return nil }
+            return "https://\(host)\(portSuffix(r, defaultPort: 443))/"
+        case .quic:
+            return "https://\(host)\(portSuffix(r, defaultPort: 443))/"
+        case .connect:
+            return "tcp://\(host):\(r.serverPort ?? 0)"
+        case .dns:
+            guard r.outcome == .dnsFailed, let name = r.host else { return nil }
+            return "dns://\(name)"
+        }
+    }
+
+    /// The status of a line: the response's, unless the call failed on the network (even after its
+    /// status arrived: a reset mid-response), then what a gateway would report for the failure.
+    static func status(_ r: CallRecord) -> Int? {
+        switch r.outcome {
+        case .ok, .httpError, .incomplete: return r.statusCode
+        case .timeout: return 504
+        case .refused, .reset, .tlsFailed, .dnsFailed, .noResponse: return 502
+        }
+    }
+
+    func line(_ r: CallRecord, source: String) -> String? {
+        guard let url = Self.url(r) else { return nil }
+        let host = r.kind == .dns ? r.host : Self.hostOrAddress(r)
+        if Self.isLocal(host, ip: r.kind == .dns ? nil : r.serverIp) || Self.isClawMetryHost(host) { return nil }
+        if !includeLLM && Self.isLLMHost(host) { return nil }
+        let lower = url.lowercased()
+        if excludes.contains(where: { lower.contains($0) }) { return nil }
         var w = JSONObjectWriter()
         w.string("type", "external_api_call")
-        w.string("ts", Timestamps.iso8601(r.ts))
-        w.string("url", r.url)
-        w.string("host", r.host)
-        w.string("method", r.method)
-        w.int("status_code", r.statusCode)
-        w.millis("latency_ms", r.latencyMicros)
+        let end = r.endedAt ?? r.latencyMicros.map { r.ts + $0 * 1000 } ?? r.ts
+        w.string("ts", Timestamps.iso8601(end))
+        w.string("url", url)
+        w.string("host", host)
+        w.string("method", r.method ?? "")
+        w.int("status_code", Self.status(r))
+        // The interceptor's latency includes the connect; calltap's starts at the request.
+        let connect = r.kind == .http ? (r.connectMicros ?? 0) : 0
+        w.millis("latency_ms", r.latencyMicros.map { $0 + connect })
         w.string("library", "calltap")
-        w.string("source", source)
+        w.string("source", r.agent ?? source)
         w.string("session_id", r.sessionId)
-        // How the session and the process were found: ClawMetry keeps what it does not know as extra keys.
+        if r.llmProvider != nil {
+            // ClawMetry's own columns for LLM calls.
+            w.string("model", r.llmModel)
+            w.int("input_tokens", r.llmInputTokens)
+            w.int("output_tokens", r.llmOutputTokens)
+        }
+        // How the session and the process were found, and the rest: ClawMetry keeps keys it does not
+        // know as extra data.
+        w.string("kind", r.kind.rawValue)
         w.string("attribution", r.attribution?.rawValue)
-        w.string("owner_source", r.ownerSource?.rawValue)
         w.string("attribution_key", r.attributionKey?.rawValue)
+        w.string("owner_source", r.ownerSource?.rawValue)
         w.string("trace_id", r.traceId)
         w.string("parent_span_id", r.parentSpanId)
         if r.llmProvider != nil {
             w.string("llm_provider", r.llmProvider)
-            w.string("llm_model", r.llmModel)
-            w.int("llm_input_tokens", r.llmInputTokens)
-            w.int("llm_output_tokens", r.llmOutputTokens)
             w.int("llm_cache_read_tokens", r.llmCacheReadTokens)
             w.millis("llm_ttft_ms", r.llmTTFTMicros)
             w.string("llm_stop_reason", r.llmStopReason)
@@ -50,4 +153,29 @@ enum ClawMetry {
         w.string("error", r.error)
         return w.finish()
     }
+}
+
+/// Calls appended to ClawMetry's file, one line per external call (see `ClawMetryLines`).
+final class ClawMetrySink: CallSink {
+    let sinkName = "clawmetry file"
+    private let handle: FileHandle
+    private let lines: ClawMetryLines
+    private let source: (CallRecord) -> String
+    private(set) var written = 0
+
+    init(handle: FileHandle, includeLLM: Bool, source: @escaping (CallRecord) -> String) {
+        self.handle = handle
+        lines = ClawMetryLines(includeLLM: includeLLM)
+        self.source = source
+    }
+
+    func write(_ calls: [CallRecord]) throws {
+        let out = calls.compactMap { lines.line($0, source: source($0)) }
+        if !out.isEmpty {
+            try handle.write(contentsOf: Data((out.joined(separator: "\n") + "\n").utf8))
+            written += out.count
+        }
+    }
+
+    func flush() {}
 }

@@ -58,6 +58,12 @@ struct ReadCommand: ParsableCommand {
     @Flag(help: "Exit 3 when an input was damaged or missing, even if others were read.")
     var strict = false
 
+    @Option(name: .customLong("clawmetry-jsonl"), help: "Append calls in ClawMetry's interceptor format to this file.")
+    var clawmetryJSONL: String?
+
+    @Flag(name: .customLong("clawmetry-include-llm"), help: "Include LLM provider hosts in --clawmetry-jsonl.")
+    var clawmetryIncludeLLM = false
+
     @OptionGroup var otlp: OTLPOptions
 
     mutating func run() throws {
@@ -92,6 +98,17 @@ struct ReadCommand: ParsableCommand {
         if let c = otlpConfiguration, otlp.endpoint == nil {
             Log.info("exporting calls over OTLP to \(OTLPClient.shown(c.tracesURL)) (OTEL_EXPORTER_OTLP_ENDPOINT is set)")
         }
+        var claw: ClawMetrySink?
+        if let path = clawmetryJSONL {
+            do {
+                let fd = try SafeFiles.openAppend(path, mode: 0o640)
+                claw = ClawMetrySink(handle: FileHandle(fileDescriptor: fd, closeOnDealloc: true), includeLLM: clawmetryIncludeLLM,
+                                     source: { _ in "calltap:read" })
+            } catch {
+                Log.error("cannot write --clawmetry-jsonl: \(error)")
+                throw ExitCode(ExitStatus.usage)
+            }
+        }
         let store = try db.map(CallStore.openForCommand)
         // The database sink `capture` uses too: batched, and it holds (bounded) what the database refuses.
         let writer = store.map { CallWriter(store: $0, maxHeld: options.maxHeldCalls) }
@@ -117,6 +134,7 @@ struct ReadCommand: ParsableCommand {
             case .none: break
             }
             exporter?.add(record)
+            if let claw { try? claw.write([record]) }
             if let writer {
                 batch.append(record)
                 if batch.count >= 2000 {
