@@ -91,6 +91,8 @@ extension CallStore {
     }
 
     /// Per host (server address when unnamed): calls, failures, HTTP latencies, bytes, last failure.
+    /// Aggregated by SQLite over the `calls_summary` covering index (no read of the calls table but for
+    /// each host's last failure), so it stays fast at hundreds of thousands of calls.
     public func hostSummaries(session: String?, since: Int64? = nil, until: Int64? = nil) throws -> [HostSummary] {
         var clauses: [String] = []
         var args: [(any DatabaseValueConvertible)?] = []
@@ -98,25 +100,69 @@ extension CallStore {
         if let t = since { clauses.append("ts >= ?"); args.append(t / 1000) }
         if let t = until { clauses.append("ts < ?"); args.append(t / 1000) }
         let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
+        let and = clauses.isEmpty ? " WHERE " : filter + " AND "
+        let arguments = StatementArguments(args)
         return try writer.read { db in
             var out: [String: HostSummary] = [:]
-            let sql = """
-                SELECT id, \(Self.columns.joined(separator: ",")) FROM calls\(filter) ORDER BY ts, id
-                """
-            let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(args))
-            while let row = try cursor.next() {
-                let r = Self.record(row)
-                let host = r.host ?? r.serverIp ?? "unknown"
-                var s = out[host] ?? HostSummary(host: host, calls: 0, failures: 0, httpLatencies: [], bytes: 0, lastFailure: nil)
-                s.calls += 1
-                if r.outcome != .ok { s.failures += 1; s.lastFailure = r }
-                if r.kind == .http, let l = r.latencyMicros { s.httpLatencies.append(l) }
-                s.bytes += (r.requestBodyBytes ?? 0) + (r.responseBodyBytes ?? 0)
-                if r.kind != .http { s.bytes += (r.bytesSent ?? 0) + (r.bytesReceived ?? 0) }
-                out[host] = s
+            for row in try Row.fetchAll(db, sql: Self.summarySQL(filter), arguments: arguments) {
+                let host: String = row["h"]
+                out[host] = HostSummary(host: host, calls: row["calls"], failures: row["failures"], httpLatencies: [],
+                                        bytes: row["bytes"], lastFailure: nil)
             }
-            return out.values.map { var s = $0; s.httpLatencies.sort(); return s }
-                .sorted { $0.calls != $1.calls ? $0.calls > $1.calls : $0.host < $1.host }
+            // HTTP latencies, ascending per host (for the percentiles).
+            let latencies = try Row.fetchCursor(db, sql: """
+                SELECT \(Self.hostKey) AS h, latency_ms FROM calls\(and)kind = 'http' AND latency_ms IS NOT NULL
+                ORDER BY h, latency_ms
+                """, arguments: arguments)
+            while let row = try latencies.next() {
+                let h: String = row["h"]
+                let ms: Double = row["latency_ms"]
+                out[h]?.httpLatencies.append(Int64((ms * 1000).rounded()))
+            }
+            // Each host's last failure (by start, then id), read whole.
+            let last = try Row.fetchAll(db, sql: """
+                SELECT id, \(Self.columns.joined(separator: ",")) FROM calls WHERE id IN (
+                    SELECT (SELECT id FROM calls c2 WHERE \(Self.hostKey.replacingOccurrences(of: "host", with: "c2.host")
+                        .replacingOccurrences(of: "server_ip", with: "c2.server_ip")) = f.h AND c2.ts = f.t AND c2.outcome <> 'ok'
+                        ORDER BY c2.id DESC LIMIT 1)
+                    FROM (SELECT \(Self.hostKey) AS h, MAX(ts) AS t FROM calls\(and)outcome <> 'ok' GROUP BY h) f)
+                """, arguments: arguments)
+            for row in last {
+                let r = Self.record(row)
+                out[r.host ?? r.serverIp ?? "unknown"]?.lastFailure = r
+            }
+            return out.values.sorted { $0.calls != $1.calls ? $0.calls > $1.calls : $0.host < $1.host }
+        }
+    }
+
+    /// How calls are grouped by host: its name, else the server's address.
+    static let hostKey = "COALESCE(host, server_ip, 'unknown')"
+
+    static func summarySQL(_ filter: String) -> String {
+        """
+        SELECT \(hostKey) AS h, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
+               SUM(COALESCE(request_body_bytes, 0) + COALESCE(response_body_bytes, 0)
+                   + CASE WHEN kind <> 'http' THEN COALESCE(bytes_sent, 0) + COALESCE(bytes_received, 0) ELSE 0 END) AS bytes
+        FROM calls\(filter) GROUP BY h
+        """
+    }
+
+    /// The query plans of the dashboard's summary queries, for the check that none reads the whole
+    /// calls table.
+    public func summaryQueryPlans(session: String?, since: Int64?) throws -> [String] {
+        var clauses: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
+        if let s = session { clauses.append("session_id = ?"); args.append(s) }
+        if let t = since { clauses.append("ts >= ?"); args.append(t / 1000) }
+        let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
+        let and = clauses.isEmpty ? " WHERE " : filter + " AND "
+        let queries = [Self.summarySQL(filter),
+                       "SELECT \(Self.hostKey) AS h, latency_ms FROM calls\(and)kind = 'http' AND latency_ms IS NOT NULL ORDER BY h, latency_ms",
+                       "SELECT \(Self.hostKey) AS h, MAX(ts) AS t FROM calls\(and)outcome <> 'ok' GROUP BY h"]
+        return try writer.read { db in
+            try queries.flatMap { q in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + q, arguments: StatementArguments(args)).map { $0["detail"] as String }
+            }
         }
     }
 

@@ -166,6 +166,14 @@ public final class CallStore: Sendable {
                 try db.execute(sql: "ALTER TABLE calls ADD COLUMN \(name) \(type)")
             }
         }
+        // The dashboard's per-host summary reads this index alone (a covering index: the columns it
+        // aggregates), never the whole calls table.
+        m.registerMigration("v6: summary index") { db in
+            try db.execute(sql: """
+                CREATE INDEX calls_summary ON calls(ts, session_id, host, server_ip, kind, outcome, latency_ms,
+                    request_body_bytes, response_body_bytes, bytes_sent, bytes_received)
+                """)
+        }
         return m
     }
 

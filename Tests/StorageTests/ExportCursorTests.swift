@@ -80,3 +80,36 @@ import Testing
         #expect(try store.callCount() == 0)
     }
 }
+
+/// The dashboard's summary queries read the covering index, never the whole calls table, and give the
+/// same answer as counting the calls one by one.
+@Suite struct SummaryQueryTests {
+    @Test func plansUseTheCoveringIndex() throws {
+        let store = try CallStore.inMemory()
+        var calls: [CallRecord] = []
+        for k in 0..<300 {
+            var r = CallStoreTests.call(k % 3 == 0 ? "a.example" : "b.example", ts: 1_700_000_000_000_000_000 + Int64(k) * 1_000_000,
+                                        session: k % 2 == 0 ? "s1" : "s2", outcome: k % 7 == 0 ? .httpError : .ok)
+            if k % 5 == 0 { r.host = nil; r.serverIp = "192.0.2.\(k % 4)" }
+            calls.append(r)
+        }
+        try store.insert(calls)
+        for (session, since) in [(nil, nil), ("s1", nil), (nil, Int64(1_700_000_000_100_000_000)), ("s2", Int64(1_700_000_000_050_000_000))] as [(String?, Int64?)] {
+            let plans = try store.summaryQueryPlans(session: session, since: since)
+            #expect(!plans.isEmpty)
+            for p in plans {
+                #expect(!(p.hasPrefix("SCAN calls") && !p.contains("COVERING INDEX")), "\(session ?? "-") \(since ?? 0): \(p)")
+            }
+            let summaries = try store.hostSummaries(session: session, since: since)
+            let expected = calls.filter { (session == nil || $0.sessionId == session) && (since == nil || $0.ts >= since!) }
+            #expect(summaries.reduce(0) { $0 + $1.calls } == expected.count)
+            for s in summaries {
+                let mine = expected.filter { ($0.host ?? $0.serverIp) == s.host }
+                #expect(s.calls == mine.count && s.failures == mine.filter { $0.outcome != .ok }.count)
+                #expect(s.httpLatencies == mine.compactMap(\.latencyMicros).sorted())
+                let lastFailure = mine.filter { $0.outcome != .ok }.max { $0.ts < $1.ts }
+                #expect(s.lastFailure?.ts == lastFailure?.ts)
+            }
+        }
+    }
+}
