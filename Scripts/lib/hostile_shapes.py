@@ -53,7 +53,7 @@ GOOD_SERVER = bytes([93, 184, 216, 80])
 GOOD_PORT = 8080
 # One server address per attack, so the attacks' connections never share a 4-tuple with each other or
 # with the well-formed calls.
-SERVERS = {"ooo": 11, "heads": 12, "chunks": 13, "pipeline": 14, "held": 15, "h2": 16, "tls": 17, "synflood": 18}
+SERVERS = {"ooo": 11, "heads": 12, "chunks": 13, "pipeline": 14, "held": 15, "h2": 16, "tls": 17, "synflood": 18, "llm": 19}
 
 GSO = 20_000           # one segment as a sender with segmentation offload hands it to the capture
 HEAD_CAP = 64 * 1024   # calltap's cap on one HTTP message head
@@ -155,6 +155,7 @@ class Shape:
             "max_pipelined": 0,
             "tls_too_long": 0,
             "hpack_bad": 0,
+            "llm_bodies": 0, "llm_body_bytes": 0,
         }
 
     def isn(self):
@@ -654,13 +655,32 @@ def named_shape(w, name, scale):
         params, gens = attack_h2(sh, w, rng, n, (1 << 40, 1 << 40), variant="data", announce=1 << 20,
                                  sent=14 * 1024, mode="mss", settings_table=None)
         components = [params]
+    elif name == "llm-bodies":
+        # LLM API requests whose large bodies never end: each one's body is held while it is read, so
+        # together they must stay inside the parsers' shared budget.
+        n = max(1, int(300 * scale))
+        size = 300_000
+        head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.example\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 900000\r\n\r\n")
+        body = b'{"model":"gpt-4o","messages":[{"role":"user","content":"' + filler(size)
+        components = [{"kind": "llm-bodies", "conns": n, "bytes_per_body": size}]
+        sh.loads["llm_bodies"] = n
+        sh.loads["llm_body_bytes"] = size
+
+        def one(i):
+            c = sh.conn("llm", 80)
+            c.syn(w); yield
+            c.synack(w); yield
+            c.ack(w); yield
+            yield from send(w, c, True, head + body, rng, "mss", first_min=len(head))
+        gens = [one(i) for i in range(n)]
     elif name == "tls-partial":
         n = max(1, int(40_000 * scale))
         params, gens = attack_tls(sh, w, rng, n, (1 << 40, 1 << 40), variant="partial", announce=100_000,
                                   sent=14 * 1024, mode="mss")
         components = [params]
     else:
-        raise SystemExit(f"hostile_shapes.py: unknown shape {name!r} (ooo-hole, h2-frames, tls-partial)")
+        raise SystemExit(f"hostile_shapes.py: unknown shape {name!r} (ooo-hole, h2-frames, tls-partial, llm-bodies)")
     half = len(gens) // 2
     run_connections(gens[:half], "sequential", rng)
     sh.good_call(w)
@@ -675,7 +695,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("output")
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--shape", choices=["ooo-hole", "h2-frames", "tls-partial"])
+    ap.add_argument("--shape", choices=["ooo-hole", "h2-frames", "tls-partial", "llm-bodies"])
     ap.add_argument("--scale", type=float, default=1.0)
     args = ap.parse_args()
     if (args.seed is None) == (args.shape is None):

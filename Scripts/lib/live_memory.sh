@@ -14,7 +14,7 @@ cleanup() {
   ip netns del $ns 2>/dev/null; ip link del ct-lmem0 2>/dev/null; rm -rf "$work"
 }
 trap cleanup EXIT
-for shape in ooo-hole h2-frames tls-partial; do
+for shape in ooo-hole h2-frames tls-partial llm-bodies; do
   python3 Scripts/lib/hostile_shapes.py "$work/$shape.pcap" --shape $shape --scale "$scale" > /dev/null
 done
 # Peak RSS (MB) of `calltap capture` in the namespace while FILE is replayed into it at BUDGET.
@@ -35,7 +35,7 @@ status=0
 printf '%-14s %7s %8s %9s  %s\n' shape budget "peak MB" "limit MB" result
 for budget in $budgets; do
   fixed=$(run "$budget" Samples/agent-demo.pcap) || { echo "live memory: cannot make the veth pair" >&2; exit 1; }
-  for shape in ooo-hole h2-frames tls-partial; do
+  for shape in ooo-hole h2-frames tls-partial llm-bodies; do
     peak=$(run "$budget" "$work/$shape.pcap")
     limit=$((budget + fixed))
     if [ -n "$peak" ] && [ "$peak" -le "$limit" ]; then result=ok; else result=FAILED; status=1; fi

@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GENERATOR = os.path.join(HERE, "hostile_shapes.py")
 SAMPLE = os.path.join(ROOT, "Samples", "agent-demo.pcap")
-NAMED = ["ooo-hole", "h2-frames", "tls-partial"]
+NAMED = ["ooo-hole", "h2-frames", "tls-partial", "llm-bodies"]
 KEEP_MAX_BYTES = 5 * 1000 * 1000
 
 
@@ -193,6 +193,8 @@ def required_drops(desc, budget):
                     ["http_pending_dropped", "parser_memory_refusals"]))
     if L["tls_too_long"]:
         out.append((f"{L['tls_too_long']} TLS lengths over the caps", ["parse_errors"]))
+    if L.get("llm_bodies") and live(L["llm_bodies"]) * min(L["llm_body_bytes"], min(1 << 20, parser_cap // 16)) > parser_cap:
+        out.append((f"{L['llm_bodies']} LLM request bodies held > cap {parser_cap}", ["parser_memory_refusals"]))
     if L["hpack_bad"]:
         out.append((f"{L['hpack_bad']} HPACK table sizes over 1 MiB", ["parse_errors"]))
     return out
