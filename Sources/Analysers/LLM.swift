@@ -137,21 +137,31 @@ public struct SSEScanner: Sendable {
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, at time: Nanos, maxLine: Int,
                               _ onEvent: (_ data: [UInt8], _ at: Nanos) -> Void) {
-        for b in bytes {
-            if b == 0x0A && lastWasCR { lastWasCR = false; continue }
-            lastWasCR = b == 0x0D
-            if b == 0x0A || b == 0x0D {
-                endLine(at: time, maxData: maxLine, onEvent)
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            if lastWasCR && bytes[i] == 0x0A {
+                lastWasCR = false
+                i += 1
                 continue
             }
-            if skipping { continue }
-            if line.count >= maxLine {
-                skipping = true
-                linesSkipped += 1
-                line.removeAll()
-                continue
+            lastWasCR = false
+            // The rest of this line: appended in one piece, not byte by byte.
+            var j = i
+            while j < n && bytes[j] != 0x0A && bytes[j] != 0x0D { j += 1 }
+            if j > i && !skipping {
+                if line.count + (j - i) > maxLine {
+                    skipping = true
+                    linesSkipped += 1
+                    line.removeAll()
+                } else {
+                    line.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<j]))
+                }
             }
-            line.append(b)
+            guard j < n else { break }
+            lastWasCR = bytes[j] == 0x0D
+            endLine(at: time, maxData: maxLine, onEvent)
+            i = j + 1
         }
     }
 
@@ -209,16 +219,50 @@ public enum LLMParsing {
         if !f.toolCalls.contains(entry), f.toolCalls.count < 64 { f.toolCalls.append(String(entry.prefix(300))) }
     }
 
-    /// The request body: the model, the session key, and nothing of the prompt.
+    /// The request body: the model, the session key, and nothing of the prompt. Requests carry the
+    /// whole conversation, so they are not parsed: the top-level object's keys are walked and only the
+    /// two string values needed are decoded.
     public static func request(_ api: LLMAPI, _ body: [UInt8], target: String?, into f: inout LLMFacts) {
         if api == .gemini, let target, let r = target.range(of: "/models/") {
             // …/models/{model}:generateContent
             let rest = target[r.upperBound...]
             if let colon = rest.firstIndex(of: ":") { f.model = f.model ?? String(rest[..<colon]) }
         }
-        guard let o = object(body) else { return }
-        if let m = o["model"] as? String { f.model = f.model ?? m }
-        if let k = o["prompt_cache_key"] as? String { f.promptCacheKey = k }
+        let found = TopLevelJSON.strings(body, keys: ["model", "prompt_cache_key"])
+        if let m = found["model"] { f.model = f.model ?? m }
+        if let k = found["prompt_cache_key"] { f.promptCacheKey = k }
+    }
+
+    /// Whether an SSE event can hold anything read from it; most events are text deltas that cannot,
+    /// and are not parsed.
+    static func worthReading(_ api: LLMAPI, _ data: [UInt8], modelKnown: Bool) -> Bool {
+        func has(_ needle: StaticString) -> Bool {
+            needle.withUTF8Buffer { n in
+                guard n.count <= data.count, let first = n.first else { return false }
+                var i = 0
+                let last = data.count - n.count
+                while i <= last {
+                    if data[i] == first {
+                        var k = 1
+                        while k < n.count && data[i + k] == n[k] { k += 1 }
+                        if k == n.count { return true }
+                    }
+                    i += 1
+                }
+                return false
+            }
+        }
+        switch api {
+        case .openAIChat:
+            return !modelKnown || has("\"usage\":{") || has("\"finish_reason\":\"") || has("\"tool_calls\"")
+                || has("\"usage\": {") || has("\"finish_reason\": \"")
+        case .openAIResponses:
+            return has("\"response\":") || has("function_call")
+        case .anthropicMessages:
+            return has("message_start") || has("message_delta") || has("tool_use")
+        case .gemini:
+            return !modelKnown || has("usageMetadata") || has("finishReason") || has("functionCall")
+        }
     }
 
     /// A whole JSON response body (not streamed).
@@ -232,7 +276,7 @@ public enum LLMParsing {
 
     /// One SSE event's data.
     public static func event(_ api: LLMAPI, _ data: [UInt8], into f: inout LLMFacts) {
-        guard let o = object(data) else { return }
+        guard worthReading(api, data, modelKnown: f.model != nil), let o = object(data) else { return }
         switch api {
         case .openAIResponses:
             // response.created / .in_progress / .completed / .incomplete / .failed carry the response;
@@ -320,5 +364,86 @@ public enum LLMParsing {
                 if let n = int(u["cachedContentTokenCount"]) { f.cacheReadTokens = n }
             }
         }
+    }
+}
+
+/// The string values of chosen keys of a JSON text's top-level object, found by walking it once without
+/// building anything else: nested values and other strings are skipped byte by byte. A text that is not
+/// an object, or is cut short, gives what was found before the damage.
+enum TopLevelJSON {
+    static func strings(_ b: [UInt8], keys: Set<String>) -> [String: String] {
+        var out: [String: String] = [:]
+        var i = 0
+        let n = b.count
+        func skipSpace() { while i < n, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }
+        /// At an opening quote: the string's bytes (escapes kept raw) and whether it had escapes.
+        func string() -> (Range<Int>, Bool)? {
+            guard i < n, b[i] == 0x22 else { return nil }
+            i += 1
+            let start = i
+            var escaped = false
+            while i < n {
+                if b[i] == 0x5C { escaped = true; i += 2; continue }
+                if b[i] == 0x22 { let r = start..<i; i += 1; return (r, escaped) }
+                i += 1
+            }
+            return nil
+        }
+        /// Skips one value of any kind.
+        func skipValue() -> Bool {
+            skipSpace()
+            guard i < n else { return false }
+            switch b[i] {
+            case 0x22: return string() != nil
+            case 0x7B, 0x5B:
+                var depth = 0
+                while i < n {
+                    switch b[i] {
+                    case 0x22: if string() == nil { return false }; continue
+                    case 0x7B, 0x5B: depth += 1
+                    case 0x7D, 0x5D:
+                        depth -= 1
+                        if depth == 0 { i += 1; return true }
+                    default: break
+                    }
+                    i += 1
+                }
+                return false
+            default:
+                while i < n, b[i] != 0x2C, b[i] != 0x7D, b[i] != 0x5D { i += 1 }
+                return true
+            }
+        }
+        skipSpace()
+        guard i < n, b[i] == 0x7B else { return out }
+        i += 1
+        while i < n {
+            skipSpace()
+            guard let (keyRange, keyEscaped) = string() else { return out }
+            skipSpace()
+            guard i < n, b[i] == 0x3A else { return out }
+            i += 1
+            skipSpace()
+            let key = keyEscaped ? nil : String(decoding: b[keyRange], as: UTF8.self)
+            if let key, keys.contains(key), i < n, b[i] == 0x22 {
+                let at = i
+                guard let (valueRange, valueEscaped) = string() else { return out }
+                if valueEscaped {
+                    // Rare: let Foundation undo the escapes of this one string.
+                    let text = Array(b[at..<i])
+                    if let v = (try? JSONSerialization.jsonObject(with: Data(text), options: [.fragmentsAllowed])) as? String { out[key] = v }
+                } else {
+                    out[key] = String(decoding: b[valueRange], as: UTF8.self)
+                }
+                if out.count == keys.count { return out }
+            } else if !skipValue() {
+                return out
+            }
+            skipSpace()
+            guard i < n else { return out }
+            if b[i] == 0x2C { i += 1; continue }
+            return out
+        }
+        return out
     }
 }
