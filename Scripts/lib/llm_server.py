@@ -53,6 +53,8 @@ def answer(kind, path, req, rnd):
         events = [("response.created", {"type": "response.created", "response": {"id": "r", "status": "in_progress", "model": served, "output": []}})]
         if tool:
             events.append(("response.output_item.added", {"type": "response.output_item.added", "output_index": 0, "item": output[0]}))
+        else:
+            events.append(("response.output_text.delta", {"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "delta": "hi"}))
         events.append(("response.completed", {"type": "response.completed", "response": whole}))
         sse = [(name, json.dumps(e)) for name, e in events]
         truth = dict(model=served, input=inp, output=out, cached=cached, stop="completed", tools=[f"web_fetch {tool}"] if tool else [])

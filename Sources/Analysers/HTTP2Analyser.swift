@@ -433,7 +433,7 @@ public final class HTTP2Analyser {
                     s.scheme = headers.first(name: ":scheme")
                     s.requestContentType = headers.first(name: "content-type")
                     for name in ["baggage", "x-session-id", "traceparent", "session_id", "conversation_id"] {
-                        if let v = headers.first(name: name) { s.sessionHints[name] = String(v.utf8.prefix(512)) ?? "" }
+                        if let v = headers.first(name: name) { s.sessionHints[name] = v }
                     }
                     if self.limits.llmBodyBytes > 0, let api = LLMAPI.match(method: s.method, target: s.path) {
                         s.llm = LLMCapture(api: api, cap: self.limits.llmBodyBytes,

@@ -21,7 +21,7 @@ public enum LLMAPI: String, Sendable {
         let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
         if path.hasSuffix("/chat/completions") { return .openAIChat }
         if path.hasSuffix("/responses") { return .openAIResponses }
-        if path.hasSuffix("/v1/messages") || path == "/messages" { return .anthropicMessages }
+        if path.hasSuffix("/v1/messages") { return .anthropicMessages }
         if path.hasSuffix(":generateContent") || path.hasSuffix(":streamGenerateContent") { return .gemini }
         return nil
     }
@@ -77,6 +77,7 @@ public struct LLMCapture: Sendable {
         sse = SSEScanner()
         streaming = false
         gaveUp = true
+        facts = LLMFacts()
         facts.unreadable = true
     }
 
@@ -108,7 +109,7 @@ public struct LLMCapture: Sendable {
             let api = self.api
             var facts = self.facts
             sse.feed(bytes, at: time, maxLine: cap) { data, at in
-                if facts.firstTokenAt == nil { facts.firstTokenAt = at }
+                if facts.firstTokenAt == nil && LLMParsing.isOutput(api, data) { facts.firstTokenAt = at }
                 LLMParsing.event(api, data, into: &facts)
             }
             self.facts = facts
@@ -200,17 +201,77 @@ public struct SSEScanner: Sendable {
 
 /// Reading the JSON of each API. Everything is optional: a field that is not there stays nil.
 public enum LLMParsing {
+    /// Values (outside strings) a body may hold before it is not parsed: a Foundation tree costs tens of
+    /// bytes per value, so a body of a million tiny values would cost far more than its bytes. Real
+    /// answers hold their text in a few strings.
+    static let maxValues = 20_000
+
     static func object(_ bytes: [UInt8]) -> [String: Any]? {
         guard !bytes.isEmpty, bytes != Array("[DONE]".utf8) else { return nil }
+        var values = 0, inString = false, escaped = false
+        for b in bytes {
+            if inString {
+                if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 { inString = false }
+            } else if b == 0x22 {
+                inString = true
+            } else if b == 0x2C || b == 0x5B || b == 0x7B {
+                values += 1
+                if values > maxValues { return nil }
+            }
+        }
         return (try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])) as? [String: Any]
     }
 
-    /// A count. (Foundation on Linux cannot tell a JSON 0 from `false` by type; a boolean where a count
-    /// belongs is nonsense either way.)
+    /// A count within what a provider could report. (Foundation on Linux cannot tell a JSON 0 from
+    /// `false` by type; a boolean where a count belongs is nonsense either way.)
     static func int(_ v: Any?) -> Int? {
-        if let n = v as? Int { return n }
-        if let d = v as? Double, d.isFinite, abs(d) < 1e15 { return Int(d) }
-        return nil
+        let n: Int?
+        if let i = v as? Int { n = i } else if let d = v as? Double, d.isFinite, abs(d) < 1e15 { n = Int(d) } else { n = nil }
+        guard let n, n >= 0, n <= 1_000_000_000_000 else { return nil }
+        return n
+    }
+
+    /// A name or word from a body, bounded (a hostile body may make it anything).
+    static func text(_ v: Any?, _ limit: Int) -> String? {
+        guard let s = v as? String else { return nil }
+        return s.count > limit ? String(s.prefix(limit)) : s
+    }
+
+    /// Whether `key` is followed (after `:` and spaces) by a string that is not empty.
+    static func nonEmptyString(after key: String, in data: [UInt8]) -> Bool {
+        let k = Array(key.utf8)
+        guard k.count < data.count else { return false }
+        var i = 0
+        while i <= data.count - k.count {
+            if data[i] == k[0] && data[i..<(i + k.count)].elementsEqual(k) {
+                var j = i + k.count
+                while j < data.count && (data[j] == 0x20 || data[j] == 0x3A) { j += 1 }
+                if j + 1 < data.count && data[j] == 0x22 && data[j + 1] != 0x22 { return true }
+            }
+            i += 1
+        }
+        return false
+    }
+
+    /// Whether an SSE event carries output (text, a tool call): the first such event is the first token.
+    /// Events before it (a stream's `response.created`, `message_start`, `ping`) are not.
+    public static func isOutput(_ api: LLMAPI, _ data: [UInt8]) -> Bool {
+        func has(_ needle: String) -> Bool {
+            let n = Array(needle.utf8)
+            guard !n.isEmpty, n.count <= data.count else { return false }
+            var i = 0
+            while i <= data.count - n.count {
+                if data[i] == n[0] && data[i..<(i + n.count)].elementsEqual(n) { return true }
+                i += 1
+            }
+            return false
+        }
+        switch api {
+        case .openAIChat: return nonEmptyString(after: "\"content\"", in: data) || has("\"tool_calls\"")
+        case .openAIResponses: return has(".delta\"") || has("\"function_call\"")
+        case .anthropicMessages: return has("content_block_delta") || has("content_block_start")
+        case .gemini: return has("\"parts\"")
+        }
     }
 
     static func addTool(_ name: String?, _ id: String?, into f: inout LLMFacts) {
@@ -223,14 +284,15 @@ public enum LLMParsing {
     /// whole conversation, so they are not parsed: the top-level object's keys are walked and only the
     /// two string values needed are decoded.
     public static func request(_ api: LLMAPI, _ body: [UInt8], target: String?, into f: inout LLMFacts) {
-        if api == .gemini, let target, let r = target.range(of: "/models/") {
+        let path = target.map { $0.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? $0 }
+        if api == .gemini, let path, let r = path.range(of: "/models/") {
             // …/models/{model}:generateContent
-            let rest = target[r.upperBound...]
+            let rest = path[r.upperBound...]
             if let colon = rest.firstIndex(of: ":") { f.model = f.model ?? String(rest[..<colon]) }
         }
         let found = TopLevelJSON.strings(body, keys: ["model", "prompt_cache_key"])
-        if let m = found["model"] { f.model = f.model ?? m }
-        if let k = found["prompt_cache_key"] { f.promptCacheKey = k }
+        if let m = found["model"] { f.model = f.model ?? String(m.prefix(200)) }
+        if let k = found["prompt_cache_key"], k.utf8.count <= 512 { f.promptCacheKey = k }
     }
 
     /// Whether an SSE event can hold anything read from it; most events are text deltas that cannot,
@@ -293,7 +355,7 @@ public enum LLMParsing {
                     addTool(b["name"] as? String, b["id"] as? String, into: &f)
                 }
             case "message_delta":
-                if let d = o["delta"] as? [String: Any], let s = d["stop_reason"] as? String { f.stopReason = s }
+                if let d = o["delta"] as? [String: Any], let s = text(d["stop_reason"], 100) { f.stopReason = s }
                 if let u = o["usage"] as? [String: Any] {
                     if let n = int(u["output_tokens"]) { f.outputTokens = n }
                     if let n = int(u["input_tokens"]) { f.inputTokens = n }
@@ -310,9 +372,9 @@ public enum LLMParsing {
     static func read(_ api: LLMAPI, _ o: [String: Any], into f: inout LLMFacts) {
         switch api {
         case .openAIChat:
-            if let m = o["model"] as? String { f.model = m }
+            if let m = text(o["model"], 200) { f.model = m }
             for c in o["choices"] as? [[String: Any]] ?? [] {
-                if let r = c["finish_reason"] as? String { f.stopReason = r }
+                if let r = text(c["finish_reason"], 100) { f.stopReason = r }
                 let message = (c["message"] as? [String: Any]) ?? (c["delta"] as? [String: Any])
                 for t in message?["tool_calls"] as? [[String: Any]] ?? [] {
                     let fn = t["function"] as? [String: Any]
@@ -326,9 +388,9 @@ public enum LLMParsing {
                 if let n = int((u["prompt_tokens_details"] as? [String: Any])?["cached_tokens"]) { f.cacheReadTokens = n }
             }
         case .openAIResponses:
-            if let m = o["model"] as? String { f.model = m }
-            if let s = o["status"] as? String, s != "in_progress" && s != "queued" {
-                f.stopReason = (o["incomplete_details"] as? [String: Any])?["reason"] as? String ?? s
+            if let m = text(o["model"], 200) { f.model = m }
+            if let s = text(o["status"], 100), s != "in_progress" && s != "queued" {
+                f.stopReason = text((o["incomplete_details"] as? [String: Any])?["reason"], 100) ?? s
             }
             for item in o["output"] as? [[String: Any]] ?? [] where item["type"] as? String == "function_call" {
                 addTool(item["name"] as? String, item["call_id"] as? String, into: &f)
@@ -339,8 +401,8 @@ public enum LLMParsing {
                 if let n = int((u["input_tokens_details"] as? [String: Any])?["cached_tokens"]) { f.cacheReadTokens = n }
             }
         case .anthropicMessages:
-            if let m = o["model"] as? String { f.model = m }
-            if let s = o["stop_reason"] as? String { f.stopReason = s }
+            if let m = text(o["model"], 200) { f.model = m }
+            if let s = text(o["stop_reason"], 100) { f.stopReason = s }
             for b in o["content"] as? [[String: Any]] ?? [] where b["type"] as? String == "tool_use" {
                 addTool(b["name"] as? String, b["id"] as? String, into: &f)
             }
@@ -350,9 +412,9 @@ public enum LLMParsing {
                 if let n = int(u["cache_read_input_tokens"]) { f.cacheReadTokens = n }
             }
         case .gemini:
-            if let m = o["modelVersion"] as? String { f.model = m }
+            if let m = text(o["modelVersion"], 200) { f.model = m }
             for c in o["candidates"] as? [[String: Any]] ?? [] {
-                if let r = c["finishReason"] as? String { f.stopReason = r }
+                if let r = text(c["finishReason"], 100) { f.stopReason = r }
                 let parts = (c["content"] as? [String: Any])?["parts"] as? [[String: Any]] ?? []
                 for p in parts {
                     if let call = p["functionCall"] as? [String: Any] { addTool(call["name"] as? String, call["id"] as? String, into: &f) }

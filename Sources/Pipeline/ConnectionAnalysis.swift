@@ -246,7 +246,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
     func applyLLM(_ capture: LLMCapture?, target: String?, start: Nanos, to r: inout CallRecord) {
         guard let capture else { return }
         var f = capture.facts
-        let limit = 8 * capture.cap
+        let limit = capture.cap
         if let body = Decompression.decode(capture.requestBody, encoding: capture.requestEncoding, limit: limit) {
             LLMParsing.request(capture.api, body, target: target, into: &f)
         }
@@ -262,6 +262,12 @@ final class ConnectionAnalysis: TCPStreamHandler {
             }
         }
         if f.unreadable || capture.requestOverflow || capture.sse.linesSkipped > 0 { stats.llmBodiesUnread += 1 }
+        // A path that looks like an LLM API but answered nothing shaped like one (a survey's `/responses`)
+        // is not an LLM call.
+        let cutShort = capture.gaveUp || capture.requestOverflow || capture.responseOverflow
+        let answered = f.inputTokens != nil || f.outputTokens != nil || f.stopReason != nil || !f.toolCalls.isEmpty
+            || f.firstTokenAt != nil || cutShort
+        guard answered else { return }
         r.llmProvider = capture.api.provider
         r.llmModel = f.model.map { String($0.prefix(200)) }
         r.llmInputTokens = f.inputTokens

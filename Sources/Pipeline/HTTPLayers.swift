@@ -49,7 +49,14 @@ final class HTTP1Layer: StreamLayer {
 
     private func emit(finishing: FinishReason?) {
         for x in parser.takeCompleted() {
-            if x.switchedProtocols { switchedExchange = Box(x) }
+            if x.switchedProtocols {
+                // Kept for what runs inside the tunnel: without its bodies.
+                var kept = x
+                kept.llm = nil
+                kept.requestBodyPrefix = []
+                kept.responseBodyPrefix = []
+                switchedExchange = Box(kept)
+            }
             var r = record(x, finishing: finishing)
             if let tls { tls.stampDecrypted(&r) }
             conn.emit(r)

@@ -102,6 +102,8 @@ extension CallStore {
         let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
         let and = clauses.isEmpty ? " WHERE " : filter + " AND "
         let arguments = StatementArguments(args)
+        // The same filter on the inner query that picks each host's last failure.
+        let innerAnd = clauses.map { " AND c2." + $0 }.joined()
         return try writer.read { db in
             var out: [String: HostSummary] = [:]
             for row in try Row.fetchAll(db, sql: Self.summarySQL(filter), arguments: arguments) {
@@ -123,10 +125,10 @@ extension CallStore {
             let last = try Row.fetchAll(db, sql: """
                 SELECT id, \(Self.columns.joined(separator: ",")) FROM calls WHERE id IN (
                     SELECT (SELECT id FROM calls c2 WHERE \(Self.hostKey.replacingOccurrences(of: "host", with: "c2.host")
-                        .replacingOccurrences(of: "server_ip", with: "c2.server_ip")) = f.h AND c2.ts = f.t AND c2.outcome <> 'ok'
+                        .replacingOccurrences(of: "server_ip", with: "c2.server_ip")) = f.h AND c2.ts = f.t AND c2.outcome <> 'ok'\(innerAnd)
                         ORDER BY c2.id DESC LIMIT 1)
                     FROM (SELECT \(Self.hostKey) AS h, MAX(ts) AS t FROM calls\(and)outcome <> 'ok' GROUP BY h) f)
-                """, arguments: arguments)
+                """, arguments: StatementArguments(args + args))
             for row in last {
                 let r = Self.record(row)
                 out[r.host ?? r.serverIp ?? "unknown"]?.lastFailure = r

@@ -46,19 +46,25 @@ struct ClawMetryLines {
     }
 
     static func isLLMHost(_ host: String?) -> Bool {
-        guard let h = host else { return false }
+        guard let h = host?.lowercased() else { return false }
         return llmHosts.contains { h == $0 || h.hasSuffix("." + $0) }
             || (h.hasPrefix("bedrock-runtime.") && h.hasSuffix(".amazonaws.com"))
     }
 
     static func isClawMetryHost(_ host: String?) -> Bool {
-        guard let h = host else { return false }
+        guard let h = host?.lowercased() else { return false }
         return clawmetryHosts.contains { h == $0 || h.hasSuffix("." + $0) }
     }
 
-    /// Loopback, link-local, unspecified: never an external call.
+    /// Loopback, link-local, unspecified: never an external call. A call that names a host is judged by
+    /// the name (a local proxy carries calls to the world); the address decides only without one.
     static func isLocal(_ host: String?, ip: String?) -> Bool {
-        if let h = host?.lowercased(), h == "localhost" || h.hasSuffix(".localhost") { return true }
+        if let h = host?.lowercased() {
+            if h == "localhost" || h.hasSuffix(".localhost") { return true }
+            let bare = h.hasPrefix("[") && h.hasSuffix("]") ? String(h.dropFirst().dropLast()) : h
+            if let a = IPAddress(parsing: bare) { return a.isLocal || (a.high == 0 && a.low == 0) || a == IPAddress(v4: 0) }
+            return false
+        }
         guard let ip, let a = IPAddress(parsing: ip) else { return false }
         return a.isLocal || (a.high == 0 && a.low == 0) || a == IPAddress(v4: 0)
     }

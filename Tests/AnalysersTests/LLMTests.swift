@@ -157,13 +157,15 @@ import Testing
         s.withUnsafeBytes { a.deliver(.toClient, $0, at: 20) }
         let e1 = Array(("event: message_start\ndata: " + #"{"type":"message_start","message":{"model":"claude-sonnet-4-5","usage":{"input_tokens":7}}}"# + "\n\n").utf8)
         H2.frame(0, stream: 1, e1).withUnsafeBytes { a.deliver(.toClient, $0, at: 30) }
+        let text = Array(("data: " + #"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"# + "\n\n").utf8)
+        H2.frame(0, stream: 1, text).withUnsafeBytes { a.deliver(.toClient, $0, at: 35) }
         let e2 = Array(("data: " + #"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}"# + "\n\n").utf8)
         H2.frame(0, flags: 0x01, stream: 1, e2).withUnsafeBytes { a.deliver(.toClient, $0, at: 40) }
         let st = try #require(a.takeCompleted().first)
         let llm = try #require(st.llm)
         #expect(llm.api == .anthropicMessages && llm.streaming)
         #expect(llm.facts.inputTokens == 7 && llm.facts.outputTokens == 3 && llm.facts.stopReason == "end_turn")
-        #expect(llm.facts.firstTokenAt == 30)
+        #expect(llm.facts.firstTokenAt == 35) // the first text, not message_start
         #expect(String(decoding: llm.requestBody, as: UTF8.self).contains("claude-sonnet-4-5"))
         #expect(llm.charged == 0) // handed out: its bytes are no longer counted
     }
@@ -180,5 +182,37 @@ import Testing
         let end = Array("\ndata: {\"model\":\"m\"}\n\n".utf8)
         end.withUnsafeBytes { c.response($0, at: 2) }
         #expect(c.sse.linesSkipped == 1 && c.facts.model == "m")
+    }
+}
+
+@Suite struct LLMHostileBodiesTests {
+    /// Names from a body are bounded; counts outside what a provider reports are dropped; a body of
+    /// countless tiny values is not parsed.
+    @Test func boundedFacts() {
+        var f = LLMFacts()
+        let long = String(repeating: "m", count: 5000)
+        LLMParsing.response(.anthropicMessages, Array(#"{"model":"\#(long)","stop_reason":"\#(long)","usage":{"input_tokens":-5,"output_tokens":1e30}}"#.utf8), into: &f)
+        #expect(f.model?.count == 200 && f.stopReason?.count == 100)
+        #expect(f.inputTokens == nil && f.outputTokens == nil)
+        let many = "[" + Array(repeating: "0", count: 100_000).joined(separator: ",") + "]"
+        #expect(LLMParsing.object(Array(#"{"a":\#(many)}"#.utf8)) == nil)
+    }
+
+    /// The first token is the first output event, not the stream's opening events.
+    @Test func firstTokenIsFirstOutput() {
+        #expect(!LLMParsing.isOutput(.openAIResponses, Array(#"{"type":"response.created","response":{}}"#.utf8)))
+        #expect(LLMParsing.isOutput(.openAIResponses, Array(#"{"type":"response.output_text.delta","delta":"x"}"#.utf8)))
+        #expect(!LLMParsing.isOutput(.openAIChat, Array(#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#.utf8)))
+        #expect(LLMParsing.isOutput(.openAIChat, Array(#"{"choices":[{"delta":{"content":"Hi"}}]}"#.utf8)))
+        #expect(!LLMParsing.isOutput(.anthropicMessages, Array(#"{"type":"ping"}"#.utf8)))
+    }
+
+    @Test func gaveUpKeepsNothing() {
+        var c = LLMCapture(api: .openAIChat, cap: 1 << 20)
+        c.responseHead(contentType: "text/event-stream", contentEncoding: nil)
+        Array(("data: " + #"{"model":"\#(String(repeating: "x", count: 100))","choices":[]}"# + "\n\n").utf8).withUnsafeBytes { c.response($0, at: 1) }
+        #expect(c.facts.model != nil)
+        c.giveUp()
+        #expect(c.facts.model == nil && c.facts.unreadable && c.heldBytes == 0)
     }
 }

@@ -113,3 +113,18 @@ import Testing
         }
     }
 }
+
+@Suite struct SummaryLastFailureTests {
+    /// Two sessions failing on one host at the same instant: each session's summary names its own.
+    @Test func lastFailureKeepsToTheSession() throws {
+        let store = try CallStore.inMemory()
+        var a = CallStoreTests.call("h.example", ts: 1_700_000_000_000_000_000, session: "A", outcome: .httpError)
+        a.error = "from A"
+        var b = a
+        b.sessionId = "B"
+        b.error = "from B"
+        try store.insert([a, b])
+        #expect(try store.hostSummaries(session: "A").first?.lastFailure?.error == "from A")
+        #expect(try store.hostSummaries(session: "B").first?.lastFailure?.error == "from B")
+    }
+}
