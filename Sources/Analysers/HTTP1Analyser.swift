@@ -65,6 +65,8 @@ public final class HTTP1Analyser {
 
     /// What the LLM captures of waiting exchanges hold, as counted in `budget`.
     private var chargedLLM = 0
+    /// Waiting exchanges with an LLM capture: the body path looks for one only when there is one.
+    private var openLLM = 0
 
     deinit { budget?.adjust(by: -(charged[0] + charged[1] + chargedPending + chargedLLM)) }
 
@@ -80,6 +82,7 @@ public final class HTTP1Analyser {
 
     public func takeCompleted() -> [HTTPExchange] {
         defer { completed.removeAll(keepingCapacity: true) }
+        if openLLM > 0 { for x in completed where x.llm != nil { openLLM -= 1 } }
         if let budget, chargedLLM > 0 {
             for i in completed.indices where (completed[i].llm?.charged ?? 0) > 0 {
                 budget.adjust(by: -completed[i].llm!.charged)
@@ -324,6 +327,7 @@ public final class HTTP1Analyser {
             pending[r].request = head
             if limits.llmBodyBytes > 0, let api = LLMAPI.match(method: head.method, target: head.target) {
                 pending[r].llm = LLMCapture(api: api, cap: limits.llmBodyBytes, requestEncoding: head.contentEncoding)
+                openLLM += 1
             }
             if head.chunked {
                 s.state = .chunkSize
@@ -384,7 +388,7 @@ public final class HTTP1Analyser {
     private func addBody(_ side: Direction, _ s: inout Stream, _ bytes: UnsafeRawBufferPointer, at time: Nanos) {
         s.bodyBytes += bytes.count
         if !bytes.isEmpty { s.lastBodyTime = time }
-        if limits.llmBodyBytes > 0 {
+        if openLLM > 0 {
             if side == .toServer, let r = requestIndex, pending[r].llm != nil {
                 pending[r].llm!.request(bytes)
                 if let budget { chargedLLM += budget.settle(&pending[r].llm!) }

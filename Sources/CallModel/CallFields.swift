@@ -94,7 +94,7 @@ extension CallRecord {
         v.integer("llm_input_tokens", &llmInputTokens)
         v.integer("llm_output_tokens", &llmOutputTokens)
         v.integer("llm_cache_read_tokens", &llmCacheReadTokens)
-        v.millis("llm_ttft_ms", &llmTTFTMicros)
+        v.millis("llm_ttft_ms", &llmTtftMicros)
         v.text("llm_stop_reason", &llmStopReason)
         v.list("llm_tool_calls", &llmToolCalls)
         // TLS

@@ -93,7 +93,7 @@ public struct CallRecord: Sendable, Equatable {
     public var llmOutputTokens: Int?
     public var llmCacheReadTokens: Int?
     /// Request start to the first SSE data event (streams), microseconds.
-    public var llmTTFTMicros: Int64?
+    public var llmTtftMicros: Int64?
     public var llmStopReason: String?
     /// Tool calls the model asked for, "name id".
     public var llmToolCalls: [String]?

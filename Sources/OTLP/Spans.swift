@@ -116,7 +116,7 @@ public enum OTLPSpans {
             i("gen_ai.usage.output_tokens", r.llmOutputTokens)
             i("gen_ai.usage.cache_read.input_tokens", r.llmCacheReadTokens)
             if let stop = r.llmStopReason { a.append(OTLPAttribute("gen_ai.response.finish_reasons", .strings([stop]))) }
-            ms("calltap.llm_ttft_ms", r.llmTTFTMicros)
+            ms("calltap.llm_ttft_ms", r.llmTtftMicros)
             list("calltap.llm_tool_calls", r.llmToolCalls)
         }
         // Who made it.

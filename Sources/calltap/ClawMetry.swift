@@ -151,7 +151,7 @@ struct ClawMetryLines {
         if r.llmProvider != nil {
             w.string("llm_provider", r.llmProvider)
             w.int("llm_cache_read_tokens", r.llmCacheReadTokens)
-            w.millis("llm_ttft_ms", r.llmTTFTMicros)
+            w.millis("llm_ttft_ms", r.llmTtftMicros)
             w.string("llm_stop_reason", r.llmStopReason)
             w.strings("llm_tool_calls", r.llmToolCalls)
         }
