@@ -157,3 +157,70 @@ extension ProtoWriter {
         }
     }
 }
+
+/// Reads the fields of one protobuf message (the inverse of `ProtoWriter`): the Collector's answers,
+/// and the checks of what the writer produced. `nil` when the bytes are not well-formed fields.
+public enum ProtoReader {
+    public enum Value: Equatable, Sendable {
+        case varint(UInt64), fixed64(UInt64), bytes(ArraySlice<UInt8>), fixed32(UInt32)
+    }
+
+    public static func fields(_ b: ArraySlice<UInt8>) -> [(field: Int, value: Value)]? {
+        var i = b.startIndex
+        var out: [(field: Int, value: Value)] = []
+        func varint() -> UInt64? {
+            var v: UInt64 = 0, shift: UInt64 = 0
+            while i < b.endIndex && shift < 64 {
+                let c = b[i]
+                i += 1
+                v |= UInt64(c & 0x7f) << shift
+                if c < 0x80 { return v }
+                shift += 7
+            }
+            return nil
+        }
+        func little(_ n: Int) -> UInt64? {
+            guard b.endIndex - i >= n else { return nil }
+            var v: UInt64 = 0
+            for k in 0..<n { v |= UInt64(b[i + k]) << (8 * UInt64(k)) }
+            i += n
+            return v
+        }
+        while i < b.endIndex {
+            guard let key = varint(), key >> 3 > 0, key >> 3 <= UInt64(Int32.max) else { return nil }
+            let field = Int(key >> 3)
+            switch key & 7 {
+            case 0: guard let v = varint() else { return nil }; out.append((field, .varint(v)))
+            case 1: guard let v = little(8) else { return nil }; out.append((field, .fixed64(v)))
+            case 5: guard let v = little(4) else { return nil }; out.append((field, .fixed32(UInt32(v))))
+            case 2:
+                guard let n = varint(), n <= UInt64(b.endIndex - i) else { return nil }
+                out.append((field, .bytes(b[i..<(i + Int(n))])))
+                i += Int(n)
+            default: return nil
+            }
+        }
+        return out
+    }
+
+    public static func fields(_ b: [UInt8]) -> [(field: Int, value: Value)]? { fields(b[...]) }
+
+    /// The nested messages (length-delimited values) of `field`.
+    public static func messages(_ b: ArraySlice<UInt8>, _ field: Int) -> [ArraySlice<UInt8>] {
+        (fields(b) ?? []).compactMap { f in
+            if f.field == field, case let .bytes(x) = f.value { return x }
+            return nil
+        }
+    }
+
+    /// The first varint or fixed64 of `field`.
+    public static func number(_ b: ArraySlice<UInt8>, _ field: Int) -> UInt64? {
+        for f in fields(b) ?? [] where f.field == field {
+            switch f.value {
+            case .varint(let v), .fixed64(let v): return v
+            default: continue
+            }
+        }
+        return nil
+    }
+}

@@ -75,45 +75,9 @@ public final class OTLPClient: Sendable {
     /// `ExportTraceServiceResponse { ExportTracePartialSuccess partial_success = 1; }` with
     /// `rejected_spans = 1` (int64): what a 2xx says the collector dropped. 0 when absent or unreadable.
     static func rejectedSpans(_ body: [UInt8]) -> Int {
-        var i = 0
-        func varint(_ b: [UInt8], _ i: inout Int) -> UInt64? {
-            var v: UInt64 = 0, shift: UInt64 = 0
-            while i < b.count && shift < 64 {
-                let c = b[i]
-                i += 1
-                v |= UInt64(c & 0x7f) << shift
-                if c < 0x80 { return v }
-                shift += 7
-            }
-            return nil
-        }
-        while i < body.count {
-            guard let key = varint(body, &i) else { return 0 }
-            switch key & 7 {
-            case 0: guard varint(body, &i) != nil else { return 0 }
-            case 1: i += 8
-            case 5: i += 4
-            case 2:
-                guard let n = varint(body, &i), n <= UInt64(body.count - i) else { return 0 }
-                let inner = Array(body[i..<(i + Int(n))])
-                i += Int(n)
-                guard key >> 3 == 1 else { continue }
-                var j = 0
-                while j < inner.count {
-                    guard let k = varint(inner, &j) else { return 0 }
-                    if k == 1 << 3 { return Int(clamping: Int64(bitPattern: varint(inner, &j) ?? 0)) }
-                    switch k & 7 {
-                    case 0: guard varint(inner, &j) != nil else { return 0 }
-                    case 2:
-                        guard let m = varint(inner, &j), m <= UInt64(inner.count - j) else { return 0 }
-                        j += Int(m)
-                    default: return 0
-                    }
-                }
-            default: return 0
-            }
-        }
-        return 0
+        guard let partial = ProtoReader.messages(body[...], 1).first,
+              let rejected = ProtoReader.number(partial, 1) else { return 0 }
+        return Int(clamping: Int64(bitPattern: rejected))
     }
 
     public func post(_ body: [UInt8], to url: URL, timeout: Double = 15) async -> Answer {

@@ -4,62 +4,23 @@ import Foundation
 @testable import OTLPHTTP
 import Testing
 
-/// A protobuf reader for the checks: fields of one message, nested ones read again on demand.
-struct ProtoReader {
-    enum Value: Equatable {
-        case varint(UInt64), fixed64(UInt64), bytes([UInt8]), fixed32(UInt32)
-    }
+/// Test helpers over the module's `ProtoReader`.
+extension ProtoReader {
     struct Bad: Error {}
-
-    static func fields(_ b: [UInt8]) throws -> [(Int, Value)] {
-        var i = 0
-        var out: [(Int, Value)] = []
-        func varint() throws -> UInt64 {
-            var v: UInt64 = 0, shift: UInt64 = 0
-            while true {
-                guard i < b.count, shift < 64 else { throw Bad() }
-                let c = b[i]; i += 1
-                v |= UInt64(c & 0x7f) << shift
-                if c < 0x80 { return v }
-                shift += 7
-            }
-        }
-        while i < b.count {
-            let key = try varint()
-            let field = Int(key >> 3)
-            switch key & 7 {
-            case 0: out.append((field, .varint(try varint())))
-            case 1:
-                guard i + 8 <= b.count else { throw Bad() }
-                out.append((field, .fixed64((0..<8).reduce(UInt64(0)) { $0 | UInt64(b[i + $1]) << (8 * UInt64($1)) })))
-                i += 8
-            case 2:
-                let n = Int(try varint())
-                guard n >= 0, i + n <= b.count else { throw Bad() }
-                out.append((field, .bytes(Array(b[i..<(i + n)]))))
-                i += n
-            case 5:
-                guard i + 4 <= b.count else { throw Bad() }
-                out.append((field, .fixed32((0..<4).reduce(UInt32(0)) { $0 | UInt32(b[i + $1]) << (8 * UInt32($1)) })))
-                i += 4
-            default: throw Bad()
-            }
-        }
-        return out
+    static func fieldsOrThrow(_ b: [UInt8]) throws -> [(field: Int, value: Value)] {
+        guard let f = fields(b) else { throw Bad() }
+        return f
     }
-
     static func messages(_ b: [UInt8], _ field: Int) throws -> [[UInt8]] {
-        try fields(b).compactMap { f, v in if f == field, case let .bytes(x) = v { return x } else { return nil } }
+        guard fields(b) != nil else { throw Bad() }
+        return messages(b[...], field).map(Array.init)
     }
     static func string(_ b: [UInt8], _ field: Int) throws -> String? {
         try messages(b, field).first.map { String(decoding: $0, as: UTF8.self) }
     }
     static func uint(_ b: [UInt8], _ field: Int) throws -> UInt64? {
-        try fields(b).compactMap { f, v -> UInt64? in
-            if f == field, case let .varint(x) = v { return x }
-            if f == field, case let .fixed64(x) = v { return x }
-            return nil
-        }.first
+        guard fields(b) != nil else { throw Bad() }
+        return number(b[...], field)
     }
     /// KeyValue list → [key: AnyValue bytes].
     static func attributes(_ b: [UInt8], _ field: Int) throws -> [String: [UInt8]] {
@@ -90,7 +51,7 @@ struct ProtoReader {
             inner.message(3) { $0.bytesField(4, body) }
         }
         w.string(5, "after")
-        let top = try ProtoReader.fields(w.bytes)
+        let top = try ProtoReader.fieldsOrThrow(w.bytes)
         #expect(top.count == 3)
         let inner = try ProtoReader.messages(w.bytes, 2)[0]
         let deepest = try ProtoReader.messages(inner, 3)[0]
@@ -354,8 +315,12 @@ struct ProtoReader {
         #expect(OTLPClient.shown(URL(string: "https://user:secret@collector:4318/v1/traces")!) == "https://collector:4318/v1/traces")
         #expect(OTLPConfiguration.withoutCredentials("ftp://user:secret@host/x") == "ftp://…@host/x")
         #expect(OTLPConfiguration.withoutCredentials("http://host/a@b") == "http://host/a@b")
-        let problem = try? OTLPConfiguration.resolve(endpoint: "gopher://u:hunter2@h", headers: [], timeout: 1, environment: [:], hostName: "h")
-        #expect(problem == nil)
+        do {
+            _ = try OTLPConfiguration.resolve(endpoint: "gopher://u:hunter2@h", headers: [], timeout: 1, environment: [:], hostName: "h")
+            Issue.record("a gopher endpoint was taken")
+        } catch {
+            #expect("\(error)".contains("gopher://…@h") && !"\(error)".contains("hunter2"))
+        }
         do {
             _ = try OTLPConfiguration.resolve(endpoint: "http://c", headers: ["Authorization: Bearer hunter2"], timeout: 1,
                                               environment: [:], hostName: "h")

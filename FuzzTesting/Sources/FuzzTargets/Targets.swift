@@ -137,10 +137,11 @@ public let fuzzTargets: [FuzzTarget] = [
         r.target = part(2)
         let resource = OTLPResource(attributes: [OTLPAttribute("service.name", .string(part(6) ?? ""))])
         let (bytes, spans) = OTLPTraceRequest.encode([r, r], resource: resource, version: "fuzz")
-        precondition(spans == 2 && protobufIsWellFormed(bytes[...], depth: 0))
+        precondition(spans == 2 && traceRequestReadsBack(bytes, spans: 2))
         let metrics = OTLPMetrics(start: 1)
         metrics.record(r)
-        precondition(protobufIsWellFormed(metrics.encode(resource: resource, version: "fuzz", now: 2)[...], depth: 0))
+        let request = metrics.encode(resource: resource, version: "fuzz", now: 2)
+        precondition(ProtoReader.messages(request[...], 1).allSatisfy { ProtoReader.fields($0) != nil })
         _ = try? OTLPConfiguration.resolve(endpoint: "http://127.0.0.1:4318", headers: part(5).map { [$0] } ?? [], timeout: 1,
                                            environment: ["OTEL_EXPORTER_OTLP_HEADERS": part(5) ?? "",
                                                          "OTEL_RESOURCE_ATTRIBUTES": part(6) ?? ""],
@@ -268,34 +269,20 @@ func runPipeline(linkType: LinkType, records: UnsafeRawBufferPointer) {
     analyzer.finish()
 }
 
-/// Whether `b` is a sequence of well-formed protobuf fields, looking into every length-delimited field
-/// that itself parses as fields (strings that do not are fine), to `depth` 8.
-func protobufIsWellFormed(_ b: ArraySlice<UInt8>, depth: Int) -> Bool {
-    var i = b.startIndex
-    func varint() -> UInt64? {
-        var v: UInt64 = 0, shift: UInt64 = 0
-        while i < b.endIndex && shift < 64 {
-            let c = b[i]
-            i += 1
-            v |= UInt64(c & 0x7f) << shift
-            if c < 0x80 { return v }
-            shift += 7
-        }
-        return nil
-    }
-    while i < b.endIndex {
-        guard let key = varint(), key >> 3 > 0 else { return false }
-        switch key & 7 {
-        case 0: guard varint() != nil else { return false }
-        case 1: guard b.endIndex - i >= 8 else { return false }; i += 8
-        case 5: guard b.endIndex - i >= 4 else { return false }; i += 4
-        case 2:
-            guard let n = varint(), n <= UInt64(b.endIndex - i) else { return false }
-            let inner = b[i..<(i + Int(n))]
-            if depth < 8 { _ = protobufIsWellFormed(inner, depth: depth + 1) }
-            i += Int(n)
-        default: return false
+/// Whether an encoded `ExportTraceServiceRequest` reads back as resource spans → scope spans → spans,
+/// each span a well-formed message with its name: a length the writer got wrong anywhere shows here.
+func traceRequestReadsBack(_ b: [UInt8], spans expected: Int) -> Bool {
+    var spans = 0
+    for rs in ProtoReader.messages(b[...], 1) {
+        for ss in ProtoReader.messages(rs, 2) {
+            for span in ProtoReader.messages(ss, 2) {
+                guard let fields = ProtoReader.fields(span), fields.contains(where: { $0.field == 5 }) else { return false }
+                for f in fields where f.field == 9 || f.field == 11 || f.field == 15 {
+                    guard case let .bytes(inner) = f.value, ProtoReader.fields(inner) != nil else { return false }
+                }
+                spans += 1
+            }
         }
     }
-    return true
+    return spans == expected
 }
