@@ -181,8 +181,7 @@ public struct SSEScanner: Sendable {
         }
         // "data:" with an optional space; other fields (event:, id:, retry:) and comments are not needed:
         // every API puts what we read inside the data.
-        let prefix: [UInt8] = Array("data:".utf8)
-        guard line.count >= 5, Array(line[0..<5]) == prefix else { return }
+        guard line.starts(with: "data:".utf8) else { return }
         var value = line[5...]
         if value.first == 0x20 { value = value.dropFirst() }
         let had = hasData
@@ -207,7 +206,7 @@ public enum LLMParsing {
     static let maxValues = 20_000
 
     static func object(_ bytes: [UInt8]) -> [String: Any]? {
-        guard !bytes.isEmpty, bytes != Array("[DONE]".utf8) else { return nil }
+        guard !bytes.isEmpty, !bytes.elementsEqual("[DONE]".utf8) else { return nil }
         var values = 0, inString = false, escaped = false
         for b in bytes {
             if inString {
@@ -237,40 +236,50 @@ public enum LLMParsing {
         return s.count > limit ? String(s.prefix(limit)) : s
     }
 
-    /// Whether `key` is followed (after `:` and spaces) by a string that is not empty.
-    static func nonEmptyString(after key: String, in data: [UInt8]) -> Bool {
-        let k = Array(key.utf8)
-        guard k.count < data.count else { return false }
-        var i = 0
-        while i <= data.count - k.count {
-            if data[i] == k[0] && data[i..<(i + k.count)].elementsEqual(k) {
-                var j = i + k.count
-                while j < data.count && (data[j] == 0x20 || data[j] == 0x3A) { j += 1 }
-                if j + 1 < data.count && data[j] == 0x22 && data[j + 1] != 0x22 { return true }
+    /// Where `needle` next occurs in `data` at or after `from`: the index just past it.
+    static func find(_ needle: StaticString, in data: [UInt8], from: Int = 0) -> Int? {
+        needle.withUTF8Buffer { n in
+            guard let first = n.first, n.count <= data.count else { return nil }
+            var i = from
+            while i <= data.count - n.count {
+                if data[i] == first {
+                    var k = 1
+                    while k < n.count && data[i + k] == n[k] { k += 1 }
+                    if k == n.count { return i + n.count }
+                }
+                i += 1
             }
-            i += 1
+            return nil
+        }
+    }
+
+    static func has(_ needle: StaticString, in data: [UInt8]) -> Bool { find(needle, in: data) != nil }
+
+    /// Whether some occurrence of `key` has a value (after `:` and spaces) whose first two bytes pass
+    /// `test`: a non-empty string, an object, without parsing the event.
+    static func value(after key: StaticString, in data: [UInt8], _ test: (UInt8, UInt8?) -> Bool) -> Bool {
+        var from = 0
+        while let end = find(key, in: data, from: from) {
+            var j = end
+            while j < data.count && (data[j] == 0x20 || data[j] == 0x3A) { j += 1 }
+            if j < data.count && test(data[j], j + 1 < data.count ? data[j + 1] : nil) { return true }
+            from = end
         }
         return false
     }
 
+    static func isString(_ first: UInt8, _: UInt8?) -> Bool { first == 0x22 }
+    static func isNonEmptyString(_ first: UInt8, _ second: UInt8?) -> Bool { first == 0x22 && second != nil && second != 0x22 }
+    static func isObject(_ first: UInt8, _: UInt8?) -> Bool { first == 0x7B }
+
     /// Whether an SSE event carries output (text, a tool call): the first such event is the first token.
     /// Events before it (a stream's `response.created`, `message_start`, `ping`) are not.
     public static func isOutput(_ api: LLMAPI, _ data: [UInt8]) -> Bool {
-        func has(_ needle: String) -> Bool {
-            let n = Array(needle.utf8)
-            guard !n.isEmpty, n.count <= data.count else { return false }
-            var i = 0
-            while i <= data.count - n.count {
-                if data[i] == n[0] && data[i..<(i + n.count)].elementsEqual(n) { return true }
-                i += 1
-            }
-            return false
-        }
         switch api {
-        case .openAIChat: return nonEmptyString(after: "\"content\"", in: data) || has("\"tool_calls\"")
-        case .openAIResponses: return has(".delta\"") || has("\"function_call\"")
-        case .anthropicMessages: return has("content_block_delta") || has("content_block_start")
-        case .gemini: return has("\"parts\"")
+        case .openAIChat: return value(after: "\"content\"", in: data, isNonEmptyString) || has("\"tool_calls\"", in: data)
+        case .openAIResponses: return has(".delta\"", in: data) || has("\"function_call\"", in: data)
+        case .anthropicMessages: return has("content_block_delta", in: data) || has("content_block_start", in: data)
+        case .gemini: return has("\"parts\"", in: data)
         }
     }
 
@@ -298,32 +307,16 @@ public enum LLMParsing {
     /// Whether an SSE event can hold anything read from it; most events are text deltas that cannot,
     /// and are not parsed.
     static func worthReading(_ api: LLMAPI, _ data: [UInt8], modelKnown: Bool) -> Bool {
-        func has(_ needle: StaticString) -> Bool {
-            needle.withUTF8Buffer { n in
-                guard n.count <= data.count, let first = n.first else { return false }
-                var i = 0
-                let last = data.count - n.count
-                while i <= last {
-                    if data[i] == first {
-                        var k = 1
-                        while k < n.count && data[i + k] == n[k] { k += 1 }
-                        if k == n.count { return true }
-                    }
-                    i += 1
-                }
-                return false
-            }
-        }
         switch api {
         case .openAIChat:
-            return !modelKnown || has("\"usage\":{") || has("\"finish_reason\":\"") || has("\"tool_calls\"")
-                || has("\"usage\": {") || has("\"finish_reason\": \"")
+            return !modelKnown || value(after: "\"usage\"", in: data, isObject)
+                || value(after: "\"finish_reason\"", in: data, isString) || has("\"tool_calls\"", in: data)
         case .openAIResponses:
-            return has("\"response\":") || has("function_call")
+            return has("\"response\":", in: data) || has("function_call", in: data)
         case .anthropicMessages:
-            return has("message_start") || has("message_delta") || has("tool_use")
+            return has("message_start", in: data) || has("message_delta", in: data) || has("tool_use", in: data)
         case .gemini:
-            return !modelKnown || has("usageMetadata") || has("finishReason") || has("functionCall")
+            return !modelKnown || has("usageMetadata", in: data) || has("finishReason", in: data) || has("functionCall", in: data)
         }
     }
 

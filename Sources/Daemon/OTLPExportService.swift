@@ -171,6 +171,6 @@ public final class OTLPExportService: Service, @unchecked Sendable {
     func sendMetrics(timeout: Double) async {
         guard metrics.hasData else { return }
         let body = metrics.encode(resource: configuration.resource, version: version, now: UInt64(Self.now()))
-        if case .delivered = await client.post(body, to: configuration.metricsURL, timeout: timeout) { metrics.markSent() }
+        _ = await client.post(body, to: configuration.metricsURL, timeout: timeout)
     }
 }

@@ -48,7 +48,6 @@ public final class OTLPMetrics {
     private(set) var networkIO: [SeriesKey: UInt64] = [:]
     /// Calls counted into the HTTP histogram (for checks and the status line).
     public private(set) var httpCalls = 0
-    private var changed = false
 
     static let httpKeys = ["http.request.method", "server.address", "server.port", "http.response.status_code", "error.type", "network.protocol.version"]
     static let dnsKeys = ["dns.question.name", "error.type"]
@@ -58,11 +57,8 @@ public final class OTLPMetrics {
     /// `start`: the cumulative series' start, in nanoseconds since the epoch.
     public init(start: UInt64) { self.start = start }
 
-    /// Whether anything was recorded since the last `markSent`.
-    public var hasNews: Bool { changed }
-    /// Whether anything was ever recorded.
+    /// Whether anything was recorded (cumulative series are sent again every interval once there are any).
     public var hasData: Bool { !httpDurations.isEmpty || !dnsDurations.isEmpty || !networkIO.isEmpty }
-    public func markSent() { changed = false }
 
     private static func bounded<V>(_ map: inout [SeriesKey: V], _ key: SeriesKey, default d: V, _ update: (inout V) -> Void) {
         let k = map[key] != nil || map.count < maxSeries ? key : overflow
@@ -80,22 +76,18 @@ public final class OTLPMetrics {
                                          OTLPSpans.protocolVersion(r) ?? ""])
             Self.bounded(&httpDurations, key, default: Histogram()) { $0.record(seconds) }
             httpCalls += 1
-            changed = true
         case .dns:
             guard r.latencyMicros != nil else { break }
             let key = SeriesKey(values: [r.host ?? "", OTLPSpans.errorType(r) ?? ""])
             Self.bounded(&dnsDurations, key, default: Histogram()) { $0.record(seconds) }
-            changed = true
         default: break
         }
         guard r.kind == .connect || r.kind == .tls || r.kind == .quic else { return }
         if let sent = r.bytesSent, sent > 0 {
             Self.bounded(&networkIO, SeriesKey(values: ["transmit", server]), default: 0) { $0 += UInt64(sent) }
-            changed = true
         }
         if let received = r.bytesReceived, received > 0 {
             Self.bounded(&networkIO, SeriesKey(values: ["receive", server]), default: 0) { $0 += UInt64(received) }
-            changed = true
         }
     }
 

@@ -52,8 +52,9 @@ public final class OTLPBatchExporter: CallSink, @unchecked Sendable {
     /// True once the exporter has given up (every later call is counted as not delivered).
     public var hasFailed: Bool { condition.withLock { outcome.failure != nil } }
 
+    /// Takes every call: the span request leaves out what is not a span (`OTLPSpans.isExported`), while
+    /// the metrics count the bytes of those too.
     public func add(_ r: CallRecord) {
-        guard OTLPSpans.isExported(r) || r.kind == .tls else { return }
         current.append(r)
         if current.count >= Self.batchSize { enqueue() }
     }
@@ -167,7 +168,7 @@ public final class OTLPBatchExporter: CallSink, @unchecked Sendable {
                 outcome.busySeconds += Date().timeIntervalSince(began)
             }
         }
-        if !hasFailed && metrics.hasNews {
+        if !hasFailed && metrics.hasData {
             let began = Date()
             let body = metrics.encode(resource: configuration.resource, version: version,
                                       now: UInt64(Date().timeIntervalSince1970 * 1e9))

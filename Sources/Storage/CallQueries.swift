@@ -94,42 +94,22 @@ extension CallStore {
     /// Aggregated by SQLite over the `calls_summary` covering index (no read of the calls table but for
     /// each host's last failure), so it stays fast at hundreds of thousands of calls.
     public func hostSummaries(session: String?, since: Int64? = nil, until: Int64? = nil) throws -> [HostSummary] {
-        var clauses: [String] = []
-        var args: [(any DatabaseValueConvertible)?] = []
-        if let s = session { clauses.append("session_id = ?"); args.append(s) }
-        if let t = since { clauses.append("ts >= ?"); args.append(t / 1000) }
-        if let t = until { clauses.append("ts < ?"); args.append(t / 1000) }
-        let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
-        let and = clauses.isEmpty ? " WHERE " : filter + " AND "
-        let arguments = StatementArguments(args)
-        // The same filter on the inner query that picks each host's last failure.
-        let innerAnd = clauses.map { " AND c2." + $0 }.joined()
+        let q = SummaryQueries(session: session, since: since, until: until)
         return try writer.read { db in
             var out: [String: HostSummary] = [:]
-            for row in try Row.fetchAll(db, sql: Self.summarySQL(filter), arguments: arguments) {
+            for row in try Row.fetchAll(db, sql: q.totals, arguments: q.arguments) {
                 let host: String = row["h"]
                 out[host] = HostSummary(host: host, calls: row["calls"], failures: row["failures"], httpLatencies: [],
                                         bytes: row["bytes"], lastFailure: nil)
             }
             // HTTP latencies, ascending per host (for the percentiles).
-            let latencies = try Row.fetchCursor(db, sql: """
-                SELECT \(Self.hostKey) AS h, latency_ms FROM calls\(and)kind = 'http' AND latency_ms IS NOT NULL
-                ORDER BY h, latency_ms
-                """, arguments: arguments)
+            let latencies = try Row.fetchCursor(db, sql: q.latencies, arguments: q.arguments)
             while let row = try latencies.next() {
                 let h: String = row["h"]
                 let ms: Double = row["latency_ms"]
                 out[h]?.httpLatencies.append(Int64((ms * 1000).rounded()))
             }
-            // Each host's last failure (by start, then id), read whole.
-            let last = try Row.fetchAll(db, sql: """
-                SELECT id, \(Self.columns.joined(separator: ",")) FROM calls WHERE id IN (
-                    SELECT (SELECT id FROM calls c2 WHERE \(Self.hostKey.replacingOccurrences(of: "host", with: "c2.host")
-                        .replacingOccurrences(of: "server_ip", with: "c2.server_ip")) = f.h AND c2.ts = f.t AND c2.outcome <> 'ok'\(innerAnd)
-                        ORDER BY c2.id DESC LIMIT 1)
-                    FROM (SELECT \(Self.hostKey) AS h, MAX(ts) AS t FROM calls\(and)outcome <> 'ok' GROUP BY h) f)
-                """, arguments: StatementArguments(args + args))
-            for row in last {
+            for row in try Row.fetchAll(db, sql: q.lastFailures, arguments: q.lastFailureArguments) {
                 let r = Self.record(row)
                 out[r.host ?? r.serverIp ?? "unknown"]?.lastFailure = r
             }
@@ -137,33 +117,67 @@ extension CallStore {
         }
     }
 
-    /// How calls are grouped by host: its name, else the server's address.
-    static let hostKey = "COALESCE(host, server_ip, 'unknown')"
+    /// The per-host summary's three queries over one filter (session, time range).
+    struct SummaryQueries {
+        var clauses: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
 
-    static func summarySQL(_ filter: String) -> String {
-        """
-        SELECT \(hostKey) AS h, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
-               SUM(COALESCE(request_body_bytes, 0) + COALESCE(response_body_bytes, 0)
-                   + CASE WHEN kind <> 'http' THEN COALESCE(bytes_sent, 0) + COALESCE(bytes_received, 0) ELSE 0 END) AS bytes
-        FROM calls\(filter) GROUP BY h
-        """
+        init(session: String?, since: Int64?, until: Int64?) {
+            if let s = session { clauses.append("session_id = ?"); args.append(s) }
+            if let t = since { clauses.append("ts >= ?"); args.append(t / 1000) }
+            if let t = until { clauses.append("ts < ?"); args.append(t / 1000) }
+        }
+
+        /// How calls are grouped by host: its name, else the server's address (columns of `table`).
+        static func hostKey(_ table: String = "") -> String { "COALESCE(\(table)host, \(table)server_ip, 'unknown')" }
+
+        /// `WHERE` with the filter and `extra` conditions, on columns of `table`.
+        func whereClause(_ extra: [String] = [], table: String = "") -> String {
+            let all = clauses.map { table + $0 } + extra
+            return all.isEmpty ? "" : " WHERE " + all.joined(separator: " AND ")
+        }
+
+        var arguments: StatementArguments { StatementArguments(args) }
+
+        var totals: String {
+            """
+            SELECT \(Self.hostKey()) AS h, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
+                   SUM(COALESCE(request_body_bytes, 0) + COALESCE(response_body_bytes, 0)
+                       + CASE WHEN kind <> 'http' THEN COALESCE(bytes_sent, 0) + COALESCE(bytes_received, 0) ELSE 0 END) AS bytes
+            FROM calls\(whereClause()) GROUP BY h
+            """
+        }
+
+        var latencies: String {
+            "SELECT \(Self.hostKey()) AS h, latency_ms FROM calls\(whereClause(["kind = 'http'", "latency_ms IS NOT NULL"])) ORDER BY h, latency_ms"
+        }
+
+        /// Each host's latest failure start.
+        var lastFailureTimes: String {
+            "SELECT \(Self.hostKey()) AS h, MAX(ts) AS t FROM calls\(whereClause(["outcome <> 'ok'"])) GROUP BY h"
+        }
+
+        /// Each host's last failure (by start, then id), read whole; the inner query takes the filter
+        /// too, so another session's failure at the same instant is never picked.
+        var lastFailures: String {
+            let inner = whereClause(["\(Self.hostKey("c2.")) = f.h", "c2.ts = f.t", "c2.outcome <> 'ok'"], table: "c2.")
+            return """
+                SELECT id, \(CallStore.columns.joined(separator: ",")) FROM calls WHERE id IN (
+                    SELECT (SELECT id FROM calls c2\(inner) ORDER BY c2.id DESC LIMIT 1) FROM (\(lastFailureTimes)) f)
+                """
+        }
+
+        /// The inner query's arguments come first, as they appear in `lastFailures`.
+        var lastFailureArguments: StatementArguments { StatementArguments(args + args) }
     }
 
     /// The query plans of the dashboard's summary queries, for the check that none reads the whole
     /// calls table.
-    public func summaryQueryPlans(session: String?, since: Int64?) throws -> [String] {
-        var clauses: [String] = []
-        var args: [(any DatabaseValueConvertible)?] = []
-        if let s = session { clauses.append("session_id = ?"); args.append(s) }
-        if let t = since { clauses.append("ts >= ?"); args.append(t / 1000) }
-        let filter = clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
-        let and = clauses.isEmpty ? " WHERE " : filter + " AND "
-        let queries = [Self.summarySQL(filter),
-                       "SELECT \(Self.hostKey) AS h, latency_ms FROM calls\(and)kind = 'http' AND latency_ms IS NOT NULL ORDER BY h, latency_ms",
-                       "SELECT \(Self.hostKey) AS h, MAX(ts) AS t FROM calls\(and)outcome <> 'ok' GROUP BY h"]
+    public func summaryQueryPlans(session: String?, since: Int64?, until: Int64? = nil) throws -> [String] {
+        let q = SummaryQueries(session: session, since: since, until: until)
         return try writer.read { db in
-            try queries.flatMap { q in
-                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + q, arguments: StatementArguments(args)).map { $0["detail"] as String }
+            try [q.totals, q.latencies, q.lastFailureTimes].flatMap { sql in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: q.arguments).map { $0["detail"] as String }
             }
         }
     }
