@@ -121,6 +121,8 @@ public final class HTTP2Analyser {
 
     /// What the LLM captures of open streams hold, as counted in `budget`.
     private var chargedLLM = 0
+    /// Open streams with an LLM capture: DATA looks its stream up only for summaries or when there is one.
+    private var openLLM = 0
 
     deinit { budget?.adjust(by: -(sides[0].charged + sides[1].charged + chargedLLM)) }
 
@@ -154,6 +156,7 @@ public final class HTTP2Analyser {
 
     public func takeCompleted() -> [HTTP2Stream] {
         defer { completed.removeAll(keepingCapacity: true) }
+        if openLLM > 0 { for s in completed where s.llm != nil { openLLM -= 1 } }
         if let budget, chargedLLM > 0 {
             for i in completed.indices where (completed[i].llm?.charged ?? 0) > 0 {
                 budget.adjust(by: -completed[i].llm!.charged)
@@ -230,7 +233,7 @@ public final class HTTP2Analyser {
                 sides[k].payload.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[i..<(i + keep)]))
                 if sides[k].payload.capacity != before { settle(k); if sides[k].lost { return } }
             }
-            if sides[k].frameType == 0 && (limits.summaryBytes > 0 || limits.llmBodyBytes > 0) {
+            if sides[k].frameType == 0 && (limits.summaryBytes > 0 || openLLM > 0) {
                 keepBodyPrefix(k, UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]), at: sides[k].length - sides[k].remaining)
             }
             i += take
@@ -438,6 +441,7 @@ public final class HTTP2Analyser {
                     if self.limits.llmBodyBytes > 0, let api = LLMAPI.match(method: s.method, target: s.path) {
                         s.llm = LLMCapture(api: api, cap: self.limits.llmBodyBytes,
                                            requestEncoding: headers.first(name: "content-encoding")?.lowercased())
+                        self.openLLM += 1
                     }
                 }
             }

@@ -78,9 +78,9 @@ enum HTTPHeadParser {
             head.sessionHints["x-session-id"] = String(decoding: value, as: UTF8.self)
         case 10 where equalsLower(name, "session_id"):
             // The Codex transport's session headers (the agent's session id).
-            head.sessionHints["session_id"] = String(decoding: value.prefix(512), as: UTF8.self)
+            head.sessionHints["session_id"] = String(decoding: value, as: UTF8.self)
         case 15 where equalsLower(name, "conversation_id"):
-            head.sessionHints["conversation_id"] = String(decoding: value.prefix(512), as: UTF8.self)
+            head.sessionHints["conversation_id"] = String(decoding: value, as: UTF8.self)
         case 11 where equalsLower(name, "traceparent"):
             // 55 bytes when well formed; anything longer is not a version-00 trace context.
             if value.count <= 128 { head.sessionHints["traceparent"] = String(decoding: value, as: UTF8.self) }

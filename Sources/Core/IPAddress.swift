@@ -74,6 +74,9 @@ public struct IPAddress: Hashable, Sendable, Comparable {
         }
     }
 
+    /// 0.0.0.0 or ::.
+    public var isUnspecified: Bool { (high == 0 && low == 0) || self == IPAddress(v4: 0) }
+
     /// Loopback (127/8, ::1) and link-local (169.254/16, fe80::/10) addresses, excluded from reports by default.
     public var isLocal: Bool {
         if isV4 {

@@ -3,8 +3,8 @@ import CDecompress
 /// Undoes `Content-Encoding` (gzip, x-gzip, deflate, br) of a body held in memory, producing at most
 /// `limit` bytes: a body that inflates beyond it (a decompression bomb, or just a long answer) gives
 /// nil, never more memory. Pure: bytes in, bytes out.
-enum Decompression {
-    static func decode(_ body: [UInt8], encoding: String?, limit: Int) -> [UInt8]? {
+public enum Decompression {
+    public static func decode(_ body: [UInt8], encoding: String?, limit: Int) -> [UInt8]? {
         guard let encoding, !encoding.isEmpty, encoding != "identity" else { return body }
         switch encoding {
         case "gzip", "x-gzip": return inflate(body, windowBits: 15 + 16, limit: limit)

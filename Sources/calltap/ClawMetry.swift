@@ -59,14 +59,13 @@ struct ClawMetryLines {
     /// Loopback, link-local, unspecified: never an external call. A call that names a host is judged by
     /// the name (a local proxy carries calls to the world); the address decides only without one.
     static func isLocal(_ host: String?, ip: String?) -> Bool {
+        var address = ip
         if let h = host?.lowercased() {
             if h == "localhost" || h.hasSuffix(".localhost") { return true }
-            let bare = h.hasPrefix("[") && h.hasSuffix("]") ? String(h.dropFirst().dropLast()) : h
-            if let a = IPAddress(parsing: bare) { return a.isLocal || (a.high == 0 && a.low == 0) || a == IPAddress(v4: 0) }
-            return false
+            address = h.hasPrefix("[") && h.hasSuffix("]") ? String(h.dropFirst().dropLast()) : h
         }
-        guard let ip, let a = IPAddress(parsing: ip) else { return false }
-        return a.isLocal || (a.high == 0 && a.low == 0) || a == IPAddress(v4: 0)
+        guard let address, let a = IPAddress(parsing: address) else { return false }
+        return a.isLocal || a.isUnspecified
     }
 
     /// `host` or, without one, the server's address (bracketed when IPv6).

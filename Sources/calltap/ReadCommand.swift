@@ -123,6 +123,11 @@ struct ReadCommand: ParsableCommand {
         // The table header waits for the first call or the first readable file, so an input that cannot
         // be opened leaves nothing on stdout but its error on stderr.
         var headerWritten = false
+        var clawError: Error?
+        func writeBatch() {
+            writer?.write(batch)
+            do { try claw?.write(batch) } catch { clawError = clawError ?? error }
+        }
         let exporter = otlpConfiguration.map { OTLPBatchExporter(configuration: $0, version: Calltap.version) }
         let analyzer = Analyzer(options: options) { record in
             switch format {
@@ -134,11 +139,11 @@ struct ReadCommand: ParsableCommand {
             case .none: break
             }
             exporter?.add(record)
-            if let claw { try? claw.write([record]) }
-            if let writer {
+            // The database and the ClawMetry file take calls in batches.
+            if writer != nil || claw != nil {
                 batch.append(record)
                 if batch.count >= 2000 {
-                    writer.write(batch)
+                    writeBatch()
                     batch.removeAll(keepingCapacity: true)
                 }
             }
@@ -186,6 +191,10 @@ struct ReadCommand: ParsableCommand {
             for line in CallTable.summary(tableRows) { out.line(line) }
         }
         out.flush()
+        if let claw {
+            do { try claw.write(batch) } catch { clawError = clawError ?? error }
+            if let clawError { Log.error("cannot write --clawmetry-jsonl \(clawmetryJSONL ?? ""): \(clawError)") }
+        }
         // The export finishes before any database error ends the run, so what it holds is still sent.
         let exported = exporter?.finish()
         if let store, let writer {

@@ -29,7 +29,8 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 /// - registration: one request on the registration socket; redaction: a request target, then (after a
 ///   NUL) a body, through every redaction rule
 /// - llm: [api index][split point] then bytes: the first part as a request body, the rest as a response
-///   read both as SSE (in chunks of the split point) and as one JSON body, for every API
+///   read both as SSE (in chunks of the split point) and as one JSON body, for every API; the whole
+///   as a gzip, deflate or br body (by the split point)
 /// - otlp: NUL-separated strings (a traceparent, method, host, path, session, OTEL_EXPORTER_OTLP_HEADERS,
 ///   OTEL_RESOURCE_ATTRIBUTES) into a call, its span request and the exporter's configuration
 public let fuzzTargets: [FuzzTarget] = [
@@ -115,6 +116,9 @@ public let fuzzTargets: [FuzzTarget] = [
         }
         precondition(c.heldBytes <= 3 * 4096 + 1024, "an SSE capture held \(c.heldBytes) bytes")
         precondition(c.facts.toolCalls.count <= 64)
+        // The same bytes as a compressed body: never more out than the limit.
+        let encoding = ["gzip", "deflate", "br"][Int(data[1]) % 3]
+        if let out = Decompression.decode(rest, encoding: encoding, limit: 4096) { precondition(out.count <= 4096 + 16_384) }
     },
     FuzzTarget(name: "otlp", summary: "traceparent values, calls with any text as OTLP spans and metrics, OTEL_* settings") { data in
         let parts = Array(data).split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
