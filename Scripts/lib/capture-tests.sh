@@ -8,11 +8,7 @@ cd "$(dirname "$0")/../.."
 A=ct-cap-agent S=ct-cap-svc
 AIP=10.213.10.2 SIP=10.213.10.1
 tmp=$(mktemp -d)
-pass=0 fail=0
-check() { # name, condition (a command)
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); echo "ok: $name"; else fail=$((fail + 1)); echo "FAIL: $name" >&2; fi
-}
+. Scripts/lib/livecheck.sh
 # Starts `calltap capture ARGS` (stdout to OUT), makes one request from the agent namespace once it is
 # up, and stops it with SIGTERM.
 capture_one_request() { # out, url, capture arguments...

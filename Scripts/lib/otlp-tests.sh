@@ -9,22 +9,14 @@ set -uo pipefail
 bin=$1
 cd "$(dirname "$0")/../.."
 . Scripts/lib/setup.sh
+. Scripts/lib/livecheck.sh
 ensure_packages nginx-light tcpdump curl iproute2
 python3 -c "import opentelemetry.proto" 2>/dev/null || python3 -m pip install -q opentelemetry-proto 2>/dev/null
 A=ct-otlp-agent S=ct-otlp-svc
 AIP=10.213.40.2 SIP=10.213.40.1
 tmp=$(mktemp -d)
-pass=0 fail=0
-check() { # name, condition (a command)
-  local name=$1; shift
-  if "$@"; then pass=$((pass + 1)); echo "ok: $name"; else fail=$((fail + 1)); echo "FAIL: $name" >&2; fi
-}
 cleanup() {
-  local p _
-  for p in $(jobs -p); do kill -TERM "$p" 2>/dev/null; done
-  for p in $(jobs -p); do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
+  stop_jobs
   [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null
   ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$tmp"
@@ -151,18 +143,11 @@ check "...and every span of that capture checks out field by field" \
 kill $receiver_pid
 
 # --- capture: a 10 s collector outage, then kill -9 with a batch in flight; every call arrives ---
-ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null
-if ! { ip netns add $A && ip netns add $S; } 2>/dev/null; then
-  if [ "${CI:-}" = "true" ]; then echo "FAIL: cannot create network namespaces" >&2; exit 1; fi
-  echo "otlp capture tests: skipped (network namespaces need root)"
+if ! veth_pair $A $S ct-otlpa0 ct-otlps0 $AIP $SIP; then
+  cannot_run "otlp capture tests"
   echo "otlp tests: $pass passed, $fail failed"
   [ $fail -eq 0 ]; exit
 fi
-ip link add ct-otlpa0 type veth peer name ct-otlps0
-ip link set ct-otlpa0 netns $A; ip link set ct-otlps0 netns $S
-ip -n $A addr add $AIP/24 dev ct-otlpa0; ip -n $S addr add $SIP/24 dev ct-otlps0
-for ns in $A $S; do ip -n $ns link set lo up; done
-ip -n $A link set ct-otlpa0 up; ip -n $S link set ct-otlps0 up
 ip netns exec $S python3 -m http.server 80 --bind $SIP >/dev/null 2>&1 &
 for _ in $(seq 50); do ip netns exec $A curl -s -o /dev/null http://$SIP/ && break; sleep 0.1; done
 

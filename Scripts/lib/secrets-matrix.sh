@@ -10,6 +10,7 @@ set -uo pipefail
 bin=$1
 cd "$(dirname "$0")/../.."
 . Scripts/lib/setup.sh
+. Scripts/lib/livecheck.sh
 ensure_packages nginx-light curl iproute2 openssl
 python3 -c "import opentelemetry.proto" 2>/dev/null || python3 -m pip install -q opentelemetry-proto 2>/dev/null
 A=ct-sec-agent S=ct-sec-svc
@@ -17,27 +18,14 @@ AIP=10.213.50.2 SIP=10.213.50.1
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 cleanup() {
-  local p _
-  for p in $(jobs -p); do kill -TERM "$p" 2>/dev/null; done
-  for p in $(jobs -p); do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  done
+  stop_jobs
   [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null
   ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null
   rm -rf /etc/netns/$A
   [ -n "${KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
-ip netns del $A 2>/dev/null; ip netns del $S 2>/dev/null
-if ! { ip netns add $A && ip netns add $S; } 2>/dev/null; then
-  if [ "${CI:-}" = "true" ]; then echo "FAIL: cannot create network namespaces" >&2; exit 1; fi
-  echo "secrets matrix: skipped (network namespaces need root)"; exit 0
-fi
-ip link add ct-seca0 type veth peer name ct-secs0
-ip link set ct-seca0 netns $A; ip link set ct-secs0 netns $S
-ip -n $A addr add $AIP/24 dev ct-seca0; ip -n $S addr add $SIP/24 dev ct-secs0
-for ns in $A $S; do ip -n $ns link set lo up; done
-ip -n $A link set ct-seca0 up; ip -n $S link set ct-secs0 up
+veth_pair $A $S ct-seca0 ct-secs0 $AIP $SIP || { cannot_run "secrets matrix"; exit 0; }
 mkdir -p /etc/netns/$A && echo "$SIP api.secrets.test" > /etc/netns/$A/hosts
 
 # The server: nginx with HTTP/1.1 (80), HTTP/2 without TLS (81, prior knowledge) and TLS with ALPN h2 or
