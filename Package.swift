@@ -51,6 +51,10 @@ let package = Package(
             providers: [.apt(["zlib1g-dev", "libbrotli-dev"])]
         ),
         // What every stage shares: capture time (saturating arithmetic), direction, addresses.
+        .systemLibrary(
+            name: "CZstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
         .target(name: "Core", swiftSettings: packetPath),
         // Link/IP/TCP/UDP decoding without copies, duplicate filtering. No libpcap.
         .target(name: "Decode", dependencies: ["Core"], swiftSettings: packetPath),
@@ -84,6 +88,10 @@ let package = Package(
         ]),
         // Calls as OTLP spans and metrics: OpenTelemetry's protobuf messages (a small encoder of our own),
         // the exporter's configuration. No I/O.
+        .target(name: "Transcripts", dependencies: [
+            "CallModel", "Attribution", "CZstd",
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
+        ]),
         .target(name: "OTLP", dependencies: ["CallModel"]),
         // Posting them to a Collector over OTLP/HTTP (AsyncHTTPClient), with retries; batch export for `read`.
         .target(name: "OTLPHTTP", dependencies: [
@@ -109,13 +117,13 @@ let package = Package(
         // The capturing daemon as services: capture (one OS thread per target), attribution, writer and
         // sinks, followers, retention and the API under one ServiceGroup with ordered graceful shutdown.
         .target(name: "Daemon", dependencies: [
-            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution", "OTLP", "OTLPHTTP",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Attribution", "Transcripts", "OTLP", "OTLPHTTP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "calltap", dependencies: [
-            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Daemon", "OTLP", "OTLPHTTP",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Transcripts", "Daemon", "OTLP", "OTLPHTTP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Logging", package: "swift-log"),
@@ -140,6 +148,9 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),
         .testTarget(name: "AttributionTests", dependencies: ["Attribution", "Core"]),
+        .testTarget(name: "TranscriptsTests", dependencies: [
+            "Transcripts", "CallModel", "CZstd", .product(name: "GRDBSQLite", package: "GRDB.swift"),
+        ]),
         .testTarget(name: "OTLPTests", dependencies: ["OTLP", "OTLPHTTP", "CallModel"]),
         .testTarget(name: "DaemonTests", dependencies: [
             "Daemon", "Storage", "CallModel", "Pipeline",
@@ -148,7 +159,7 @@ let package = Package(
         ]),
         // One fuzz target per parser that takes outside bytes (driven by libFuzzer from FuzzTesting/).
         .target(name: "FuzzTargets",
-                dependencies: ["Core", "Decode", "Source", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution", "OTLP"],
+                dependencies: ["Core", "Decode", "Source", "Reassembly", "Analysers", "CallModel", "Pipeline", "Attribution", "Transcripts", "OTLP"],
                 path: "FuzzTesting/Sources/FuzzTargets"),
         // Replays every seed and every input that once failed through the fuzz targets.
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzTargets"]),

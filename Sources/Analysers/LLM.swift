@@ -38,6 +38,9 @@ public struct LLMFacts: Sendable, Equatable {
     public var toolCalls: [String] = []
     /// The session key OpenAI-style requests carry (`prompt_cache_key`).
     public var promptCacheKey: String?
+    /// Ids of tool calls whose results the request sends back (the newest last, at most four): they tie
+    /// the call to the conversation that asked for them. Kept in memory for attribution, never stored.
+    public var toolResultIds: [String] = []
     /// When the first SSE data event arrived (streams only).
     public var firstTokenAt: Nanos?
     /// The body could not be read: too large, compressed in a way not undone, or not JSON.
@@ -302,6 +305,41 @@ public enum LLMParsing {
         let found = TopLevelJSON.strings(body, keys: ["model", "prompt_cache_key"])
         if let m = found["model"] { f.model = f.model ?? String(m.prefix(200)) }
         if let k = found["prompt_cache_key"], k.utf8.count <= 512 { f.promptCacheKey = k }
+        f.toolResultIds = toolResultIds(api, body)
+    }
+
+    /// The ids of the tool results a request sends back: Anthropic `tool_use_id`, OpenAI Chat
+    /// `tool_call_id`, OpenAI Responses `call_id`, Gemini `functionResponse.id`. One byte search per key
+    /// over the body; the last four distinct ids (the newest results) are kept.
+    static func toolResultIds(_ api: LLMAPI, _ body: [UInt8]) -> [String] {
+        let key: StaticString
+        switch api {
+        case .anthropicMessages: key = "\"tool_use_id\""
+        case .openAIChat: key = "\"tool_call_id\""
+        case .openAIResponses: key = "\"call_id\""
+        case .gemini: key = "\"functionResponse\""
+        }
+        var found: [String] = []
+        var from = 0
+        while let end = find(key, in: body, from: from) {
+            from = end
+            var j = end
+            if api == .gemini {
+                // functionResponse: {"id": "…", …}: the id inside the object that follows.
+                guard let idEnd = find("\"id\"", in: body, from: j), idEnd - j < 64 else { continue }
+                j = idEnd
+            }
+            while j < body.count && (body[j] == 0x20 || body[j] == 0x3A || body[j] == 0x0A) { j += 1 }
+            guard j < body.count, body[j] == 0x22 else { continue }
+            var k = j + 1
+            while k < body.count, body[k] != 0x22, body[k] != 0x5C, k - j <= 256 { k += 1 }
+            guard k < body.count, body[k] == 0x22, k > j + 1 else { continue }
+            let id = String(decoding: body[(j + 1)..<k], as: UTF8.self)
+            found.removeAll { $0 == id }
+            found.append(id)
+            if found.count > 4 { found.removeFirst() }
+        }
+        return found
     }
 
     /// Whether an SSE event can hold anything read from it; most events are text deltas that cannot,

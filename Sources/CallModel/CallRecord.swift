@@ -33,6 +33,7 @@ public enum AttributionKey: String, Sendable, Codable, CaseIterable {
     case toolCallId = "tool_call_id"
     case webFetch = "web_fetch"
     case traceId = "trace_id"
+    case transcriptTurn = "transcript_turn"
     case registry
     case ancestor
     case cli
@@ -97,6 +98,9 @@ public struct CallRecord: Sendable, Equatable {
     public var llmStopReason: String?
     /// Tool calls the model asked for, "name id".
     public var llmToolCalls: [String]?
+    /// Ids of the tool results the request sent back. Not a field of the call: held in memory for the
+    /// attribution stage to join with the agent's transcripts, never stored or written out.
+    public var llmToolResultIds: [String]?
     // TLS
     public var sni: String?
     public var alpn: String?

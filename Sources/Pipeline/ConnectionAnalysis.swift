@@ -275,6 +275,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         r.llmCacheReadTokens = f.cacheReadTokens
         r.llmStopReason = f.stopReason.map { String($0.prefix(100)) }
         r.llmToolCalls = f.toolCalls.isEmpty ? nil : f.toolCalls
+        r.llmToolResultIds = f.toolResultIds.isEmpty ? nil : f.toolResultIds
         r.llmTtftMicros = f.firstTokenAt.map { $0.micros(since: start) }
         if r.attribution != .exact, let key = f.promptCacheKey { decideSession(key, key: .promptCacheKey, for: &r) }
     }
