@@ -64,6 +64,17 @@ public struct CaptureStats: Sendable, Equatable {
     public var bpfEventsLost = 0
     /// Registrations the verified socket refused (another user's process, not the caller's own).
     public var registrationsRefused = 0
+    /// Transcript entries read (`--transcripts`), and those skipped: not JSON, longer than the line cap,
+    /// failing to decompress, in a file refused (a symbolic link), or forgotten at the index's caps.
+    public var transcriptEntries = 0
+    public var transcriptEntriesSkipped = 0
+    /// Calls whose session a transcript key decided (`attribution_key`), and calls held for the
+    /// transcripts that no key decided (released as the earlier rules left them).
+    public var sessionByToolCallId = 0
+    public var sessionByWebFetch = 0
+    public var sessionByTraceId = 0
+    public var sessionByTranscriptTurn = 0
+    public var transcriptUndecided = 0
 
     public init() {}
 
@@ -89,6 +100,10 @@ public struct CaptureStats: Sendable, Equatable {
             ("owner_connect", ownerConnect), ("owner_socket_table", ownerSocketTable),
             ("owner_process_events", ownerProcessEvents), ("bpf_events_lost", bpfEventsLost),
             ("registrations_refused", registrationsRefused), ("llm_bodies_unread", llmBodiesUnread),
+            ("transcript_entries", transcriptEntries), ("transcript_entries_skipped", transcriptEntriesSkipped),
+            ("session_by_tool_call_id", sessionByToolCallId), ("session_by_web_fetch", sessionByWebFetch),
+            ("session_by_trace_id", sessionByTraceId), ("session_by_transcript_turn", sessionByTranscriptTurn),
+            ("transcript_undecided", transcriptUndecided),
         ]
     }
 

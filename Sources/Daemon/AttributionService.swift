@@ -3,6 +3,7 @@ import CallModel
 import Core
 import Decode
 import Source
+import Transcripts
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -39,6 +40,10 @@ public final class AttributionService: Service, @unchecked Sendable {
     private var refused = 0
     private var forgotten = 0
     private var bySource: [OwnerSource: Int] = [:]
+    /// The transcript join (`--transcripts`), owned by the attribution thread; its counters are copied
+    /// out under the lock.
+    private let join: TranscriptJoin?
+    private var joinCounters = TranscriptJoin.Counters()
 
     /// A connection by its endpoints (addresses as numbers: no string is made per connection).
     struct Key: Hashable {
@@ -50,7 +55,8 @@ public final class AttributionService: Service, @unchecked Sendable {
 
     init(target: String, namespacePath: String?, owners: SocketOwners?, connect: ConnectEvents?, events: StageQueue<AttributionEvent>,
          output: StageQueue<CallRecord>, namespaceGeneration: Counter, cgroup: String?, inputSession: String?,
-         maxOpen: Int, logger: Logger) {
+         join: TranscriptJoin? = nil, maxOpen: Int, logger: Logger) {
+        self.join = join
         self.target = target
         self.namespacePath = namespacePath
         self.owners = owners
@@ -74,6 +80,31 @@ public final class AttributionService: Service, @unchecked Sendable {
     public var ownerSources: [OwnerSource: Int] { lock.withLock { bySource } }
 
     private var isStopping: Bool { lock.withLock { stopping } }
+
+    /// What the transcript join decided, into the statistics.
+    public func fillTranscriptCounters(_ s: inout CaptureStats) {
+        lock.withLock { joinCounters }.fill(&s)
+    }
+
+    /// Hands a call to the writer, waiting for room rather than dropping it.
+    private func emit(_ record: CallRecord) {
+        // Back-pressure: wait for the writer (it drains four times a second) rather than drop.
+        if !output.putWaiting(record, timeout: 5) { lock.withLock { refused += 1 } }
+    }
+
+    /// Calls the transcript join decided since, or whose hold is over (`all`: everything, at the end).
+    private var lastRelease: Int64 = 0
+    private func releaseHeld(all: Bool = false) {
+        guard let join, all || join.heldCount > 0 else { return }
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
+        // Twenty times a second is soon enough for a hold of seconds, and keeps the idle loop cheap.
+        guard all || now - lastRelease >= 50_000_000 else { return }
+        lastRelease = now
+        let ready = all ? join.finish() : join.due(now: now)
+        for r in ready { emit(r) }
+        let c = join.counters
+        lock.withLock { joinCounters = c }
+    }
 
     public func run() async throws {
         var threads: [OneShot<Bool>] = []
@@ -165,7 +196,11 @@ public final class AttributionService: Service, @unchecked Sendable {
         while true {
             let batch = events.take()
             if batch.isEmpty {
-                if isStopping && events.isEmpty { return }
+                if isStopping && events.isEmpty {
+                    releaseHeld(all: true)
+                    return
+                }
+                releaseHeld()
                 usleep(1_000)
                 continue
             }
@@ -241,10 +276,15 @@ public final class AttributionService: Service, @unchecked Sendable {
                         continue
                     }
                     if let source = record.ownerSource { lock.withLock { bySource[source, default: 0] += 1 } }
-                    // Back-pressure: wait for the writer (it drains four times a second) rather than drop.
-                    if !output.putWaiting(record, timeout: 5) { lock.withLock { refused += 1 } }
+                    if let join {
+                        let now = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
+                        for r in join.add(record, now: now) { emit(r) }
+                    } else {
+                        emit(record)
+                    }
                 }
             }
+            releaseHeld()
         }
     }
 

@@ -11,6 +11,7 @@ import Pipeline
 import ServiceLifecycle
 import UnixSignals
 import Storage
+import Transcripts
 
 /// Everything a capturing daemon runs, as services under one `ServiceGroup`:
 ///
@@ -47,6 +48,8 @@ public struct Daemon {
         /// A Unix socket for verified registrations (`calltap run --registry-socket`).
         public var registrationSocketPath: String?
         public var keyLogPaths: [String] = []
+        /// An OpenClaw state directory whose transcripts the attribution stage joins calls to.
+        public var transcriptsPath: String?
         /// Keep only calls of processes in this cgroup (relative to the cgroup v2 mount).
         public var cgroup: String?
         /// A session for every call (as `read --session`).
@@ -112,6 +115,9 @@ public struct Daemon {
                 logger.notice("connection owners: --no-bpf; using the socket table and process events")
             }
         }
+        // The agents' transcripts: read once now (what exists before the capture), then followed.
+        let transcripts = c.transcriptsPath.map { TranscriptSource(directory: $0, index: TranscriptIndex()) }
+        transcripts?.poll()
         var captures: [CaptureService] = []
         var attribution: [AttributionService] = []
         for t in c.targets {
@@ -125,6 +131,7 @@ public struct Daemon {
             attribution.append(AttributionService(target: t.name, namespacePath: namespacePath, owners: owners, connect: connect, events: events,
                                                   output: toWriter, namespaceGeneration: captures.last!.namespaceGeneration,
                                                   cgroup: c.cgroup, inputSession: c.session,
+                                                  join: transcripts.map { TranscriptJoin(index: $0.index) },
                                                   maxOpen: caps.reassembly.maxConnections * 2, logger: logger))
         }
         let callWriter = store.map { CallWriter(store: $0, maxHeld: caps.maxHeldCalls / 4) }
@@ -146,6 +153,11 @@ public struct Daemon {
                     s.ownerConnect = sources[.connect] ?? 0
                     s.ownerSocketTable = sources[.socketTable] ?? 0
                     s.ownerProcessEvents = sources[.processEvents] ?? 0
+                    pair.1.fillTranscriptCounters(&s)
+                    if i == 0, let t = transcripts?.counters {
+                        s.transcriptEntries = t.entries
+                        s.transcriptEntriesSkipped += t.skipped + t.refused + (transcripts?.index.droppedEntries ?? 0)
+                    }
                     // Calls the database could not take, and the kernel's lost records, belong to no one
                     // target: counted on the first.
                     if i == 0 {
@@ -172,6 +184,9 @@ public struct Daemon {
                 registry?.poll()
                 for f in followers { if let u = f.readNew(), !u.text.isEmpty { keyLog?.add(text: u.text) } }
             }))
+        }
+        if let transcripts {
+            services.append(.init(service: PeriodicService(every: .milliseconds(250)) { transcripts.poll() }))
         }
         if let store, c.retainDays != nil || c.maxDatabaseBytes != nil {
             let retainDays = c.retainDays, maxBytes = c.maxDatabaseBytes

@@ -30,6 +30,16 @@ public final class TranscriptJoin {
         public var undecided = 0
         /// Released early because more calls were held than `maxHeld`.
         public var heldOverflow = 0
+        public init() {}
+
+        /// Into the capture statistics.
+        public func fill(_ s: inout CaptureStats) {
+            s.sessionByToolCallId = decided[.toolCallId] ?? 0
+            s.sessionByWebFetch = decided[.webFetch] ?? 0
+            s.sessionByTraceId = decided[.traceId] ?? 0
+            s.sessionByTranscriptTurn = decided[.transcriptTurn] ?? 0
+            s.transcriptUndecided = undecided + heldOverflow
+        }
     }
     public private(set) var counters = Counters()
 
@@ -54,6 +64,15 @@ public final class TranscriptJoin {
     }
 
     public var heldCount: Int { held.count }
+
+    /// The join's and the transcripts' counters, in the capture statistics.
+    public func fill(_ s: inout CaptureStats, source: TranscriptSource.Counters?) {
+        counters.fill(&s)
+        if let source {
+            s.transcriptEntries = source.entries
+            s.transcriptEntriesSkipped = source.skipped + source.refused + index.droppedEntries
+        }
+    }
 
     /// Takes a call whose session the earlier rules decided (or not); returns the calls ready to go on,
     /// this one included when nothing more can be learnt for it. `now`: the wall clock live, the capture's

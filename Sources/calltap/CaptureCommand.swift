@@ -11,6 +11,7 @@ import Pipeline
 import Server
 import ServiceLifecycle
 import Storage
+import Transcripts
 
 struct CaptureCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -67,6 +68,10 @@ struct CaptureCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("keylog"), help: "TLS key log to follow for decrypting HTTPS. Repeatable.")
     var keylogs: [String] = []
+
+    @Option(name: .customLong("transcripts"),
+            help: "An OpenClaw state directory (~/.openclaw), followed read-only: its agents' transcripts decide the sessions of calls one gateway process made for many.")
+    var transcripts: String?
 
     @Option(name: .customLong("registry-socket"),
             help: "Also take registrations on this Unix socket, verified by the caller's credentials (calltap run --registry-socket).")
@@ -168,6 +173,13 @@ struct CaptureCommand: AsyncParsableCommand {
         configuration.connectTimeOwners = !noBPF
         configuration.registrationSocketPath = registrySocket
         configuration.keyLogPaths = keylogs
+        if let dir = transcripts {
+            if let problem = TranscriptSource.check(directory: dir) {
+                Log.error("cannot read --transcripts \(dir): \(problem)")
+                throw ExitCode(ExitStatus.usage)
+            }
+            configuration.transcriptsPath = dir
+        }
         configuration.cgroup = cgroupPath
         configuration.statsInterval = .seconds(max(1, statsInterval))
         configuration.showStatus = Log.stderrIsTTY

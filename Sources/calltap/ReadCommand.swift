@@ -9,6 +9,7 @@ import OTLP
 import OTLPHTTP
 import Pipeline
 import Storage
+import Transcripts
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case table, jsonl, none
@@ -64,6 +65,10 @@ struct ReadCommand: ParsableCommand {
     @Flag(name: .customLong("clawmetry-include-llm"), help: "Include LLM provider hosts in --clawmetry-jsonl.")
     var clawmetryIncludeLLM = false
 
+    @Option(name: .customLong("transcripts"),
+            help: "An OpenClaw state directory (~/.openclaw): its agents' transcripts decide the sessions of calls one gateway process made for many.")
+    var transcripts: String?
+
     @OptionGroup var otlp: OTLPOptions
 
     mutating func run() throws {
@@ -93,6 +98,24 @@ struct ReadCommand: ParsableCommand {
         }
         if keyLog.malformedLines > 0 { Log.error("key log: \(keyLog.malformedLines) malformed lines skipped") }
         if !keyLog.isEmpty { options.keyLog = keyLog }
+
+        // The agents' transcripts, read whole before the capture: calls are joined to them as they finish.
+        var transcriptSource: TranscriptSource?
+        var join: TranscriptJoin?
+        if let dir = transcripts {
+            if let problem = TranscriptSource.check(directory: dir) {
+                Log.error("cannot read --transcripts \(dir): \(problem)")
+                throw ExitCode(ExitStatus.usage)
+            }
+            let source = TranscriptSource(directory: dir, index: TranscriptIndex())
+            var read = -1
+            while source.counters.entries + source.counters.skipped != read {
+                read = source.counters.entries + source.counters.skipped
+                source.poll()
+            }
+            transcriptSource = source
+            join = TranscriptJoin(index: source.index)
+        }
 
         let otlpConfiguration = try otlp.resolve()
         if let c = otlpConfiguration, otlp.endpoint == nil {
@@ -129,7 +152,7 @@ struct ReadCommand: ParsableCommand {
             do { try claw?.write(batch) } catch { clawError = clawError ?? error }
         }
         let exporter = otlpConfiguration.map { OTLPBatchExporter(configuration: $0, version: Calltap.version) }
-        let analyzer = Analyzer(options: options) { record in
+        func emit(_ record: CallRecord) {
             switch format {
             case .jsonl: out.line(CallJSON.line(record))
             case .table:
@@ -147,6 +170,13 @@ struct ReadCommand: ParsableCommand {
                     batch.removeAll(keepingCapacity: true)
                 }
             }
+        }
+        // The capture's own clock (the newest time seen) paces the transcript join's hold.
+        var clock: Int64 = 0
+        let analyzer = Analyzer(options: options) { record in
+            guard let join else { return emit(record) }
+            clock = max(clock, record.endedAt ?? record.ts)
+            for r in join.add(record, now: clock) { emit(r) }
         }
 
         var totalDecoder = DecodeCounters()
@@ -185,7 +215,9 @@ struct ReadCommand: ParsableCommand {
             totalDecoder.add(counters)
         }
         analyzer.finish()
-        let statistics = analyzer.statistics(decoder: totalDecoder)
+        if let join { for r in join.finish() { emit(r) } }
+        var statistics = analyzer.statistics(decoder: totalDecoder)
+        join?.fill(&statistics, source: transcriptSource?.counters)
         if format == .table && anyOpened {
             if !headerWritten { out.line(CallTable.header) }
             for line in CallTable.summary(tableRows) { out.line(line) }
