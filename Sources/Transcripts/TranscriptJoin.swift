@@ -80,7 +80,7 @@ public final class TranscriptJoin {
     public func add(_ record: CallRecord, now: Int64) -> [CallRecord] {
         var r = record
         let before = traceVersion
-        if decide(&r) || !worthHolding(r) {
+        if decide(&r, final: false) || !worthHolding(r) {
             var out = [r]
             if traceVersion != before { out += retry(now: now) }
             return out
@@ -114,16 +114,17 @@ public final class TranscriptJoin {
             keep.removeAll(keepingCapacity: true)
             let version = index.version &+ traceVersion
             for var h in held {
-                if h.triedAt != version {
+                let final = h.deadline <= now
+                if h.triedAt != version || final {
                     h.triedAt = version
                     let before = traceVersion
-                    if decide(&h.record) {
+                    if decide(&h.record, final: final) {
                         out.append(h.record)
                         if traceVersion != before { changed = true }
                         continue
                     }
                 }
-                if h.deadline <= now {
+                if final {
                     counters.undecided += 1
                     out.append(h.record)
                 } else {
@@ -151,7 +152,10 @@ public final class TranscriptJoin {
     static let wireKeys: Set<AttributionKey> = [.baggage, .xSessionId, .sessionIdHeader, .promptCacheKey]
 
     /// Decides the call's session from the strongest key there is; true when one did (the call is final).
-    func decide(_ r: inout CallRecord) -> Bool {
+    /// A shared trace is the weakest key: it is taken only when the call's wait is over (`final`), so a
+    /// stronger key whose entry lands later (a turn written once its response ended) still wins, live as
+    /// offline.
+    func decide(_ r: inout CallRecord, final: Bool = true) -> Bool {
         if let key = r.attributionKey, Self.wireKeys.contains(key), let s = r.sessionId {
             // The wire named the session: as a transcript knows it, when it is a session key.
             if let mapped = index.session(forKey: s) { r.sessionId = mapped }
@@ -184,7 +188,7 @@ public final class TranscriptJoin {
             learn(r)
             return true
         }
-        if let t = r.traceId, let s = traceSessions[t] {
+        if final, let t = r.traceId, let s = traceSessions[t] {
             set(&r, s, .traceId)
             return true
         }

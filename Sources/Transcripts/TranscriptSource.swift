@@ -230,24 +230,51 @@ final class TranscriptDatabase {
 
     deinit { sqlite3_close_v2(handle) }
 
+    private var stamp: [Int64] = []
+
+    /// Opens the database read-only, again when it was replaced. A WAL-mode database whose writer is gone
+    /// (no `-shm` next to it) is opened `immutable`, since a read-only connection would otherwise create
+    /// the `-shm` and `-wal` files — root-owned, in the agent's directory; it is reopened when it changes.
     private func open() -> Bool {
         var st = stat()
         guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return false }
         let id = (UInt64(st.st_dev), UInt64(st.st_ino))
-        if handle != nil, id == identity { return true }
-        // Replaced (a new file at the path): read it from the start.
+        var shm = stat()
+        let hasShm = lstat(path + "-shm", &shm) == 0
+        let wal = Self.isWAL(path)
+        let immutable = wal && !hasShm
+        let now: [Int64] = immutable ? [Int64(st.st_mtim.tv_sec), Int64(st.st_mtim.tv_nsec), Int64(st.st_size), 1] : [0]
+        if handle != nil, id == identity, now == stamp { return true }
+        if id != identity { lastSeq = [:] } // replaced: read it from the start
         sqlite3_close_v2(handle)
         handle = nil
-        lastSeq = [:]
         var h: OpaquePointer?
-        guard sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, nil) == SQLITE_OK else {
+        let code: Int32
+        if immutable {
+            let escaped = path.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "?#%"))) ?? path
+            code = sqlite3_open_v2("file:\(escaped)?immutable=1", &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_URI, nil)
+        } else {
+            code = sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, nil)
+        }
+        guard code == SQLITE_OK else {
             sqlite3_close_v2(h)
             return false
         }
         sqlite3_busy_timeout(h, 200)
         handle = h
         identity = id
+        stamp = now
         return true
+    }
+
+    /// Whether the file's header says WAL mode (bytes 18 and 19 are 2), read without following a link.
+    static func isWAL(_ path: String) -> Bool {
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 20)
+        let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 20, 0) }
+        return n == 20 && header[18] == 2 && header[19] == 2
     }
 
     /// Entries added, rows skipped.
