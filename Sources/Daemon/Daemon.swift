@@ -116,7 +116,10 @@ public struct Daemon {
             }
         }
         // The agents' transcripts: read once now (what exists before the capture), then followed.
-        let transcripts = c.transcriptsPath.map { TranscriptSource(directory: $0, index: TranscriptIndex()) }
+        let transcripts = c.transcriptsPath.map {
+            TranscriptSource(directory: $0, index: TranscriptIndex(limits: .init(
+                toolCallIds: caps.maxTranscriptToolCallIds, fetches: caps.maxTranscriptFetches, turns: caps.maxTranscriptTurns)))
+        }
         transcripts?.poll()
         var captures: [CaptureService] = []
         var attribution: [AttributionService] = []

@@ -53,6 +53,11 @@ public struct AnalysisOptions: Sendable {
     /// Socket → owner entries the attribution stage keeps, and registry entries.
     public var maxSocketOwners = 0
     public var maxRegistryEntries = 0
+    /// What the transcript join keeps of the agents' transcripts (`--transcripts`): tool-call ids,
+    /// web_fetch windows and assistant turns; beyond a cap the oldest go (counted).
+    public var maxTranscriptToolCallIds = 0
+    public var maxTranscriptFetches = 0
+    public var maxTranscriptTurns = 0
 
     /// The memory budget the caps are set for unless `scaleCaps` is given another.
     public static let defaultMemoryMB = 256
@@ -80,5 +85,9 @@ public struct AnalysisOptions: Sendable {
         maxKeyLogEntries = mb * 1024                         // ~150 bytes each: about a sixth of the budget
         maxSocketOwners = mb * 256
         maxRegistryEntries = mb * 256
+        // ~250 bytes a tool-call id (three keys for an OpenAI id), ~500 a fetch, ~200 a turn: about a tenth.
+        maxTranscriptToolCallIds = mb * 256
+        maxTranscriptFetches = mb * 64
+        maxTranscriptTurns = mb * 128
     }
 }

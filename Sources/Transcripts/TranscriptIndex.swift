@@ -33,7 +33,8 @@ public final class TranscriptIndex: @unchecked Sendable {
         public var toolCallIds: Int
         public var fetches: Int
         public var turns: Int
-        public init(toolCallIds: Int = 200_000, fetches: Int = 50_000, turns: Int = 100_000) {
+        /// The defaults are the 256 MB budget's (`AnalysisOptions.scaleCaps` sets them from `--memory-mb`).
+        public init(toolCallIds: Int = 65_536, fetches: Int = 16_384, turns: Int = 32_768) {
             self.toolCallIds = toolCallIds
             self.fetches = fetches
             self.turns = turns

@@ -201,7 +201,7 @@ public final class TranscriptSource: @unchecked Sendable {
         return lstat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
     }
 
-    static func exists(_ p: String) -> Bool {
+    public static func exists(_ p: String) -> Bool {
         var st = stat()
         return lstat(p, &st) == 0
     }

@@ -174,7 +174,8 @@ struct CaptureCommand: AsyncParsableCommand {
         configuration.registrationSocketPath = registrySocket
         configuration.keyLogPaths = keylogs
         if let dir = transcripts {
-            if let problem = TranscriptSource.check(directory: dir) {
+            // A daemon may start before the agent made its state directory: it is read once it appears.
+            if TranscriptSource.exists(dir), let problem = TranscriptSource.check(directory: dir) {
                 Log.error("cannot read --transcripts \(dir): \(problem)")
                 throw ExitCode(ExitStatus.usage)
             }

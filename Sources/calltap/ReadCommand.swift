@@ -107,7 +107,8 @@ struct ReadCommand: ParsableCommand {
                 Log.error("cannot read --transcripts \(dir): \(problem)")
                 throw ExitCode(ExitStatus.usage)
             }
-            let source = TranscriptSource(directory: dir, index: TranscriptIndex())
+            let source = TranscriptSource(directory: dir, index: TranscriptIndex(limits: .init(
+                toolCallIds: options.maxTranscriptToolCallIds, fetches: options.maxTranscriptFetches, turns: options.maxTranscriptTurns)))
             var read = -1
             while source.counters.entries + source.counters.skipped != read {
                 read = source.counters.entries + source.counters.skipped
