@@ -54,7 +54,13 @@ run() {
   # The SQLite form is written as the gateway goes, so the live capture follows it too.
   ip netns exec $G tcpdump -i ctgw-g0 --immediate-mode -U -w "$tmp/$name.pcap" 2> "$tmp/$name.tcpdump" &
   local dump=$!
-  "$bin" capture --netns $G --transcripts "$state" --keylog "$tmp/$name.keys" --format jsonl > "$tmp/$name.live.jsonl" 2> "$tmp/$name.err" &
+  if [ "$form" = sqlite ]; then
+    # The same flags from a --config file (its keys are the long flag names).
+    printf 'netns = ["%s"]\ntranscripts = "%s"\nkeylog = ["%s"]\nformat = "jsonl"\n' $G "$state" "$tmp/$name.keys" > "$tmp/$name.toml"
+    "$bin" capture --config "$tmp/$name.toml" > "$tmp/$name.live.jsonl" 2> "$tmp/$name.err" &
+  else
+    "$bin" capture --netns $G --transcripts "$state" --keylog "$tmp/$name.keys" --format jsonl > "$tmp/$name.live.jsonl" 2> "$tmp/$name.err" &
+  fi
   local cap=$!
   for _ in $(seq 50); do grep -q listening "$tmp/$name.tcpdump" 2>/dev/null && break; sleep 0.1; done
   sleep 1.5
@@ -111,6 +117,14 @@ check "a store without its writer (no -shm) is still read" \
   python3 Scripts/lib/gateway_check.py same "$tmp/sqlite.read.jsonl" "$tmp/sqlite.truth" "$tmp/sqlite.ids" "$tmp/sqlite.read2.jsonl"
 check "anthropic only, SQLite transcripts: read decides exactly as the live capture" \
   python3 Scripts/lib/gateway_check.py same "$tmp/sqlite.live.jsonl" "$tmp/sqlite.truth" "$tmp/sqlite.ids" "$tmp/sqlite.read.jsonl"
+
+# A state directory that is a symbolic link is refused with a clear error (exit 1), by read and capture.
+ln -s "$tmp/full.state" "$tmp/linked.state"
+"$bin" read --transcripts "$tmp/linked.state" --format none "$tmp/full.pcap" 2> "$tmp/linked.err"; rc=$?
+check "read --transcripts refuses a symbolic link (exit 1, said on stderr)" \
+  test "$rc" = 1 -a -n "$(grep 'symbolic link' "$tmp/linked.err")"
+"$bin" capture --netns $G --transcripts "$tmp/linked.state" --format none 2> "$tmp/linked-cap.err"; rc=$?
+check "capture --transcripts refuses a symbolic link (exit 1)" test "$rc" = 1
 
 echo "gateway tests: $pass passed, $fail failed"
 [ "$fail" = 0 ]

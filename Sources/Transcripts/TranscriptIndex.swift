@@ -259,7 +259,7 @@ public final class TranscriptIndex: @unchecked Sendable {
         }
         guard let y = num(0, 4), b[4] == 0x2D, let mo = num(5, 2), b[7] == 0x2D, let d = num(8, 2),
               b[10] == 0x54 || b[10] == 0x20, let h = num(11, 2), b[13] == 0x3A, let mi = num(14, 2), b[16] == 0x3A,
-              let sec = num(17, 2), (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, sec < 61 else { return nil }
+              let sec = num(17, 2), (1900...2200).contains(y), (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, sec < 61 else { return nil }
         var i = 19
         var frac: Int64 = 0
         if i < b.count, b[i] == 0x2E {

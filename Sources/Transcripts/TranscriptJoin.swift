@@ -85,7 +85,7 @@ public final class TranscriptJoin {
             if traceVersion != before { out += retry(now: now) }
             return out
         }
-        held.append(Held(record: r, deadline: now + hold, triedAt: index.version &+ traceVersion))
+        held.append(Held(record: r, deadline: now > Int64.max - hold ? Int64.max : now + hold, triedAt: index.version &+ traceVersion))
         var out: [CallRecord] = []
         if traceVersion != before { out += retry(now: now) }
         while held.count > maxHeld {

@@ -54,7 +54,7 @@ let t0 = TranscriptIndex.parseISO8601("2026-11-29T10:00:00.000Z")!
         #expect(TranscriptIndex.parseISO8601("2026-11-29T11:00:00.000+01:00") == t0)
         #expect(TranscriptIndex.parseISO8601("2000-02-29T00:00:00Z") == 951_782_400_000_000_000)
         for bad in ["", "2026-11-29", "2026-13-01T00:00:00Z", "2026-11-29T10:00:00", "2026-11-29T10:00:00.Z", "x026-11-29T10:00:00Z",
-                    "2026-11-29T10:00:00Zjunk"] {
+                    "2026-11-29T10:00:00Zjunk", "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"] {
             #expect(TranscriptIndex.parseISO8601(bad) == nil, "\(bad)")
         }
     }

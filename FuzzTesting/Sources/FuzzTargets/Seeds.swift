@@ -74,6 +74,7 @@ public struct SeedMaker {
         for (i, seed) in Self.redactionSeeds.enumerated() { write("redaction", "planted-\(i)", Array(seed.utf8)) }
         for (i, seed) in Self.otlpSeeds.enumerated() { write("otlp", "call-\(i)", Array(seed.utf8)) }
         for (i, seed) in Self.http2Seeds().enumerated() { write("http2", "built-\(i)", seed) }
+        for (i, seed) in Self.transcriptSeeds.enumerated() { write("transcripts", "lines-\(i)", seed) }
         for (target, count) in written.sorted(by: { $0.key < $1.key }) { print("\(target): \(count) seeds") }
     }
 
@@ -82,6 +83,19 @@ public struct SeedMaker {
         #"{"pid": 200, "session_id": "s-1", "ended": true}"# + "\n",
         #"{"pid": 1, "session_id": "stolen"}"# + "\n",
         "{\"pid\": 100, \"session_id\": \"" + String(repeating: "a", count: 300) + "\"}\n",
+    ]
+
+    /// A mode byte, then pi transcript lines: a header, an assistant message with tool calls, a web_fetch
+    /// result, a cache hit, and broken shapes (wrong types, a bad time, an OpenAI id pair).
+    static let transcriptSeeds: [[UInt8]] = [
+        [2] + Array((#"{"type":"session","version":3,"id":"5f0c1a2e-1111-4a4a-9c9c-000000000001","timestamp":"2026-11-29T10:00:00.000Z","cwd":"/"}"# + "\n"
+            + #"{"type":"message","id":"a1","parentId":null,"timestamp":"2026-11-29T10:00:01.000Z","message":{"role":"assistant","content":[{"type":"toolCall","id":"call_1|fc_1","name":"web_fetch","arguments":{"url":"https://docs.test/a"}}],"model":"gpt-5","usage":{"input":10,"output":5,"cacheRead":0},"timestamp":1764410400000}}"# + "\n"
+            + #"{"type":"message","id":"a2","parentId":"a1","timestamp":"2026-11-29T10:00:02.000Z","message":{"role":"toolResult","toolCallId":"call_1|fc_1","toolName":"web_fetch","details":{"url":"https://Docs.test:443/a#x","finalUrl":"https://docs.test/b","status":200,"fetchedAt":"2026-11-29T10:00:02.000Z","tookMs":500},"isError":false}}"# + "\n"
+            + "https://docs.test/a\n2026-11-29T10:00:02.000+01:00").utf8),
+        [1] + Array((#"{"type":"message","message":{"role":"toolResult","toolCallId":"t","toolName":"web_fetch","details":{"url":"http://[fd00::1]:80/","fetchedAt":"2026-13-29T10:00:02Z","tookMs":-5,"cached":true}}}"# + "\n"
+            + #"{"type":"message","message":{"role":"assistant","content":"not a list","usage":{"input":"x","output":1e300},"timestamp":true}}"# + "\n"
+            + #"{"type":"message","message":{"role":"toolResult","toolCallId":"|","toolName":"web_fetch","details":{"url":"ftp://x","fetchedAt":"2026-11-29T10:00:02.123456789Z","tookMs":1e20}}}"#).utf8),
+        [0x40, 0x28, 0xB5, 0x2F, 0xFD, 0x24, 0x05, 0x29, 0x00, 0x00, 0x68, 0x65, 0x6C, 0x6C, 0x6F, 0xFF, 0xFF, 0xFF, 0xFF],
     ]
 
     /// NUL-separated: traceparent, method, host, path, session, OTLP headers, resource attributes.

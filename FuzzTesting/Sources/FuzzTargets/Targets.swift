@@ -7,6 +7,7 @@ import Source
 import Foundation
 import OTLP
 import Pipeline
+import Transcripts
 
 /// One fuzz target: a parser that takes outside bytes, and how one input is fed to it.
 public struct FuzzTarget: Sendable {
@@ -31,6 +32,8 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 /// - llm: [api index][split point] then bytes: the first part as a request body, the rest as a response
 ///   read both as SSE (in chunks of the split point) and as one JSON body, for every API; the whole
 ///   as a gzip, deflate or br body (by the split point)
+/// - transcripts: [mode] then transcript lines (pi's JSON Lines); each line also as an ISO-8601 time and
+///   a URL; the whole as a Zstandard frame; then calls joined against what the lines said
 /// - otlp: NUL-separated strings (a traceparent, method, host, path, session, OTEL_EXPORTER_OTLP_HEADERS,
 ///   OTEL_RESOURCE_ATTRIBUTES) into a call, its span request and the exporter's configuration
 public let fuzzTargets: [FuzzTarget] = [
@@ -119,6 +122,41 @@ public let fuzzTargets: [FuzzTarget] = [
         // The same bytes as a compressed body: never more out than the limit.
         let encoding = ["gzip", "deflate", "br"][Int(data[1]) % 3]
         if let out = Decompression.decode(rest, encoding: encoding, limit: 4096) { precondition(out.count <= 4096 + 16_384) }
+    },
+    FuzzTarget(name: "transcripts", summary: "OpenClaw transcript entries, Zstandard rows, times and URLs, and the join") { data in
+        guard let mode = data.first else { return }
+        let rest = UnsafeRawBufferPointer(rebasing: data.dropFirst())
+        let index = TranscriptIndex(limits: .init(toolCallIds: 64, fetches: 16, turns: 16))
+        var strings: [String] = []
+        for line in Array(rest).split(separator: 0x0A) {
+            _ = index.add(entry: Data(line), session: mode & 1 == 0 ? "s-a" : "s-b")
+            let text = String(decoding: line, as: UTF8.self)
+            _ = TranscriptIndex.parseISO8601(text)
+            if let u = TranscriptIndex.normalised(text) {
+                precondition(TranscriptIndex.normalised(u) == u, "normalising is not idempotent: \(u)")
+                _ = TranscriptIndex.host(of: u)
+            }
+            if strings.count < 8 { strings.append(text) }
+        }
+        if let out = Zstd.decompress(rest, expected: mode & 2 == 0 ? nil : Int(mode), limit: 4096) {
+            precondition(out.count <= 4096)
+        }
+        let join = TranscriptJoin(index: index, hold: 1_000, maxHeld: 4)
+        for (i, text) in strings.enumerated() {
+            var r = CallRecord(kind: i % 2 == 0 ? .http : .tls, ts: Int64(i) * 500)
+            r.endedAt = r.ts + Int64(mode) * 10
+            r.url = text
+            r.host = text
+            r.llmProvider = i % 3 == 0 ? "anthropic" : nil
+            r.llmToolCalls = [text]
+            r.llmToolResultIds = [text]
+            r.llmOutputTokens = Int(mode)
+            r.traceId = i % 2 == 0 ? "t" : nil
+            _ = join.add(r, now: r.ts)
+            precondition(join.heldCount <= 4)
+        }
+        _ = join.finish()
+        precondition(join.heldCount == 0)
     },
     FuzzTarget(name: "otlp", summary: "traceparent values, calls with any text as OTLP spans and metrics, OTEL_* settings") { data in
         let parts = Array(data).split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
