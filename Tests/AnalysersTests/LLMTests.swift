@@ -79,6 +79,24 @@ import Testing
         #expect(k.model == "gemini-2.5-pro")
     }
 
+    /// The ids of tool results a request sends back, per API (the newest last, four at most); ids with
+    /// escapes or over 256 bytes are not taken.
+    @Test func toolResultIdsInRequests() {
+        func ids(_ api: LLMAPI, _ body: String) -> [String] {
+            var f = LLMFacts()
+            LLMParsing.request(api, Array(body.utf8), target: "/v1beta/models/m:generateContent", into: &f)
+            return f.toolResultIds
+        }
+        #expect(ids(.anthropicMessages, #"{"model":"c","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id": "toolu_1","content":"x"}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_2"}]}]}"#)
+            == ["toolu_1", "toolu_2"])
+        #expect(ids(.openAIChat, #"{"messages":[{"role":"tool","tool_call_id":"call_a","content":"{\"tool_call_id\":\"fake\"}"}]}"#) == ["call_a"])
+        #expect(ids(.openAIResponses, #"{"input":[{"type":"function_call","id":"fc_1","call_id":"call_1"},{"type":"function_call_output","call_id":"call_1"},{"call_id":"c2"},{"call_id":"c3"},{"call_id":"c4"},{"call_id":"c5"}]}"#)
+            == ["c2", "c3", "c4", "c5"])
+        #expect(ids(.gemini, #"{"contents":[{"parts":[{"functionResponse":{"id":"fr_9","name":"web_fetch"}}]},{"parts":[{"functionResponse":{"name":"x","response":{}}}]}]}"#) == ["fr_9"])
+        #expect(ids(.anthropicMessages, #"{"tool_use_id":""}"#).isEmpty)
+        #expect(ids(.anthropicMessages, "{\"tool_use_id\":\"" + String(repeating: "a", count: 300) + "\"}").isEmpty)
+    }
+
     @Test func jsonResponsesAndRequests() {
         var f = LLMFacts()
         LLMParsing.request(.openAIResponses, Array(#"{"model":"gpt-5","prompt_cache_key":"3f2b8c1e-9d4a-4e6b-8f1a-2c3d4e5f6a7b","input":[{"type":"function_call_output","call_id":"call_9","output":"secret prompt"}],"stream":false}"#.utf8), target: "/v1/responses", into: &f)
