@@ -75,27 +75,26 @@ struct ClawMetryLines {
         return ip.contains(":") ? "[\(ip)]" : ip
     }
 
-    static func portSuffix(_ r: CallRecord, defaultPort: Int) -> String {
-        guard let p = r.serverPort, p != defaultPort else { return "" }
-        return ":\(p)"
-    }
-
-    /// The url of a call's line, nil when the call has no line.
+    /// The url of a call's line, nil when the call has no line. Written as `CallURL` writes a call's
+    /// url: an IPv6 address in brackets, the scheme's default port left out.
     static func url(_ r: CallRecord) -> String? {
         guard let host = hostOrAddress(r) else { return nil }
         switch r.kind {
         case .http:
             guard !r.estimated, r.method != nil else { return nil }
             if let u = r.url { return u }
+            // No url of its own (no host, or a target that is not a path: `*`, a CONNECT's authority):
+            // the server's root stands in.
             let scheme = r.scheme ?? "http"
-            return "\(scheme)://\(host)\(portSuffix(r, defaultPort: scheme == "https" ? 443 : 80))\(r.path ?? "/")"
+            return CallURL.make(scheme: scheme, host: host, port: r.serverPort, path: r.path ?? "/")
+                ?? "\(scheme)://\(CallURL.authority(scheme: scheme, host: host, port: r.serverPort))/"
         case .tls:
             guard r.visibility != .decrypted else { return nil }
-            return "https://\(host)\(portSuffix(r, defaultPort: 443))/"
+            return "https://\(CallURL.authority(scheme: "https", host: host, port: r.serverPort))/"
         case .quic:
-            return "https://\(host)\(portSuffix(r, defaultPort: 443))/"
+            return "https://\(CallURL.authority(scheme: "https", host: host, port: r.serverPort))/"
         case .connect:
-            return "tcp://\(host):\(r.serverPort ?? 0)"
+            return "tcp://\(CallURL.authority(scheme: "tcp", host: host, port: r.serverPort ?? 0))"
         case .dns:
             guard r.outcome == .dnsFailed, let name = r.host else { return nil }
             return "dns://\(name)"

@@ -344,6 +344,25 @@ extension ProtoReader {
         #expect(OTLPSpans.method(OTLPSpanTests.http(nil)) == "_OTHER")
     }
 
+    /// An IPv6 literal: bracketed in `url.full` (as the call's url is), bare in `server.address` and
+    /// `network.peer.address`; the port in `server.port` whether or not the url shows it.
+    @Test func ipv6AddressesAreBracketedOnlyInTheURL() {
+        for (scheme, port, url) in [("http", 8080, "http://[fd00:213::11]:8080/x?q=1"), ("https", 443, "https://[fd00:213::11]/x?q=1")] {
+            var r = OTLPSpanTests.http()
+            r.scheme = scheme
+            r.host = "fd00:213::11"
+            r.serverIp = "fd00:213::11"
+            r.serverPort = port
+            r.path = "/x?q=1"
+            r.url = CallURL.make(scheme: scheme, host: "fd00:213::11", port: port, path: "/x?q=1")
+            let a = OTLPSpans.attributes(r)
+            #expect(a.contains(OTLPAttribute("url.full", .string(url))))
+            #expect(a.contains(OTLPAttribute("server.address", .string("fd00:213::11"))))
+            #expect(a.contains(OTLPAttribute("server.port", .int(Int64(port)))))
+            #expect(a.contains(OTLPAttribute("network.peer.address", .string("fd00:213::11"))))
+        }
+    }
+
     @Test func bytesAreCountedOnceFromConnectionRecords() {
         let m = OTLPMetrics(start: 1)
         var exchange = OTLPSpanTests.http()
