@@ -22,9 +22,10 @@ import Foundation
 ///
 /// `ts` is the call's completion (as the interceptor writes it) and `latency_ms` its duration including
 /// the connect when the call opened its connection (as the interceptor measures it). A network failure
-/// has the status a gateway would report — 504 for a timeout, 502 for any other (refused, reset, TLS,
-/// DNS, no response), also when it failed after its status arrived — so ClawMetry counts it as an
-/// error; `outcome` and `error` say what happened.
+/// has the status a gateway would report — 504 for a timeout, 499 when the client closed the
+/// connection during the response, 502 for any other (refused, reset, the server closing during the
+/// response, TLS, DNS, no response), also when it failed after its status arrived — so ClawMetry counts
+/// it as an error; `outcome` and `error` say what happened.
 /// `url` and `host` are never null: without a name, the server's address and port stand in.
 struct ClawMetryLines {
     static let llmHosts = [
@@ -107,7 +108,8 @@ struct ClawMetryLines {
         switch r.outcome {
         case .ok, .httpError, .incomplete: return r.statusCode
         case .timeout: return 504
-        case .refused, .reset, .tlsFailed, .dnsFailed, .noResponse: return 502
+        case .clientClosed: return 499
+        case .refused, .reset, .serverClosed, .tlsFailed, .dnsFailed, .noResponse: return 502
         }
     }
 

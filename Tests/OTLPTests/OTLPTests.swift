@@ -181,6 +181,11 @@ extension ProtoReader {
         #expect(OTLPSpans.errorType(Self.http(status: 503, outcome: .httpError)) == "503")
         #expect(OTLPSpans.errorType(Self.http()) == nil)
         #expect(OTLPSpans.errorType(Self.http(status: nil, outcome: .reset)) == "reset")
+        // A response cut by either side is a failure of the call, whatever status came first.
+        for (outcome, word) in [(Outcome.clientClosed, "client_closed"), (.serverClosed, "server_closed"), (.reset, "reset")] {
+            let cut = Self.http(status: 200, outcome: outcome)
+            #expect(OTLPSpans.errorType(cut) == word && OTLPSpans.isError(cut))
+        }
         let other = OTLPSpans.attributes(Self.http("PROPFIND"))
         #expect(other.contains(OTLPAttribute("http.request.method", .string("_OTHER"))))
         #expect(other.contains(OTLPAttribute("http.request.method_original", .string("PROPFIND"))))
