@@ -10,6 +10,10 @@ public enum Outcome: String, Sendable, Codable, CaseIterable {
     case refused
     case timeout
     case reset
+    /// The response began and the client closed the connection (FIN) before it ended.
+    case clientClosed = "client_closed"
+    /// The response began and the server closed the connection (FIN) before it ended.
+    case serverClosed = "server_closed"
     case tlsFailed = "tls_failed"
     case dnsFailed = "dns_failed"
     case noResponse = "no_response"

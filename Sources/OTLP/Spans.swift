@@ -33,8 +33,9 @@ public enum OTLPSpans {
         }
     }
 
-    /// `error.type`: the status code for an HTTP error, the outcome's name for any other failure, nil
-    /// for a success and for `incomplete` (a gap in the capture, not a failure of the call).
+    /// `error.type`: the status code for an HTTP error, the outcome's name for any other failure
+    /// (`reset`, `client_closed` and `server_closed` included: the response did not finish), nil for a
+    /// success and for `incomplete` (a gap in the capture, not a failure of the call).
     public static func errorType(_ r: CallRecord) -> String? {
         switch r.outcome {
         case .ok, .incomplete: return nil

@@ -297,11 +297,10 @@ final class ConnectionAnalysis: TCPStreamHandler {
         return nil
     }
 
-    /// scheme://host[:port]path, the port only when it is not the scheme's default.
+    /// The call's url from its scheme, host and path and the connection's port (see `CallURL`).
     static func url(_ r: CallRecord, port: UInt16) -> String? {
         guard let path = r.path, let host = r.host, let scheme = r.scheme else { return nil }
-        let defaultPort = (scheme == "https" && port == 443) || (scheme == "http" && port == 80)
-        return "\(scheme)://\(host)\(defaultPort ? "" : ":\(port)")\(path)"
+        return CallURL.make(scheme: scheme, host: host, port: Int(port), path: path)
     }
 
     /// A record for a connection that carried no recognised calls: a failed connect (refused,

@@ -111,11 +111,14 @@ final class HTTP1Layer: StreamLayer {
             }
         } else if x.missedBytes > 0 || r.weirds.contains(Weird.gapInHeaders.rawValue) {
             r.set((.incomplete, "capture gap inside the exchange"))
-        } else if c.resetTime != nil, let by = c.resetBy {
-            r.set((.reset, by == .toClient ? "connection reset by server" : "connection reset by client"))
-            if let t = c.resetTime { r.endedAt = t; r.latencyMicros = t.micros(since: start) }
         } else if x.response != nil {
-            r.set(CallOutcome.cutShort(finishing))
+            let cut = CallOutcome.cut(c, responseStart: x.responseStart, finishing: finishing)
+            r.set(cut.outcome)
+            if let t = cut.endedAt { r.endedAt = t; r.latencyMicros = t.micros(since: start) }
+        } else if let t = c.resetTime {
+            r.set(CallOutcome.reset(c))
+            r.endedAt = t
+            r.latencyMicros = t.micros(since: start)
         } else if x.request != nil && c.missedBytes[Direction.toClient.rawValue] > 0 {
             // The server did send something, but it fell into a hole in the capture.
             r.set((.incomplete, "response lost in a capture gap"))
@@ -204,10 +207,14 @@ final class HTTP2Layer: StreamLayer {
             r.set((.noResponse, "GOAWAY \(HTTP2Analyser.errorName(code)): stream not processed"))
         } else if st.responseComplete, let status = st.status {
             r.set(CallOutcome.status(status))
-        } else if c.resetTime != nil {
-            r.set((.reset, "connection reset"))
         } else if st.status != nil {
-            r.set(CallOutcome.cutShort(finishing))
+            let cut = CallOutcome.cut(c, responseStart: st.responseStart, finishing: finishing)
+            r.set(cut.outcome)
+            if let t = cut.endedAt { r.endedAt = t; r.latencyMicros = t.micros(since: start) }
+        } else if let t = c.resetTime {
+            r.set(CallOutcome.reset(c))
+            r.endedAt = t
+            r.latencyMicros = t.micros(since: start)
         } else {
             r.set(CallOutcome.noResponse(finishing))
         }

@@ -119,8 +119,10 @@ final class TLSLayer: StreamLayer {
             if let end = x.responseEnd {
                 r.endedAt = end
                 r.latencyMicros = end.micros(since: x.start)
-            } else if c.resetTime != nil {
-                r.set((.reset, "connection reset before a response"))
+            } else if let t = c.resetTime {
+                r.set((.reset, "\(CallOutcome.reset(c).1) before a response"))
+                r.endedAt = t
+                r.latencyMicros = t.micros(since: x.start)
             } else {
                 r.set(CallOutcome.noResponse(reason))
             }

@@ -22,9 +22,10 @@ import Foundation
 ///
 /// `ts` is the call's completion (as the interceptor writes it) and `latency_ms` its duration including
 /// the connect when the call opened its connection (as the interceptor measures it). A network failure
-/// has the status a gateway would report — 504 for a timeout, 502 for any other (refused, reset, TLS,
-/// DNS, no response), also when it failed after its status arrived — so ClawMetry counts it as an
-/// error; `outcome` and `error` say what happened.
+/// has the status a gateway would report — 504 for a timeout, 499 when the client closed the
+/// connection during the response, 502 for any other (refused, reset, the server closing during the
+/// response, TLS, DNS, no response), also when it failed after its status arrived — so ClawMetry counts
+/// it as an error; `outcome` and `error` say what happened.
 /// `url` and `host` are never null: without a name, the server's address and port stand in.
 struct ClawMetryLines {
     static let llmHosts = [
@@ -75,27 +76,26 @@ struct ClawMetryLines {
         return ip.contains(":") ? "[\(ip)]" : ip
     }
 
-    static func portSuffix(_ r: CallRecord, defaultPort: Int) -> String {
-        guard let p = r.serverPort, p != defaultPort else { return "" }
-        return ":\(p)"
-    }
-
-    /// The url of a call's line, nil when the call has no line.
+    /// The url of a call's line, nil when the call has no line. Written as `CallURL` writes a call's
+    /// url: an IPv6 address in brackets, the scheme's default port left out.
     static func url(_ r: CallRecord) -> String? {
         guard let host = hostOrAddress(r) else { return nil }
         switch r.kind {
         case .http:
             guard !r.estimated, r.method != nil else { return nil }
             if let u = r.url { return u }
+            // No url of its own (no host, or a target that is not a path: `*`, a CONNECT's authority):
+            // the server's root stands in.
             let scheme = r.scheme ?? "http"
-            return "\(scheme)://\(host)\(portSuffix(r, defaultPort: scheme == "https" ? 443 : 80))\(r.path ?? "/")"
+            return CallURL.make(scheme: scheme, host: host, port: r.serverPort, path: r.path ?? "/")
+                ?? "\(scheme)://\(CallURL.authority(scheme: scheme, host: host, port: r.serverPort))/"
         case .tls:
             guard r.visibility != .decrypted else { return nil }
-            return "https://\(host)\(portSuffix(r, defaultPort: 443))/"
+            return "https://\(CallURL.authority(scheme: "https", host: host, port: r.serverPort))/"
         case .quic:
-            return "https://\(host)\(portSuffix(r, defaultPort: 443))/"
+            return "https://\(CallURL.authority(scheme: "https", host: host, port: r.serverPort))/"
         case .connect:
-            return "tcp://\(host):\(r.serverPort ?? 0)"
+            return "tcp://\(CallURL.authority(scheme: "tcp", host: host, port: r.serverPort ?? 0))"
         case .dns:
             guard r.outcome == .dnsFailed, let name = r.host else { return nil }
             return "dns://\(name)"
@@ -108,7 +108,8 @@ struct ClawMetryLines {
         switch r.outcome {
         case .ok, .httpError, .incomplete: return r.statusCode
         case .timeout: return 504
-        case .refused, .reset, .tlsFailed, .dnsFailed, .noResponse: return 502
+        case .clientClosed: return 499
+        case .refused, .reset, .serverClosed, .tlsFailed, .dnsFailed, .noResponse: return 502
         }
     }
 

@@ -181,6 +181,11 @@ extension ProtoReader {
         #expect(OTLPSpans.errorType(Self.http(status: 503, outcome: .httpError)) == "503")
         #expect(OTLPSpans.errorType(Self.http()) == nil)
         #expect(OTLPSpans.errorType(Self.http(status: nil, outcome: .reset)) == "reset")
+        // A response cut by either side is a failure of the call, whatever status came first.
+        for (outcome, word) in [(Outcome.clientClosed, "client_closed"), (.serverClosed, "server_closed"), (.reset, "reset")] {
+            let cut = Self.http(status: 200, outcome: outcome)
+            #expect(OTLPSpans.errorType(cut) == word && OTLPSpans.isError(cut))
+        }
         let other = OTLPSpans.attributes(Self.http("PROPFIND"))
         #expect(other.contains(OTLPAttribute("http.request.method", .string("_OTHER"))))
         #expect(other.contains(OTLPAttribute("http.request.method_original", .string("PROPFIND"))))
@@ -342,6 +347,25 @@ extension ProtoReader {
         gap.outcome = .incomplete
         #expect(OTLPSpans.errorType(gap) == nil && !OTLPSpans.isError(gap))
         #expect(OTLPSpans.method(OTLPSpanTests.http(nil)) == "_OTHER")
+    }
+
+    /// An IPv6 literal: bracketed in `url.full` (as the call's url is), bare in `server.address` and
+    /// `network.peer.address`; the port in `server.port` whether or not the url shows it.
+    @Test func ipv6AddressesAreBracketedOnlyInTheURL() {
+        for (scheme, port, url) in [("http", 8080, "http://[fd00:213::11]:8080/x?q=1"), ("https", 443, "https://[fd00:213::11]/x?q=1")] {
+            var r = OTLPSpanTests.http()
+            r.scheme = scheme
+            r.host = "fd00:213::11"
+            r.serverIp = "fd00:213::11"
+            r.serverPort = port
+            r.path = "/x?q=1"
+            r.url = CallURL.make(scheme: scheme, host: "fd00:213::11", port: port, path: "/x?q=1")
+            let a = OTLPSpans.attributes(r)
+            #expect(a.contains(OTLPAttribute("url.full", .string(url))))
+            #expect(a.contains(OTLPAttribute("server.address", .string("fd00:213::11"))))
+            #expect(a.contains(OTLPAttribute("server.port", .int(Int64(port)))))
+            #expect(a.contains(OTLPAttribute("network.peer.address", .string("fd00:213::11"))))
+        }
     }
 
     @Test func bytesAreCountedOnceFromConnectionRecords() {

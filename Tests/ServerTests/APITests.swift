@@ -168,6 +168,37 @@ import Testing
     }
 
     /// A call with every field set to a distinct value comes back from the API unchanged.
+    /// Captures of real clients (Scripts/make-wire-captures): IPv6 urls and cut responses come back from
+    /// the database as `read` made them, and each new outcome is a filter of its own.
+    @Test func ipv6URLsAndCutResponsesThroughTheDatabase() async throws {
+        let store = try CallStore.inMemory()
+        let dir = Self.root.appendingPathComponent("Tests/Fixtures/captures")
+        let calls = try Analyzer.analyzeFile(dir.appendingPathComponent("urls.pcap").path).calls
+            + Analyzer.analyzeFile(dir.appendingPathComponent("cut-streams.pcap").path).calls
+        try store.insert(calls)
+        let app = try buildApplication(store: store, options: Self.options())
+        try await app.test(.live) { client in
+            func get(_ q: String) async throws -> [[String: Any]] {
+                let r = try await client.execute(uri: "/api/external-calls?limit=1000&" + q, method: .get)
+                #expect(r.status == .ok, "\(q)")
+                return try Self.json(r)["calls"] as? [[String: Any]] ?? []
+            }
+            let v6 = try await get("host=fd00:213::11")
+            #expect(Set(v6.compactMap { $0["url"] as? String }).isSuperset(of: [
+                "http://[fd00:213::11]/status/200", "http://[fd00:213::11]:8080/x?q=1", "http://[fd00:213::11]:8080/py"]))
+            for (outcome, paths) in [("client_closed", ["/events-curl", "/events-py", "/events-h2"]),
+                                     ("server_closed", ["/cut-length", "/cut-chunked", "/half-closed"]),
+                                     ("reset", ["/reset-by-server", "/events-reset"]),
+                                     ("incomplete", ["/events-held"])] {
+                let got = try await get("outcome=\(outcome)")
+                #expect(Set(got.compactMap { $0["path"] as? String }) == Set(paths), "\(outcome)")
+                #expect(got.allSatisfy { $0["ended_at"] is String } == (outcome != "incomplete"), "\(outcome)")
+            }
+            let failed = try await get("outcome=failed")
+            #expect(failed.count == calls.filter { $0.outcome != .ok }.count && failed.count >= 9)
+        }
+    }
+
     @Test func everyFieldSurvivesTheAPI() async throws {
         let store = try CallStore.inMemory()
         let filled = CallFieldFiller.filledRecord()
