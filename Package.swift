@@ -92,6 +92,7 @@ let package = Package(
             "CallModel", "Attribution", "CZstd",
             .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ]),
+        .target(name: "ClawMetry", dependencies: ["CallModel", "Core", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "OTLP", dependencies: ["CallModel"]),
         // Posting them to a Collector over OTLP/HTTP (AsyncHTTPClient), with retries; batch export for `read`.
         .target(name: "OTLPHTTP", dependencies: [
@@ -104,7 +105,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "CallModel", "Storage", "Core",
+                "CallModel", "Storage", "Core", "ClawMetry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -123,7 +124,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "calltap", dependencies: [
-            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Transcripts", "Daemon", "OTLP", "OTLPHTTP",
+            "Core", "Decode", "Source", "Analysers", "Pipeline", "CallModel", "Storage", "Server", "Attribution", "Transcripts", "Daemon", "OTLP", "OTLPHTTP", "ClawMetry",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Logging", package: "swift-log"),
@@ -143,7 +144,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .testTarget(name: "ServerTests", dependencies: [
-            "Server", "Storage", "CallModel", "Pipeline",
+            "Server", "Storage", "CallModel", "Pipeline", "ClawMetry",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
         ]),

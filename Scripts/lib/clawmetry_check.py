@@ -4,7 +4,11 @@
 own store, and `LocalStore.query_external_calls` reads it back. Every line must come back, with its url,
 status and latency, and failures must carry an error status.
 
-usage: clawmetry_check.py CLAWMETRY_FILE EXPECTED_LINES
+With ROUTE_JSON (calltap's /api/local/external-calls answer over the same calls), its rows must be the
+rows ClawMetry made from the file: the same ids (ClawMetry's own sha256 of ts, url and library) and the
+same values in every column but node_id.
+
+usage: clawmetry_check.py CLAWMETRY_FILE EXPECTED_LINES [ROUTE_JSON]
 """
 import json
 import os
@@ -44,6 +48,27 @@ for l in lines:
 urls = sorted(r["url"] for r in rows)
 if urls != sorted(l["url"] for l in lines):
     problems.append("the urls ClawMetry returned differ from the file's")
+if len(sys.argv) > 3:
+    route = json.load(open(sys.argv[3]))
+    mine = {r["id"]: r for r in route["rows"]}
+    theirs = {r["id"]: r for r in rows}
+    if set(mine) != set(theirs):
+        problems.append(f"route ids differ from ClawMetry's: {len(set(mine) - set(theirs))} only in the route, "
+                        f"{len(set(theirs) - set(mine))} only in ClawMetry")
+    if route["count"] != len(route["rows"]):
+        problems.append("the route's count is not its number of rows")
+    for i, r in theirs.items():
+        m = mine.get(i)
+        if m is None:
+            continue
+        for col in ("ts", "host", "url", "method", "status_code", "library", "source", "input_tokens", "output_tokens", "model"):
+            a, b = m.get(col), r.get(col)
+            # ClawMetry stores a missing token count as 0.
+            if str(a) != str(b) and not (a in (None, "") and b in (None, "")) and not (col.endswith("_tokens") and a is None and b == 0):
+                problems.append(f"{r['url']}: {col} is {a!r} in the route, {b!r} in ClawMetry")
+        if r.get("latency_ms") is not None and abs(float(m["latency_ms"]) - float(r["latency_ms"])) > 0.001:
+            problems.append(f"{r['url']}: latency_ms {m['latency_ms']} in the route, {r['latency_ms']} in ClawMetry")
+    print(f"route: {len(mine)} rows, {len(set(mine) & set(theirs))} with ClawMetry's own id and values")
 kinds = {}
 for l in lines:
     kinds[l["kind"]] = kinds.get(l["kind"], 0) + 1

@@ -266,8 +266,14 @@ fi
 clawmetry_file() {
   python3 -c "import clawmetry" 2>/dev/null || python3 -m pip install -q clawmetry==0.12.937 >/dev/null 2>&1
   rm -f "$tmp/claw.jsonl"
+  rm -f "$tmp/claw.db"
   CLAWMETRY_INTERCEPT_HOSTS_EXCLUDE=excluded-by-env.test "$bin" read $demo Samples/https-demo.pcap Samples/tls-gap.pcap \
-    --keylog Samples/https-demo.keylog --clawmetry-jsonl "$tmp/claw.jsonl" --format jsonl > "$tmp/claw-calls.jsonl" || return 1
+    --keylog Samples/https-demo.keylog --clawmetry-jsonl "$tmp/claw.jsonl" --db "$tmp/claw.db" --format jsonl > "$tmp/claw-calls.jsonl" || return 1
+  # The same calls through the ClawMetry-compatible read route.
+  local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$bin" serve --db "$tmp/claw.db" --listen 127.0.0.1:$port 2>/dev/null & local srv=$!
+  for _ in $(seq 50); do curl -sf -o "$tmp/claw-route.json" "http://127.0.0.1:$port/api/local/external-calls?limit=2000" && break; sleep 0.1; done
+  kill $srv; wait $srv 2>/dev/null
   expected=$(python3 - "$tmp/claw-calls.jsonl" <<'PY'
 import ipaddress, json, sys
 n = 0
@@ -282,9 +288,9 @@ for c in map(json.loads, open(sys.argv[1])):
 print(n)
 PY
 )
-  python3 Scripts/lib/clawmetry_check.py "$tmp/claw.jsonl" "$expected"
+  python3 Scripts/lib/clawmetry_check.py "$tmp/claw.jsonl" "$expected" "$tmp/claw-route.json" >&3 2>&3
 }
-check "--clawmetry-jsonl from read: a line for every external call, and ClawMetry's own sync takes them all" clawmetry_file
+check "--clawmetry-jsonl from read: a line for every external call, ClawMetry's own sync takes them all, and /api/local/external-calls gives ClawMetry's own rows" clawmetry_file
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

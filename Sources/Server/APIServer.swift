@@ -15,8 +15,21 @@ public struct ServerOptions: Sendable {
     /// Host names (besides the listen address and localhost) a browser may use to reach the server when it
     /// has no token (`--allow-host`).
     public var allowedHosts: [String] = []
+    /// An origin whose pages may read the API (`--cors-origin`; off when nil).
+    public var corsOrigin: String?
 
     public init() {}
+
+    /// `scheme://host[:port]` and nothing else (it is sent back in a header): http or https, a host of
+    /// letters, digits, dots, dashes (or a bracketed IPv6 address), an optional port.
+    public static func isOrigin(_ s: String) -> Bool {
+        let rest: Substring
+        if s.hasPrefix("http://") { rest = s.dropFirst(7) } else if s.hasPrefix("https://") { rest = s.dropFirst(8) } else { return false }
+        guard !rest.isEmpty, rest.count <= 255 else { return false }
+        return rest.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x2D || c == 0x3A || c == 0x5B || c == 0x5D
+        }
+    }
 
     /// "127.0.0.1:8477", "[::1]:8477", ":8477" or "8477".
     public static func parseListen(_ text: String) -> (host: String, port: Int)? {
@@ -92,30 +105,47 @@ public func buildApplication(store: CallStore, options: ServerOptions,
     let api = CallsAPI(store: store)
     let metrics = MetricsExporter(store: store, registry: registry, maxHostLabels: options.maxHostLabels)
     let router = Router()
+    // CORS first: a preflight carries no token.
+    if let origin = options.corsOrigin { router.add(middleware: CORSMiddleware(origin: origin)) }
     router.add(middleware: BearerTokenMiddleware(token: options.token))
     // Without a token the only protection is that the server is on loopback; a web page on a name that
     // resolves to 127.0.0.1 (DNS rebinding) must still not read it through a browser.
     if (options.token ?? "").isEmpty { router.add(middleware: HostCheckMiddleware(accepted: options.acceptedHostHeaders)) }
-    router.get("/healthz") { _, _ in JSONResponse.ok(#"{"status":"ok"}"#) }
-    router.get("/api/external-calls") { request, _ in api.calls(request.queryParameters) }
-    router.get("/api/external-calls/summary") { request, _ in api.summary(request.queryParameters) }
-    router.get("/api/sessions") { request, _ in
+    getAndHead(router, "/healthz") { _, _ in JSONResponse.ok(#"{"status":"ok"}"#) }
+    getAndHead(router, "/api/external-calls") { request, _ in api.calls(request.queryParameters) }
+    getAndHead(router, "/api/external-calls/summary") { request, _ in api.summary(request.queryParameters) }
+    getAndHead(router, "/api/sessions") { request, _ in
         CallsAPI.refuseParameters(request.queryParameters) ?? api.sessions()
     }
-    router.get("/api/stats") { request, _ in
+    getAndHead(router, "/api/stats") { request, _ in
         CallsAPI.refuseParameters(request.queryParameters) ?? api.stats()
     }
-    router.get("/metrics") { request, _ in
+    getAndHead(router, "/metrics") { request, _ in
         CallsAPI.refuseParameters(request.queryParameters) ?? metrics.scrape()
     }
-    router.get("/openapi.json") { _, _ in
+    let clawmetry = ClawMetryRoute(store: store)
+    getAndHead(router, "/api/local/external-calls") { request, _ in clawmetry.rows(request.queryParameters) }
+    getAndHead(router, "/openapi.json") { _, _ in
         JSONResponse.bytes(PackageResources.openapi_json, contentType: "application/json")
     }
-    router.get("/") { _, _ in
+    getAndHead(router, "/") { _, _ in
         JSONResponse.bytes(PackageResources.index_html, contentType: "text/html; charset=utf-8")
     }
     return Application(router: router, configuration: .init(address: .hostname(options.host, port: options.port),
                                                             serverName: "calltap"))
+}
+
+/// A GET route, and the same route for HEAD (its headers, no body).
+func getAndHead(_ router: Router<BasicRequestContext>, _ path: RouterPath,
+                _ handler: @escaping @Sendable (Request, BasicRequestContext) async throws -> Response) {
+    router.get(path, use: handler)
+    router.head(path) { request, context in
+        var response = try await handler(request, context)
+        let length = response.body.contentLength
+        response.body = .init()
+        if let length { response.headers[.contentLength] = String(length) }
+        return response
+    }
 }
 
 /// Requires `Authorization: Bearer <token>` when a token is set; /healthz stays open for probes.

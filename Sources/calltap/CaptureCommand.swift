@@ -2,6 +2,7 @@ import Analysers
 import ArgumentParser
 import Attribution
 import CallModel
+import ClawMetry
 import Core
 import Decode
 import Source
@@ -62,6 +63,10 @@ struct CaptureCommand: AsyncParsableCommand {
     @Option(name: .customLong("allow-host"),
             help: "Without --token, also answer --listen requests whose Host is NAME. Repeatable.")
     var allowHosts: [String] = []
+
+    @Option(name: .customLong("cors-origin"),
+            help: "Let pages from this origin (e.g. http://127.0.0.1:8900, a ClawMetry dashboard) read the API from a browser.")
+    var corsOrigin: String?
 
     @Option(help: "PID → session registry file (JSON Lines), followed as it changes.")
     var registry: String?
@@ -214,7 +219,7 @@ struct CaptureCommand: AsyncParsableCommand {
             }
             SafeFiles.share(fd: fd, mode: 0o640, group: SharedFiles.groupID)
             sinks.append(ClawMetrySink(handle: FileHandle(fileDescriptor: fd, closeOnDealloc: true), includeLLM: clawmetryIncludeLLM,
-                                       source: { "calltap:\($0.target ?? "host")" }))
+                                       source: ClawMetryLines.defaultSource))
         }
         var api: (any Service)?
         if let listen {
@@ -227,6 +232,10 @@ struct CaptureCommand: AsyncParsableCommand {
             so.port = address.port
             so.token = token
             so.allowedHosts = allowHosts
+        if let o = corsOrigin {
+            guard ServerOptions.isOrigin(o) else { throw ValidationError("--cors-origin: expected an origin such as http://127.0.0.1:8900, got '\(o)'") }
+            so.corsOrigin = o
+        }
             do {
                 api = try buildApplication(store: store, options: so)
             } catch let e as ServerError {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CallModel
+import ClawMetry
 import Analysers
 import Core
 import Decode
@@ -127,7 +128,7 @@ struct ReadCommand: ParsableCommand {
             do {
                 let fd = try SafeFiles.openAppend(path, mode: 0o640)
                 claw = ClawMetrySink(handle: FileHandle(fileDescriptor: fd, closeOnDealloc: true), includeLLM: clawmetryIncludeLLM,
-                                     source: { _ in "calltap:read" })
+                                     source: ClawMetryLines.defaultSource)
             } catch {
                 Log.error("cannot write --clawmetry-jsonl: \(error)")
                 throw ExitCode(ExitStatus.usage)

@@ -22,6 +22,10 @@ struct ServeCommand: AsyncParsableCommand {
             help: "Without --token, also answer requests whose Host is NAME (besides the listen address and localhost). Repeatable.")
     var allowHosts: [String] = []
 
+    @Option(name: .customLong("cors-origin"),
+            help: "Let pages from this origin (e.g. http://127.0.0.1:8900, a ClawMetry dashboard) read the API from a browser.")
+    var corsOrigin: String?
+
     mutating func run() async throws {
         guard let address = ServerOptions.parseListen(listen) else {
             throw ValidationError("--listen: expected HOST:PORT, got '\(listen)'")
@@ -31,6 +35,10 @@ struct ServeCommand: AsyncParsableCommand {
         options.port = address.port
         options.token = token
         options.allowedHosts = allowHosts
+        if let o = corsOrigin {
+            guard ServerOptions.isOrigin(o) else { throw ValidationError("--cors-origin: expected an origin such as http://127.0.0.1:8900, got '\(o)'") }
+            options.corsOrigin = o
+        }
         let store = try CallStore.openForCommand(db)
         do {
             let app = try buildApplication(store: store, options: options)

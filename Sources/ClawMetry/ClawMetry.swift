@@ -1,5 +1,6 @@
 import CallModel
 import Core
+import Crypto
 import Foundation
 
 /// Lines in ClawMetry's interceptor format (`type: external_api_call`), so its own sync
@@ -27,7 +28,7 @@ import Foundation
 /// response, TLS, DNS, no response), also when it failed after its status arrived — so ClawMetry counts
 /// it as an error; `outcome` and `error` say what happened.
 /// `url` and `host` are never null: without a name, the server's address and port stand in.
-struct ClawMetryLines {
+public struct ClawMetryLines {
     static let llmHosts = [
         "api.openai.com", "api.anthropic.com", "generativelanguage.googleapis.com", "api.mistral.ai", "api.cohere.ai",
         "api.cohere.com", "api.groq.com", "openrouter.ai", "api.together.xyz", "api.deepseek.com", "api.x.ai",
@@ -36,11 +37,11 @@ struct ClawMetryLines {
     /// ClawMetry's own endpoints, which its interceptor leaves out too.
     static let clawmetryHosts = ["clawmetry.com"]
 
-    var includeLLM = false
+    public var includeLLM = false
     /// Lower-case substrings of urls to leave out (`CLAWMETRY_INTERCEPT_HOSTS_EXCLUDE`, comma-separated).
-    var excludes: [String] = []
+    public var excludes: [String] = []
 
-    init(includeLLM: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(includeLLM: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.includeLLM = includeLLM
         excludes = (environment["CLAWMETRY_INTERCEPT_HOSTS_EXCLUDE"] ?? "").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
@@ -113,26 +114,50 @@ struct ClawMetryLines {
         }
     }
 
-    func line(_ r: CallRecord, source: String) -> String? {
+    /// What a line and a row of the read route share: nil when the call makes no line.
+    public struct Fields: Sendable {
+        public var ts: String
+        public var url: String
+        public var host: String?
+        public var method: String
+        public var statusCode: Int?
+        public var latencyMicros: Int64?
+        public var source: String
+        /// ClawMetry's row id: the first 32 hex digits of SHA-256 over ts, url and library, as its own
+        /// ingest makes it, so a row served here and the same line ingested from the file are one row.
+        public var id: String {
+            let digest = SHA256.hash(data: Data((ts + url + Self.library).utf8))
+            return digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+        }
+        public static let library = "calltap"
+    }
+
+    public func fields(_ r: CallRecord, source: String) -> Fields? {
         guard let url = Self.url(r) else { return nil }
         let host = r.kind == .dns ? r.host : Self.hostOrAddress(r)
         if Self.isLocal(host, ip: r.kind == .dns ? nil : r.serverIp) || Self.isClawMetryHost(host) { return nil }
         if !includeLLM && Self.isLLMHost(host) { return nil }
         let lower = url.lowercased()
         if excludes.contains(where: { lower.contains($0) }) { return nil }
-        var w = JSONObjectWriter()
-        w.string("type", "external_api_call")
         let end = r.endedAt ?? r.latencyMicros.map { r.ts + $0 * 1000 } ?? r.ts
-        w.string("ts", Timestamps.iso8601(end))
-        w.string("url", url)
-        w.string("host", host)
-        w.string("method", r.method ?? "")
-        w.int("status_code", Self.status(r))
         // The interceptor's latency includes the connect; calltap's starts at the request.
         let connect = r.kind == .http ? (r.connectMicros ?? 0) : 0
-        w.millis("latency_ms", r.latencyMicros.map { $0 + connect })
-        w.string("library", "calltap")
-        w.string("source", r.agent ?? source)
+        return Fields(ts: Timestamps.iso8601(end), url: url, host: host, method: r.method ?? "", statusCode: Self.status(r),
+                      latencyMicros: r.latencyMicros.map { $0 + connect }, source: r.agent ?? source)
+    }
+
+    public func line(_ r: CallRecord, source: String) -> String? {
+        guard let f = fields(r, source: source) else { return nil }
+        var w = JSONObjectWriter()
+        w.string("type", "external_api_call")
+        w.string("ts", f.ts)
+        w.string("url", f.url)
+        w.string("host", f.host)
+        w.string("method", f.method)
+        w.int("status_code", f.statusCode)
+        w.millis("latency_ms", f.latencyMicros)
+        w.string("library", Fields.library)
+        w.string("source", f.source)
         w.string("session_id", r.sessionId)
         if r.llmProvider != nil {
             // ClawMetry's own columns for LLM calls.
@@ -159,23 +184,52 @@ struct ClawMetryLines {
         w.string("error", r.error)
         return w.finish()
     }
+
+    /// The `source` of a call's line or row (the agent's name wins over it): `calltap:<target>` for a live
+    /// capture's calls, `calltap:read` for a capture file's.
+    public static func defaultSource(_ r: CallRecord) -> String { "calltap:\(r.target ?? "read")" }
+
+    /// A row as ClawMetry's `query_external_calls` answers it (its fourteen columns).
+    public func row(_ r: CallRecord, source: String) -> String? {
+        guard let f = fields(r, source: source) else { return nil }
+        var w = JSONObjectWriter()
+        w.string("id", f.id)
+        w.string("node_id", "")
+        w.string("ts", f.ts)
+        w.string("host", f.host)
+        w.string("url", f.url)
+        w.string("method", f.method)
+        w.int("status_code", f.statusCode)
+        w.millis("latency_ms", f.latencyMicros)
+        w.string("library", Fields.library)
+        w.string("source", f.source)
+        w.raw("cost_usd", "null")
+        w.int("input_tokens", r.llmProvider != nil ? r.llmInputTokens : nil)
+        w.int("output_tokens", r.llmProvider != nil ? r.llmOutputTokens : nil)
+        w.string("model", r.llmProvider != nil ? r.llmModel : nil)
+        // Beyond ClawMetry's columns: what calltap knows that its time window cannot.
+        w.string("session_id", r.sessionId)
+        w.string("outcome", r.outcome.rawValue)
+        w.string("error", r.error)
+        return w.finish()
+    }
 }
 
 /// Calls appended to ClawMetry's file, one line per external call (see `ClawMetryLines`).
-final class ClawMetrySink: CallSink {
-    let sinkName = "clawmetry file"
+public final class ClawMetrySink: CallSink {
+    public let sinkName = "clawmetry file"
     private let handle: FileHandle
     private let lines: ClawMetryLines
     private let source: (CallRecord) -> String
-    private(set) var written = 0
+    public private(set) var written = 0
 
-    init(handle: FileHandle, includeLLM: Bool, source: @escaping (CallRecord) -> String) {
+    public init(handle: FileHandle, includeLLM: Bool, source: @escaping (CallRecord) -> String) {
         self.handle = handle
         lines = ClawMetryLines(includeLLM: includeLLM)
         self.source = source
     }
 
-    func write(_ calls: [CallRecord]) throws {
+    public func write(_ calls: [CallRecord]) throws {
         let out = calls.compactMap { lines.line($0, source: source($0)) }
         if !out.isEmpty {
             try handle.write(contentsOf: Data((out.joined(separator: "\n") + "\n").utf8))
@@ -183,5 +237,5 @@ final class ClawMetrySink: CallSink {
         }
     }
 
-    func flush() {}
+    public func flush() {}
 }
