@@ -99,6 +99,7 @@ public func buildApplication(store: CallStore, options: ServerOptions,
     router.get("/healthz") { _, _ in JSONResponse.ok(#"{"status":"ok"}"#) }
     router.get("/api/external-calls") { request, _ in api.calls(request.queryParameters) }
     router.get("/api/external-calls/summary") { request, _ in api.summary(request.queryParameters) }
+    router.get("/api/external-calls/timeline") { request, _ in api.timeline(request.queryParameters) }
     router.get("/api/sessions") { request, _ in
         CallsAPI.refuseParameters(request.queryParameters) ?? api.sessions()
     }
