@@ -7,7 +7,8 @@ a JavaScript console error; the page wider than the window (sideways scroll), wi
 a zoomed range and a call's detail open; a control or format character shown raw; the range picker
 (1 h, 15 min, custom) not narrowing both the timeline and the list, or the back button not restoring
 the range; dragging across the timeline not zooming in (desktop); clicking a failed call not opening
-its detail (every field, the timing waterfall, the attribution). Saves a screenshot of each.
+its detail (every field, the timing waterfall, the attribution), in the list or, zoomed in where each
+call is drawn, on the timeline. Saves a screenshot of each.
 Usage: browser_check.py URL DESKTOP.png PHONE.png"""
 import sys
 import time
@@ -57,8 +58,9 @@ def check(phone, shot):
         return False
 
     def timeline_count():
-        # The calls the timeline draws: the sum of its stacked segments.
-        return js("return [...document.querySelectorAll('#plot rect.seg')].reduce((n, r) => n + Number(r.dataset.count), 0)")
+        # The calls the timeline draws: the sum of its stacked segments, or its calls drawn one by one.
+        return js("return [...document.querySelectorAll('#plot rect.seg')].reduce((n, r) => n + Number(r.dataset.count), 0)"
+                  " + document.querySelectorAll('#plot rect.call').length")
 
     def list_count():
         return len(d.find_elements(By.CSS_SELECTOR, "#calls tbody tr"))
@@ -113,7 +115,22 @@ def check(phone, shot):
             problems.append(f"{name}: the custom range is not in the address ({d.current_url})")
         no_overflow("custom range")
 
+        # Zoomed into the demo's second, each call is drawn; clicking a failed one opens its detail.
+        d.get(base + "/?since=2026-11-25T16:43:29.000Z&until=2026-11-25T16:43:30.000Z")
+        wait("the demo's second: 18 calls", settled(18, 18))
+        if js("return document.querySelector('#plot svg').dataset.mode") != "calls":
+            problems.append(f"{name}: 18 calls are not drawn one by one")
+        else:
+            d.find_element(By.CSS_SELECTOR, "#plot rect.call:not([data-outcome='ok'])").click()
+            wait("clicking a failed call on the timeline opens its detail", lambda: d.find_element(By.ID, "detail").is_displayed())
+            d.find_element(By.CSS_SELECTOR, "#detailCard button").click()
+            wait("the detail closes", lambda: not d.find_element(By.ID, "detail").is_displayed())
+
         # Dragging across the middle of the timeline zooms into that part.
+        click_range("custom")
+        js("document.getElementById('from').value = arguments[0]; document.getElementById('to').value = arguments[1];"
+           " document.getElementById('apply').click();", *DEMO_WINDOW)
+        wait("custom range again", settled(18, 18))
         if not phone:
             before = timeline_count()
             plot = d.find_element(By.CSS_SELECTOR, "#plot svg")
