@@ -6,8 +6,9 @@ emulation). The database holds Samples/agent-demo.pcap and Scripts/lib/odd_hosts
 a JavaScript console error; the page wider than the window (sideways scroll), with the whole range,
 a zoomed range and a call's detail open; a control or format character shown raw; the range picker
 (1 h, 15 min, custom) not narrowing both the timeline and the list, or the back button not restoring
-the range; dragging across the timeline not zooming in (desktop); clicking a failed call not opening
-its detail (every field, the timing waterfall, the attribution), in the list or, zoomed in where each
+the range; the session picker not narrowing them or not in the address; the list's host and outcome
+filters not narrowing the list; dragging across the timeline not zooming in (desktop); clicking a
+failed call not opening its detail (every field, the timing waterfall, the attribution), in the list or, zoomed in where each
 call is drawn, on the timeline. Saves a screenshot of each.
 Usage: browser_check.py URL DESKTOP.png PHONE.png"""
 import sys
@@ -17,6 +18,7 @@ from selenium import webdriver
 from selenium.webdriver import ActionChains
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 
 base, desktop_shot, phone_shot = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
 ALL_CALLS = 21           # 18 in the demo, 3 from odd_hosts.py
@@ -145,6 +147,23 @@ def check(phone, shot):
         d.get(url)
         wait("a reload restores the range", lambda: d.find_element(By.CSS_SELECTOR, "#ranges button.on").get_attribute("data-range") == "custom"
              and timeline_count() == list_count() > 0)
+
+        # The session picker narrows everything too, and the session is in the address.
+        d.get(base + "/?session=odd-agent")
+        wait("session=odd-agent in the address: its 3 calls", lambda: settled(3, 3)()
+             and d.find_element(By.ID, "session").get_attribute("value") == "odd-agent")
+        Select(d.find_element(By.ID, "session")).select_by_value("demo-agent")
+        wait("picking demo-agent: its 18 calls, and the address says so",
+             lambda: settled(18, 18)() and "session=demo-agent" in d.current_url)
+
+        # The list's filters narrow the list alone.
+        d.get(base + "/")
+        wait("the whole range again", settled(ALL_CALLS, ALL_CALLS))
+        Select(d.find_element(By.ID, "host")).select_by_value("secure.agent.test")
+        wait("host filter: 2 calls listed, the timeline unchanged", settled(ALL_CALLS, 2))
+        Select(d.find_element(By.ID, "host")).select_by_value("")
+        Select(d.find_element(By.ID, "outcome")).select_by_value("failed")
+        wait("outcome filter: the 10 failed calls listed", lambda: settled(ALL_CALLS, 10)() and "outcome=failed" in d.current_url)
 
         # Failures first, then a failed call's detail.
         d.get(base + "/?failures=first")
