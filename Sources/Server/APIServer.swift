@@ -114,6 +114,7 @@ public func buildApplication(store: CallStore, options: ServerOptions,
     getAndHead(router, "/healthz") { _, _ in JSONResponse.ok(#"{"status":"ok"}"#) }
     getAndHead(router, "/api/external-calls") { request, _ in api.calls(request.queryParameters) }
     getAndHead(router, "/api/external-calls/summary") { request, _ in api.summary(request.queryParameters) }
+    getAndHead(router, "/api/external-calls/timeline") { request, _ in api.timeline(request.queryParameters) }
     getAndHead(router, "/api/sessions") { request, _ in
         CallsAPI.refuseParameters(request.queryParameters) ?? api.sessions()
     }

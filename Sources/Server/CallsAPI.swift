@@ -14,6 +14,8 @@ struct CallsAPI: Sendable {
 
     static let knownSummaryParameters: Set<String> = ["session", "session_id", "since", "until"]
 
+    static let knownTimelineParameters: Set<String> = ["session", "session_id", "host", "since", "until", "buckets"]
+
     struct BadRequest: Error { var message: String }
 
     /// A 400 for a route that takes no parameters when it was given some, nil otherwise: a typo such as
@@ -95,6 +97,50 @@ struct CallsAPI: Sendable {
         }
     }
 
+    func timeline(_ q: QueryParameters) -> Response {
+        do {
+            let f = try Self.timelineFilter(q)
+            let t = try store.timeline(f)
+            var w = JSONObjectWriter()
+            w.string("session", f.session)
+            w.string("host", f.host?.lowercased())
+            w.string("since", t.start.map { Timestamps.iso8601($0 * 1000) })
+            w.string("until", t.end.map { Timestamps.iso8601($0 * 1000) })
+            w.millis("bucket_ms", t.bucketMicros)
+            w.int("buckets", t.bucketCount)
+            w.strings("classes", CallStore.StatusClass.allCases.map(\.name))
+            w.int("count", t.count)
+            w.raw("totals", Self.classCounts(t.hosts.reduce(into: [0, 0, 0, 0]) { sum, h in
+                for i in sum.indices { sum[i] += h.totals[i] }
+            }))
+            var hosts = "["
+            for (i, h) in t.hosts.enumerated() {
+                if i > 0 { hosts += "," }
+                var hw = JSONObjectWriter()
+                hw.string("host", h.host)
+                hw.int("count", h.count)
+                hw.raw("totals", Self.classCounts(h.totals))
+                hw.raw("buckets", "[" + h.buckets.map { b in
+                    "[" + ([b.index] + b.counts).map(String.init).joined(separator: ",") + "]"
+                }.joined(separator: ",") + "]")
+                hosts += hw.finish()
+            }
+            w.raw("hosts", hosts + "]")
+            return JSONResponse.ok(w.finish())
+        } catch let e as BadRequest {
+            return JSONResponse.error(.badRequest, e.message)
+        } catch {
+            return JSONResponse.error(.serviceUnavailable, "database unavailable: \(error)")
+        }
+    }
+
+    /// {"ok": n, "4xx": n, "5xx": n, "network": n}
+    static func classCounts(_ counts: [Int]) -> String {
+        var w = JSONObjectWriter()
+        for c in CallStore.StatusClass.allCases { w.int(c.name, counts[c.rawValue]) }
+        return w.finish()
+    }
+
     func sessions() -> Response {
         do {
             var out = "{\"sessions\":["
@@ -154,6 +200,20 @@ struct CallsAPI: Sendable {
         if let b = try text(q, "before") {
             guard let c = CallStore.Cursor(text: b) else { throw BadRequest(message: "before must be a next_cursor value") }
             f.before = c
+        }
+        return f
+    }
+
+    static func timelineFilter(_ q: QueryParameters) throws -> CallStore.TimelineFilter {
+        try checkKnown(q, knownTimelineParameters)
+        var f = CallStore.TimelineFilter()
+        f.session = try session(q)
+        f.host = try text(q, "host")
+        f.since = try time(q, "since")
+        f.until = try time(q, "until")
+        if let b = try text(q, "buckets") {
+            guard let n = Int(b), (1...1000).contains(n) else { throw BadRequest(message: "buckets must be an integer from 1 to 1000") }
+            f.buckets = n
         }
         return f
     }

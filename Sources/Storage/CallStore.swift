@@ -174,6 +174,11 @@ public final class CallStore: Sendable {
                     request_body_bytes, response_body_bytes, bytes_sent, bytes_received)
                 """)
         }
+        // The dashboard's timeline counts calls per host, status class and time bucket from this index
+        // alone (a covering index: the columns it groups and filters by, status_code among them).
+        m.registerMigration("v7: timeline index") { db in
+            try db.execute(sql: "CREATE INDEX calls_timeline ON calls(ts, session_id, host, server_ip, outcome, status_code)")
+        }
         return m
     }
 

@@ -62,6 +62,8 @@ CREATE INDEX calls_session_ts ON calls(session_id, ts);
 -- index calls_summary on calls
 CREATE INDEX calls_summary ON calls(ts, session_id, host, server_ip, kind, outcome, latency_ms,
     request_body_bytes, response_body_bytes, bytes_sent, bytes_received);
+-- index calls_timeline on calls
+CREATE INDEX calls_timeline ON calls(ts, session_id, host, server_ip, outcome, status_code);
 -- index calls_ts on calls
 CREATE INDEX calls_ts ON calls(ts);
 -- table capture_stats on capture_stats

@@ -160,7 +160,7 @@ import Testing
         try await store.writer.write { db in try db.execute(sql: "DROP TABLE calls; DROP TABLE capture_stats") }
         let app = try buildApplication(store: store, options: Self.options())
         try await app.test(.live) { client in
-            for uri in ["/api/external-calls", "/api/external-calls/summary", "/api/sessions", "/api/stats", "/metrics"] {
+            for uri in ["/api/external-calls", "/api/external-calls/summary", "/api/external-calls/timeline", "/api/sessions", "/api/stats", "/metrics"] {
                 let r = try await client.execute(uri: uri, method: .get)
                 #expect(r.status == .serviceUnavailable, "\(uri)")
             }
