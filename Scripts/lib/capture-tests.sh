@@ -377,14 +377,16 @@ check "--config no-bpf turns the kernel's connect-time records off" grep -q 'no-
 
 # --config keys of the newer flags: allow-host (with listen and token unset, the API answers that Host).
 port=$((20000 + RANDOM % 20000))
-printf 'netns = ["%s"]\ndb = "%s"\nlisten = "127.0.0.1:%s"\nallow-host = ["calltap.lan"]\n' $A "$tmp/allow.db" $port > "$tmp/allow.toml"
+printf 'netns = ["%s"]\ndb = "%s"\nlisten = "127.0.0.1:%s"\nallow-host = ["calltap.lan"]\ncors-origin = "http://127.0.0.1:8900"\n' $A "$tmp/allow.db" $port > "$tmp/allow.toml"
 "$bin" capture --config "$tmp/allow.toml" > /dev/null 2>&1 &
 cap=$!
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
 allowed=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: calltap.lan:$port" "http://127.0.0.1:$port/api/stats")
 refused=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: evil.example" "http://127.0.0.1:$port/api/stats")
+cors=$(curl -s -D - -o /dev/null -H "Origin: http://127.0.0.1:8900" "http://127.0.0.1:$port/api/local/external-calls" | tr -d '\r' | grep -i '^access-control-allow-origin:')
 kill -TERM $cap; wait $cap
 check "--config allow-host: that Host is served ($allowed), another is refused ($refused)" [ "$allowed" = 200 -a "$refused" = 403 ]
+check "--config cors-origin: that origin may read the API ($cors)" [ "$cors" = "Access-Control-Allow-Origin: http://127.0.0.1:8900" ]
 
 # --listen serves the API while capturing; after kill -9 the database opens cleanly with what was written.
 port=$((20000 + RANDOM % 20000))

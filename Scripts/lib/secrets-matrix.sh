@@ -115,7 +115,7 @@ for t in "${transports[@]}"; do
 done
 sleep 2
 port=$start_port
-for path in "api/external-calls?limit=1000" "api/external-calls?limit=1000&before=" "api/external-calls/summary" "api/external-calls/timeline" \
+for path in "api/external-calls?limit=1000" "api/external-calls?limit=1000&before=" "api/external-calls/summary" "api/external-calls/timeline" "api/local/external-calls?limit=2000" \
             "api/sessions" "api/stats" "metrics" "" "openapi.json"; do
   curl -s "http://127.0.0.1:$port/$path" >> "$tmp/api.txt"; echo >> "$tmp/api.txt"
 done
