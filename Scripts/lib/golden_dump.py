@@ -119,6 +119,8 @@ def dump_api(base, outdir):
     get("timeline-window", "/api/external-calls/timeline?session=golden&buckets=10&since=" + urllib.parse.quote(SINCE) + "&until=" + urllib.parse.quote(UNTIL))
     get("timeline-host", "/api/external-calls/timeline?host=api.agent.test&buckets=5")
     get("timeline-bad-buckets", "/api/external-calls/timeline?buckets=0")
+    get("clawmetry-rows", "/api/local/external-calls?session_id=golden&since=&limit=5000")
+    get("clawmetry-rows-bad", "/api/local/external-calls?limit=many")
     get("sessions", "/api/sessions")
     get("stats", "/api/stats")
     get("metrics", "/metrics")
