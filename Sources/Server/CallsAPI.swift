@@ -70,9 +70,9 @@ struct CallsAPI: Sendable {
                 w.int("calls", h.calls)
                 w.int("failures", h.failures)
                 w.double("failure_rate", h.calls > 0 ? (Double(h.failures) / Double(h.calls) * 10_000).rounded() / 10_000 : 0)
-                w.millis("p50_ms", Self.percentile(h.httpLatencies, 0.50))
-                w.millis("p95_ms", Self.percentile(h.httpLatencies, 0.95))
-                w.millis("max_ms", h.httpLatencies.last)
+                w.millis("p50_ms", h.p50Micros)
+                w.millis("p95_ms", h.p95Micros)
+                w.millis("max_ms", h.maxMicros)
                 w.int("bytes", h.bytes)
                 if let f = h.lastFailure {
                     var lf = JSONObjectWriter()
@@ -239,13 +239,6 @@ struct CallsAPI: Sendable {
         guard let t = try text(q, name) else { return nil }
         guard let v = Timestamps.parse(t) else { throw BadRequest(message: "\(name) must be ISO-8601 or epoch seconds") }
         return v
-    }
-
-    /// Nearest-rank percentile over ascending values.
-    static func percentile(_ sorted: [Int64], _ p: Double) -> Int64? {
-        guard !sorted.isEmpty else { return nil }
-        let rank = Int((p * Double(sorted.count)).rounded(.up))
-        return sorted[max(0, min(sorted.count - 1, rank - 1))]
     }
 }
 

@@ -84,40 +84,54 @@ extension CallStore {
         public var host: String
         public var calls: Int
         public var failures: Int
-        /// Latencies of `kind: http` calls, in microseconds, ascending.
-        public var httpLatencies: [Int64]
+        /// `kind: http` calls with a latency, and their nearest-rank p50 and p95 and maximum (µs).
+        public var httpCalls: Int
+        public var p50Micros: Int64?
+        public var p95Micros: Int64?
+        public var maxMicros: Int64?
         public var bytes: Int
         public var lastFailure: CallRecord?
     }
 
-    /// Per host (server address when unnamed): calls, failures, HTTP latencies, bytes, last failure.
-    /// Aggregated by SQLite over the `calls_summary` covering index (no read of the calls table but for
-    /// each host's last failure), so it stays fast at hundreds of thousands of calls.
+    /// Per host (server address when unnamed): calls, failures, HTTP latency percentiles, bytes, last
+    /// failure. SQLite does the work over two indexes in host order (`v8: summary by host`): one pass for
+    /// the totals and each host's last failure time, then each percentile read at its rank in the host's
+    /// latencies, and each last failure by its time — no sort, no read of the calls table but for the
+    /// last failures, so it stays fast at hundreds of thousands of calls.
     public func hostSummaries(session: String?, since: Int64? = nil, until: Int64? = nil) throws -> [HostSummary] {
         let q = SummaryQueries(session: session, since: since, until: until)
         return try writer.read { db in
-            var out: [String: HostSummary] = [:]
+            var out: [HostSummary] = []
+            var lastFailureTimes: [Int: Int64] = [:]
             for row in try Row.fetchAll(db, sql: q.totals, arguments: q.arguments) {
-                let host: String = row["h"]
-                out[host] = HostSummary(host: host, calls: row["calls"], failures: row["failures"], httpLatencies: [],
-                                        bytes: row["bytes"], lastFailure: nil)
+                let failedAt: Int64? = row["last_failure_ts"]
+                if let failedAt { lastFailureTimes[out.count] = failedAt }
+                out.append(HostSummary(host: row["h"], calls: row["calls"], failures: row["failures"], httpCalls: row["http_calls"],
+                                       p50Micros: nil, p95Micros: nil, maxMicros: nil, bytes: row["bytes"], lastFailure: nil))
             }
-            // HTTP latencies, ascending per host (for the percentiles).
-            let latencies = try Row.fetchCursor(db, sql: q.latencies, arguments: q.arguments)
-            while let row = try latencies.next() {
-                let h: String = row["h"]
-                let ms: Double = row["latency_ms"]
-                out[h]?.httpLatencies.append(Int64((ms * 1000).rounded()))
+            let rank = try db.makeStatement(sql: q.latencyAtRank)
+            for i in out.indices where out[i].httpCalls > 0 {
+                let n = out[i].httpCalls
+                func at(_ offset: Int) throws -> Int64? {
+                    let ms = try Double.fetchOne(rank, arguments: StatementArguments([out[i].host] + q.args + [offset]))
+                    return ms.map { Int64(($0 * 1000).rounded()) }
+                }
+                // Nearest rank: the value at ceil(p × n).
+                out[i].p50Micros = try at(Int((0.50 * Double(n)).rounded(.up)) - 1)
+                out[i].p95Micros = try at(Int((0.95 * Double(n)).rounded(.up)) - 1)
+                out[i].maxMicros = try at(n - 1)
             }
-            for row in try Row.fetchAll(db, sql: q.lastFailures, arguments: q.lastFailureArguments) {
-                let r = Self.record(row)
-                out[r.host ?? r.serverIp ?? "unknown"]?.lastFailure = r
+            let last = try db.makeStatement(sql: q.lastFailure)
+            for (i, t) in lastFailureTimes {
+                if let row = try Row.fetchOne(last, arguments: StatementArguments([out[i].host, t] + q.args)) {
+                    out[i].lastFailure = Self.record(row)
+                }
             }
-            return out.values.sorted { $0.calls != $1.calls ? $0.calls > $1.calls : $0.host < $1.host }
+            return out.sorted { $0.calls != $1.calls ? $0.calls > $1.calls : $0.host < $1.host }
         }
     }
 
-    /// The per-host summary's three queries over one filter (session, time range).
+    /// The per-host summary's queries over one filter (session, time range).
     struct SummaryQueries {
         var clauses: [String] = []
         var args: [(any DatabaseValueConvertible)?] = []
@@ -128,12 +142,12 @@ extension CallStore {
             if let t = until { clauses.append("ts < ?"); args.append(t / 1000) }
         }
 
-        /// How calls are grouped by host: its name, else the server's address (columns of `table`).
-        static func hostKey(_ table: String = "") -> String { "COALESCE(\(table)host, \(table)server_ip, 'unknown')" }
+        /// How calls are grouped by host: its name, else the server's address (the indexed expression).
+        static let hostKey = "COALESCE(host, server_ip, 'unknown')"
 
-        /// `WHERE` with the filter and `extra` conditions, on columns of `table`.
-        func whereClause(_ extra: [String] = [], table: String = "") -> String {
-            let all = clauses.map { table + $0 } + extra
+        /// `WHERE` with `first` conditions, then the filter's.
+        func whereClause(_ first: [String] = []) -> String {
+            let all = first + clauses
             return all.isEmpty ? "" : " WHERE " + all.joined(separator: " AND ")
         }
 
@@ -141,43 +155,36 @@ extension CallStore {
 
         var totals: String {
             """
-            SELECT \(Self.hostKey()) AS h, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
+            SELECT \(Self.hostKey) AS h, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
+                   SUM(kind = 'http' AND latency_ms IS NOT NULL) AS http_calls,
                    SUM(COALESCE(request_body_bytes, 0) + COALESCE(response_body_bytes, 0)
-                       + CASE WHEN kind <> 'http' THEN COALESCE(bytes_sent, 0) + COALESCE(bytes_received, 0) ELSE 0 END) AS bytes
-            FROM calls\(whereClause()) GROUP BY h
+                       + CASE WHEN kind <> 'http' THEN COALESCE(bytes_sent, 0) + COALESCE(bytes_received, 0) ELSE 0 END) AS bytes,
+                   MAX(CASE WHEN outcome <> 'ok' THEN ts END) AS last_failure_ts
+            FROM calls INDEXED BY calls_by_host\(whereClause()) GROUP BY h
             """
         }
 
-        var latencies: String {
-            "SELECT \(Self.hostKey()) AS h, latency_ms FROM calls\(whereClause(["kind = 'http'", "latency_ms IS NOT NULL"])) ORDER BY h, latency_ms"
+        /// One host's HTTP latency at a rank (arguments: host, the filter's, the offset).
+        var latencyAtRank: String {
+            "SELECT latency_ms FROM calls INDEXED BY calls_host_latency"
+                + whereClause(["\(Self.hostKey) = ?", "kind = 'http'", "latency_ms IS NOT NULL"]) + " ORDER BY latency_ms LIMIT 1 OFFSET ?"
         }
 
-        /// Each host's latest failure start.
-        var lastFailureTimes: String {
-            "SELECT \(Self.hostKey()) AS h, MAX(ts) AS t FROM calls\(whereClause(["outcome <> 'ok'"])) GROUP BY h"
+        /// One host's failure at a time, the last by id (arguments: host, time, the filter's): the filter
+        /// applies, so another session's failure at the same instant is never picked.
+        var lastFailure: String {
+            "SELECT id, \(CallStore.columns.joined(separator: ",")) FROM calls WHERE id = (SELECT MAX(id) FROM calls INDEXED BY calls_by_host"
+                + whereClause(["\(Self.hostKey) = ?", "ts = ?", "outcome <> 'ok'"]) + ")"
         }
-
-        /// Each host's last failure (by start, then id), read whole; the inner query takes the filter
-        /// too, so another session's failure at the same instant is never picked.
-        var lastFailures: String {
-            let inner = whereClause(["\(Self.hostKey("c2.")) = f.h", "c2.ts = f.t", "c2.outcome <> 'ok'"], table: "c2.")
-            return """
-                SELECT id, \(CallStore.columns.joined(separator: ",")) FROM calls WHERE id IN (
-                    SELECT (SELECT id FROM calls c2\(inner) ORDER BY c2.id DESC LIMIT 1) FROM (\(lastFailureTimes)) f)
-                """
-        }
-
-        /// The inner query's arguments come first, as they appear in `lastFailures`.
-        var lastFailureArguments: StatementArguments { StatementArguments(args + args) }
     }
 
     /// The query plans of the dashboard's summary queries, for the check that none reads the whole
-    /// calls table.
+    /// calls table or sorts it.
     public func summaryQueryPlans(session: String?, since: Int64?, until: Int64? = nil) throws -> [String] {
         let q = SummaryQueries(session: session, since: since, until: until)
         return try writer.read { db in
-            try [q.totals, q.latencies, q.lastFailureTimes].flatMap { sql in
-                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: q.arguments).map { $0["detail"] as String }
+            try [(q.totals, q.args), (q.latencyAtRank, ["h"] + q.args + [0]), (q.lastFailure, ["h", 0] + q.args)].flatMap { sql, args in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: StatementArguments(args)).map { $0["detail"] as String }
             }
         }
     }

@@ -179,6 +179,17 @@ public final class CallStore: Sendable {
         m.registerMigration("v7: timeline index") { db in
             try db.execute(sql: "CREATE INDEX calls_timeline ON calls(ts, session_id, host, server_ip, outcome, status_code)")
         }
+        m.registerMigration("v8: summary by host") { db in
+            // The per-host summary grouped in host order (no sort), and each host's HTTP latencies in order,
+            // so its percentiles are read at their rank; they replace the summary index of v6.
+            try db.execute(sql: """
+                CREATE INDEX calls_by_host ON calls(COALESCE(host, server_ip, 'unknown'), ts, session_id, outcome, kind,
+                    latency_ms, request_body_bytes, response_body_bytes, bytes_sent, bytes_received, host, server_ip);
+                CREATE INDEX calls_host_latency ON calls(COALESCE(host, server_ip, 'unknown'), latency_ms, ts, session_id, kind,
+                    host, server_ip) WHERE kind = 'http' AND latency_ms IS NOT NULL;
+                DROP INDEX calls_summary;
+                """)
+        }
         return m
     }
 

@@ -80,8 +80,8 @@ extension CallStore {
         /// the range's start and the bucket width in microseconds.
         var counts: String {
             """
-            SELECT \(SummaryQueries.hostKey()) AS h, (ts - ?) / ? AS b, \(StatusClass.sql) AS c, COUNT(*) AS n
-            FROM calls\(whereClause) GROUP BY h, b, c
+            SELECT \(SummaryQueries.hostKey) AS h, (ts - ?) / ? AS b, \(StatusClass.sql) AS c, COUNT(*) AS n
+            FROM calls INDEXED BY calls_timeline\(whereClause) GROUP BY h, b, c
             """
         }
 

@@ -55,13 +55,16 @@ CREATE TABLE calls (
     bytes_sent INTEGER,
     bytes_received INTEGER
 , owner_source TEXT, trace_id TEXT, parent_span_id TEXT, attribution_key TEXT, llm_provider TEXT, llm_model TEXT, llm_input_tokens INTEGER, llm_output_tokens INTEGER, llm_cache_read_tokens INTEGER, llm_ttft_ms REAL, llm_stop_reason TEXT, llm_tool_calls TEXT);
+-- index calls_by_host on calls
+CREATE INDEX calls_by_host ON calls(COALESCE(host, server_ip, 'unknown'), ts, session_id, outcome, kind,
+    latency_ms, request_body_bytes, response_body_bytes, bytes_sent, bytes_received, host, server_ip);
+-- index calls_host_latency on calls
+CREATE INDEX calls_host_latency ON calls(COALESCE(host, server_ip, 'unknown'), latency_ms, ts, session_id, kind,
+    host, server_ip) WHERE kind = 'http' AND latency_ms IS NOT NULL;
 -- index calls_host_ts on calls
 CREATE INDEX calls_host_ts ON calls(host, ts);
 -- index calls_session_ts on calls
 CREATE INDEX calls_session_ts ON calls(session_id, ts);
--- index calls_summary on calls
-CREATE INDEX calls_summary ON calls(ts, session_id, host, server_ip, kind, outcome, latency_ms,
-    request_body_bytes, response_body_bytes, bytes_sent, bytes_received);
 -- index calls_timeline on calls
 CREATE INDEX calls_timeline ON calls(ts, session_id, host, server_ip, outcome, status_code);
 -- index calls_ts on calls
