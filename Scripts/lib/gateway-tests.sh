@@ -110,7 +110,7 @@ sys.exit(0 if db.execute('select count(*) from transcript_events where event_zst
 # With the writer gone and its -wal/-shm removed, the store is read as it is (immutable), creating nothing.
 rm -f "$tmp/sqlite.state/agents/main/agent/openclaw-agent.sqlite-wal" "$tmp/sqlite.state/agents/main/agent/openclaw-agent.sqlite-shm"
 "$bin" read --transcripts "$tmp/sqlite.state" --keylog "$tmp/sqlite.keys" --format jsonl "$tmp/sqlite.pcap" > "$tmp/sqlite.read2.jsonl"
-check "calltap (root) created no file in the agent's state directory, live or offline" \
+check "no file in the agent's state directory is root's after calltap (root) read it live and offline" \
   test -z "$(find "$tmp/sqlite.state" ! -user 65534)" -a -s "$tmp/sqlite.state/agents/main/agent/openclaw-agent.sqlite" \
   -a ! -e "$tmp/sqlite.state/agents/main/agent/openclaw-agent.sqlite-shm"
 check "a store without its writer (no -shm) is still read" \

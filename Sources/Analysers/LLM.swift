@@ -326,8 +326,10 @@ public enum LLMParsing {
             var j = end
             if api == .gemini {
                 // functionResponse: {"id": "…", …}: the id inside the object that follows.
-                guard let idEnd = find("\"id\"", in: body, from: j), idEnd - j < 64 else { continue }
-                j = idEnd
+                // Searched only in the next 68 bytes: a body of many `functionResponse`s costs one pass.
+                let window = Array(body[j..<min(body.count, j + 68)])
+                guard let idEnd = find("\"id\"", in: window) else { continue }
+                j += idEnd
             }
             while j < body.count && (body[j] == 0x20 || body[j] == 0x3A || body[j] == 0x0A) { j += 1 }
             guard j < body.count, body[j] == 0x22 else { continue }

@@ -15,6 +15,8 @@ public final class LineFollower: @unchecked Sendable {
     private var skippingLine = false
     /// Lines skipped because they were longer than `maxLineBytes`.
     public private(set) var overlongLines = 0
+    /// Bytes read so far (every read, lines kept or skipped).
+    public private(set) var bytesRead: UInt64 = 0
 
     public init(path: String, maxBytesPerRead: Int = 4 << 20, maxLineBytes: Int = 64 << 10) {
         self.path = path
@@ -52,11 +54,15 @@ public final class LineFollower: @unchecked Sendable {
         let got = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset)) }
         guard got > 0 else { return nil }
         offset += UInt64(got)
+        bytesRead += UInt64(got)
         var text: [UInt8] = []
         var lineStart = 0
         for i in 0..<got where chunk[i] == 0x0A {
             if skippingLine {
                 skippingLine = false
+            } else if partial.count + (i + 1 - lineStart) > maxLineBytes + 1 {
+                // A whole line inside one read, longer than the cap: skipped like one that spans reads.
+                overlongLines += 1
             } else {
                 text += partial
                 text += chunk[lineStart...i]

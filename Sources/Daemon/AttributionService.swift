@@ -95,7 +95,7 @@ public final class AttributionService: Service, @unchecked Sendable {
     /// Calls the transcript join decided since, or whose hold is over (`all`: everything, at the end).
     private var lastRelease: Int64 = 0
     private func releaseHeld(all: Bool = false) {
-        guard let join, all || join.heldCount > 0 else { return }
+        guard let join else { return }
         let now = Int64(Date().timeIntervalSince1970 * 1_000_000_000)
         // Twenty times a second is soon enough for a hold of seconds, and keeps the idle loop cheap.
         guard all || now - lastRelease >= 50_000_000 else { return }

@@ -92,6 +92,7 @@ public final class TranscriptIndex: @unchecked Sendable {
     // MARK: Feeding
 
     public func addSessionKey(_ key: String, session: String) {
+        guard key.utf8.count <= 256 else { return }
         lock.withLock {
             if sessionKeys.count < limits.toolCallIds || sessionKeys[key] != nil { sessionKeys[key] = session }
             changes += 1
@@ -109,7 +110,7 @@ public final class TranscriptIndex: @unchecked Sendable {
 
     public func add(entry o: [String: Any], session: String) {
         lock.withLock {
-            sessions.insert(session)
+            if sessions.count < limits.toolCallIds { sessions.insert(session) }
             changes += 1
         }
         guard o["type"] as? String == "message", let m = o["message"] as? [String: Any] else { return }
@@ -117,7 +118,7 @@ public final class TranscriptIndex: @unchecked Sendable {
         case "assistant":
             var ids: [String] = []
             for block in m["content"] as? [[String: Any]] ?? [] where block["type"] as? String == "toolCall" {
-                if let id = block["id"] as? String { ids.append(id) }
+                if let id = block["id"] as? String, Self.isUsableId(id) { ids.append(id) }
             }
             let usage = m["usage"] as? [String: Any]
             let started = Self.int(m["timestamp"]).map { Int64($0) * 1_000_000 }
@@ -125,7 +126,7 @@ public final class TranscriptIndex: @unchecked Sendable {
             lock.withLock {
                 for id in ids { remember(toolCall: id, session: session) }
                 if let started {
-                    let turn = TranscriptTurn(sessionId: session, model: m["model"] as? String,
+                    let turn = TranscriptTurn(sessionId: session, model: (m["model"] as? String).map { String($0.prefix(200)) },
                                               inputTokens: Self.int(usage?["input"]), outputTokens: Self.int(usage?["output"]),
                                               cacheReadTokens: Self.int(usage?["cacheRead"]), startedAt: started)
                     if turnCount >= limits.turns { evictOldestTurns() }
@@ -134,12 +135,15 @@ public final class TranscriptIndex: @unchecked Sendable {
                 }
             }
         case "toolResult":
-            guard let id = m["toolCallId"] as? String else { return }
+            guard let id = m["toolCallId"] as? String, Self.isUsableId(id) else { return }
             var fetch: TranscriptFetch?
             if m["toolName"] as? String == "web_fetch", let d = m["details"] as? [String: Any],
                let at = (d["fetchedAt"] as? String).flatMap(Self.parseISO8601) {
-                let took = Int64(Self.int(d["tookMs"]) ?? 0)
-                let urls = [d["url"] as? String, d["finalUrl"] as? String].compactMap { $0 }.compactMap(Self.normalised)
+                // A fetch lasts at most minutes (OpenClaw's own timeout is far shorter): a longer claimed
+                // window would cover every call.
+                let took = Int64(min(Self.int(d["tookMs"]) ?? 0, Self.maxFetchMillis))
+                let urls = [d["url"] as? String, d["finalUrl"] as? String].compactMap { $0 }.filter { $0.utf8.count <= 2048 }
+                    .compactMap(Self.normalised)
                 var unique: [String] = []
                 for u in urls where !unique.contains(u) { unique.append(u) }
                 var hosts: [String] = []
@@ -215,6 +219,14 @@ public final class TranscriptIndex: @unchecked Sendable {
     }
 
     // MARK: Shapes
+
+    /// The longest web_fetch believed, in milliseconds.
+    public static let maxFetchMillis = 300_000
+
+    /// Tool-call ids as providers make them: 1 to 256 printable bytes.
+    static func isUsableId(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 256 && id.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
 
     static func int(_ v: Any?) -> Int? {
         let n: Int?

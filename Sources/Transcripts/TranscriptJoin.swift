@@ -20,6 +20,10 @@ public final class TranscriptJoin {
     public let index: TranscriptIndex
     /// How long an undecided call waits for the transcripts to catch up (nanoseconds).
     public let hold: Int64
+    /// How long a call waits before the keys that compare it with others (web_fetch windows, turns) are
+    /// tried: by then the entries of every fetch and turn around it are written, so the closest fit is
+    /// chosen among all of them, live as offline (nanoseconds).
+    public let settle: Int64
     /// Slack on each side of a web_fetch window (nanoseconds).
     public let margin: Int64
     public let maxHeld: Int
@@ -45,8 +49,10 @@ public final class TranscriptJoin {
 
     private struct Held {
         var record: CallRecord
+        var settledAt: Int64
         var deadline: Int64
         var triedAt: Int
+        var settled = false
     }
     private var held: [Held] = []
     private var traceSessions: [String: String] = [:]
@@ -56,9 +62,11 @@ public final class TranscriptJoin {
     /// Fetch URLs already matched to a call: "toolCallId url".
     private var claimed = Set<String>()
 
-    public init(index: TranscriptIndex, hold: Int64 = 3_000_000_000, margin: Int64 = 250_000_000, maxHeld: Int = 20_000) {
+    public init(index: TranscriptIndex, hold: Int64 = 3_000_000_000, settle: Int64 = 1_000_000_000, margin: Int64 = 250_000_000,
+                maxHeld: Int = 20_000) {
         self.index = index
         self.hold = hold
+        self.settle = min(settle, hold)
         self.margin = margin
         self.maxHeld = maxHeld
     }
@@ -80,17 +88,21 @@ public final class TranscriptJoin {
     public func add(_ record: CallRecord, now: Int64) -> [CallRecord] {
         var r = record
         let before = traceVersion
-        if decide(&r, final: false) || !worthHolding(r) {
+        let holding = worthHolding(r)
+        if decide(&r, phase: holding ? .immediate : .final) || !holding {
             var out = [r]
             if traceVersion != before { out += retry(now: now) }
             return out
         }
-        held.append(Held(record: r, deadline: now > Int64.max - hold ? Int64.max : now + hold, triedAt: index.version &+ traceVersion))
+        func later(_ d: Int64) -> Int64 { now > Int64.max - d ? Int64.max : now + d }
+        held.append(Held(record: r, settledAt: later(settle), deadline: later(hold), triedAt: index.version &+ traceVersion))
         var out: [CallRecord] = []
         if traceVersion != before { out += retry(now: now) }
-        while held.count > maxHeld {
-            counters.heldOverflow += 1
-            out.append(held.removeFirst().record)
+        if held.count > maxHeld {
+            let extra = held.count - maxHeld
+            counters.heldOverflow += extra
+            out += held.prefix(extra).map(\.record)
+            held.removeFirst(extra)
         }
         return out
     }
@@ -115,10 +127,12 @@ public final class TranscriptJoin {
             let version = index.version &+ traceVersion
             for var h in held {
                 let final = h.deadline <= now
-                if h.triedAt != version || final {
+                let settling = !h.settled && h.settledAt <= now
+                if h.triedAt != version || final || settling {
                     h.triedAt = version
+                    if settling { h.settled = true }
                     let before = traceVersion
-                    if decide(&h.record, final: final) {
+                    if decide(&h.record, phase: final ? .final : (h.settled ? .settled : .immediate)) {
                         out.append(h.record)
                         if traceVersion != before { changed = true }
                         continue
@@ -139,9 +153,8 @@ public final class TranscriptJoin {
     /// Whether more entries could still decide the call: LLM calls, calls with a URL or host from a
     /// process the registry did not place (or from a gateway), and calls with a trace id.
     func worthHolding(_ r: CallRecord) -> Bool {
-        if r.llmProvider != nil || r.traceId != nil { return true }
-        guard r.kind == .http || r.kind == .tls else { return false }
-        return placeable(r)
+        guard placeable(r) else { return false }
+        return r.llmProvider != nil || r.traceId != nil || r.kind == .http || r.kind == .tls
     }
 
     private func placeable(_ r: CallRecord) -> Bool {
@@ -151,48 +164,64 @@ public final class TranscriptJoin {
 
     static let wireKeys: Set<AttributionKey> = [.baggage, .xSessionId, .sessionIdHeader, .promptCacheKey]
 
+    /// Which keys may decide yet: the call's own ids at once; the keys that compare it with others (web_fetch
+    /// windows, turns) once it settled; a shared trace, the weakest, only when its wait is over, so a
+    /// stronger key whose entry lands later (a turn written once its response ended) still wins.
+    enum Phase: Int, Comparable {
+        case immediate, settled, final
+        static func < (a: Phase, b: Phase) -> Bool { a.rawValue < b.rawValue }
+    }
+
     /// Decides the call's session from the strongest key there is; true when one did (the call is final).
-    /// A shared trace is the weakest key: it is taken only when the call's wait is over (`final`), so a
-    /// stronger key whose entry lands later (a turn written once its response ended) still wins, live as
-    /// offline.
-    func decide(_ r: inout CallRecord, final: Bool = true) -> Bool {
+    func decide(_ r: inout CallRecord, phase: Phase = .final) -> Bool {
         if let key = r.attributionKey, Self.wireKeys.contains(key), let s = r.sessionId {
             // The wire named the session: as a transcript knows it, when it is a session key.
             if let mapped = index.session(forKey: s) { r.sessionId = mapped }
             learn(r)
             return true
         }
+        // Transcript keys decide only calls the registry did not place (or a gateway's).
+        guard placeable(r) else { return false }
         if r.llmProvider != nil {
             var ids: [String] = []
             for entry in r.llmToolCalls ?? [] {
-                if let id = entry.split(separator: " ").last { ids.append(String(id)) }
+                // "name id"; an entry without an id (Gemini's calls) has nothing to join on.
+                let parts = entry.split(separator: " ")
+                if parts.count >= 2, let id = parts.last { ids.append(String(id)) }
             }
             ids += (r.llmToolResultIds ?? []).reversed()
             for id in ids {
                 if let s = index.session(toolCallId: id) {
                     set(&r, s, .toolCallId)
-                    if let pid = r.pid { gateways.insert(pid) }
+                    remember(gateway: r.pid)
                     learn(r)
                     return true
                 }
             }
-            if let s = turnMatch(r) {
+            if phase >= .settled, let s = turnMatch(r) {
                 set(&r, s, .transcriptTurn)
-                if let pid = r.pid { gateways.insert(pid) }
+                remember(gateway: r.pid)
                 learn(r)
                 return true
             }
-        } else if (r.kind == .http || r.kind == .tls) && placeable(r), let (s, claim) = fetchMatch(r) {
+        } else if phase >= .settled, r.kind == .http || r.kind == .tls, let (s, claim) = fetchMatch(r) {
+            if claimed.count >= 100_000 { claimed.removeAll(keepingCapacity: true) }
             claimed.insert(claim)
             set(&r, s, .webFetch)
             learn(r)
             return true
         }
-        if final, let t = r.traceId, let s = traceSessions[t] {
+        if phase == .final, let t = r.traceId, let s = traceSessions[t] {
             set(&r, s, .traceId)
             return true
         }
         return false
+    }
+
+    private func remember(gateway pid: Int?) {
+        guard let pid else { return }
+        if gateways.count >= 4096 { gateways.removeAll(keepingCapacity: true) }
+        gateways.insert(pid)
     }
 
     private func set(_ r: inout CallRecord, _ session: String, _ key: AttributionKey) {
@@ -242,9 +271,11 @@ public final class TranscriptJoin {
         var found: String?
         for list in lists {
             for t in list {
-                guard t.outputTokens == out, t.startedAt <= r.ts + margin, t.startedAt >= r.ts - 2_000_000_000 else { continue }
-                if let input = r.llmInputTokens, let ti = t.inputTokens, ti != input, ti != input - (r.llmCacheReadTokens ?? 0) { continue }
-                if let m = r.llmModel, let tm = t.model, !(m.hasPrefix(tm) || tm.hasPrefix(m)) { continue }
+                // A turn says its model and both token counts, and they must agree with the call's.
+                guard t.outputTokens == out, t.startedAt <= r.ts + margin, t.startedAt >= r.ts - 2_000_000_000,
+                      let ti = t.inputTokens, let tm = t.model else { continue }
+                if let input = r.llmInputTokens, ti != input, ti != input - (r.llmCacheReadTokens ?? 0) { continue }
+                if let m = r.llmModel, !(m.hasPrefix(tm) || tm.hasPrefix(m)) { continue }
                 if let f = found, f != t.sessionId { return nil }
                 found = t.sessionId
             }

@@ -26,6 +26,11 @@ public final class TranscriptSource: @unchecked Sendable {
         public var files: Int = 4096
         /// `sessions.json` larger than this is not read.
         public var sessionStoreBytes: Int = 8 << 20
+        /// Bytes read from all files together, and decompressed from all rows together, per poll: a
+        /// directory of huge or sparse files, or of Zstandard bombs, costs at most this much each time.
+        public var bytesPerPoll: Int = 64 << 20
+        /// SQLite steps one database read may take (a hostile schema cannot make a query run forever).
+        public var stepsPerQuery: Int32 = 50_000_000
         public init() {}
     }
 
@@ -56,6 +61,11 @@ public final class TranscriptSource: @unchecked Sendable {
     }
 
     public var counters: Counters { lock.withLock { counts } }
+    /// Bytes read and decompressed in this poll so far (only the polling thread touches it).
+    private var spent = 0
+    /// Bytes read from files since the start (a reader that wants everything polls until it stops moving).
+    public var bytesRead: Int { lock.withLock { totalBytes } }
+    private var totalBytes = 0
 
     /// Whether `directory` is a directory (not a link); the reason when it is not.
     public static func check(directory: String) -> String? {
@@ -68,6 +78,8 @@ public final class TranscriptSource: @unchecked Sendable {
 
     /// Reads what was added since the last poll (every file the first time). Call from one thread.
     public func poll() {
+        spent = 0
+        guard Self.isDirectoryNotLink(directory) else { return }
         var seen = Set<String>()
         for agent in Self.entries(of: directory + "/agents", directories: true) {
             let base = directory + "/agents/" + agent
@@ -97,6 +109,7 @@ public final class TranscriptSource: @unchecked Sendable {
         if entry == nil {
             let full = lock.withLock { followers.count >= limits.files }
             guard !full, Self.isRegularNotLink(path) else { refuse(path); return }
+            guard SessionIDs.isValid(fallbackSession) else { refuse(path); return }
             entry = (LineFollower(path: path, maxBytesPerRead: limits.bytesPerRead, maxLineBytes: limits.lineBytes), fallbackSession)
             lock.withLock {
                 followers[path] = entry
@@ -106,15 +119,24 @@ public final class TranscriptSource: @unchecked Sendable {
         guard let (follower, initial) = entry else { return }
         var session = initial
         let skippedBefore = follower.overlongLines
-        // Several reads when a file grew by more than one read's worth, bounded per poll.
-        for _ in 0..<4 {
-            guard let update = follower.readNew(), !update.text.isEmpty else { break }
+        // Several reads when a file grew by more than one read's worth, bounded per file and per poll.
+        for _ in 0..<4 where spent < limits.bytesPerPoll {
+            let before = follower.bytesRead
+            let update = follower.readNew()
+            let read = Int(follower.bytesRead - before)
+            spent += read
+            lock.withLock { totalBytes += read }
+            guard let update, !update.text.isEmpty else { break }
             var added = 0, bad = 0
             for line in update.text.split(separator: "\n", omittingEmptySubsequences: true) {
                 let data = Data(line.utf8)
                 guard let o = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { bad += 1; continue }
-                // The header names the session (`type: session`, `id`); the file name stands in until then.
-                if o["type"] as? String == "session", let id = o["id"] as? String, SessionIDs.isValid(id) { session = id }
+                // The file is named by its session id; the header (`type: session`, `id`) names it only when
+                // the file name is not one, so a line cannot move the file's entries to another session.
+                if o["type"] as? String == "session", !SessionIDs.isValid(initial), let id = o["id"] as? String,
+                   SessionIDs.isValid(id) {
+                    session = id
+                }
                 index.add(entry: o, session: session)
                 added += 1
             }
@@ -150,15 +172,17 @@ public final class TranscriptSource: @unchecked Sendable {
     private func readDatabase(_ path: String) {
         var db = lock.withLock { databases[path] }
         if db == nil {
-            guard Self.isRegularNotLink(path) else { refuse(path); return }
+            let full = lock.withLock { followers.count + databases.count >= limits.files }
+            guard !full, Self.isRegularNotLink(path) else { refuse(path); return }
             db = TranscriptDatabase(path: path, limits: limits)
             lock.withLock {
                 databases[path] = db
                 counts.databases += 1
             }
         }
-        guard let db else { return }
-        let (added, bad) = db.read(into: index)
+        guard let db, spent < limits.bytesPerPoll else { return }
+        let (added, bad, bytes) = db.read(into: index, budget: limits.bytesPerPoll - spent)
+        spent += bytes
         lock.withLock {
             counts.entries += added
             counts.skipped += bad
@@ -209,7 +233,7 @@ public final class TranscriptSource: @unchecked Sendable {
 
 /// Session ids as transcripts carry them: short, printable, no separators that could mislead a reader.
 public enum SessionIDs {
-    public static func isValid(_ s: String) -> Bool {
+    public static func isValid<S: StringProtocol>(_ s: S) -> Bool {
         !s.isEmpty && s.utf8.count <= 256 && s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 }
@@ -222,13 +246,19 @@ final class TranscriptDatabase {
     private var handle: OpaquePointer?
     private var identity: (UInt64, UInt64) = (0, 0)
     private var lastSeq: [String: Int64] = [:]
+    /// The progress handler's step budget (it must outlive every query that may call it).
+    private let steps = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
 
     init(path: String, limits: TranscriptSource.Limits) {
         self.path = path
         self.limits = limits
+        steps.initialize(to: 0)
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    deinit {
+        sqlite3_close_v2(handle)
+        steps.deallocate()
+    }
 
     private var stamp: [Int64] = []
 
@@ -277,43 +307,83 @@ final class TranscriptDatabase {
         return n == 20 && header[18] == 2 && header[19] == 2
     }
 
-    /// Entries added, rows skipped.
-    func read(into index: TranscriptIndex) -> (Int, Int) {
-        guard open(), let db = handle else { return (0, 0) }
+    /// Entries added, rows skipped, bytes read or decompressed. The connection is closed after each read
+    /// (one open file per store at most while it runs). Hardened against a hostile file: only a real
+    /// table is read (never a view), no function of the schema runs untrusted, values longer than an
+    /// event are an error, and a query stops after `stepsPerQuery` steps.
+    func read(into index: TranscriptIndex, budget: Int) -> (Int, Int, Int) {
+        guard open(), let db = handle else { return (0, 0, 0) }
+        defer {
+            sqlite3_close_v2(handle)
+            handle = nil
+        }
+        sqlite3_limit(db, SQLITE_LIMIT_LENGTH, Int32(min(limits.eventBytes + 1, Int(Int32.max))))
+        sqlite3_exec(db, "PRAGMA trusted_schema = OFF", nil, nil, nil)
+        // Called every 1,000 virtual machine steps; a non-zero return interrupts the query.
+        sqlite3_progress_handler(db, 1000, { context in
+            guard let c = context?.assumingMemoryBound(to: Int32.self) else { return 1 }
+            c.pointee &-= 1
+            return c.pointee < 0 ? 1 : 0
+        }, UnsafeMutableRawPointer(steps))
+        var isTable = false
+        query(db, "SELECT type FROM sqlite_schema WHERE name = 'transcript_events'", []) { s in
+            isTable = Self.text(s, 0) == "table"
+        }
+        guard isTable else { return (0, 0, 0) }
         // Which sessions grew: the newest seq of each (the primary key makes this an index walk).
         var grown: [(String, Int64)] = []
         query(db, "SELECT session_id, max(seq) FROM transcript_events GROUP BY session_id", []) { s in
-            guard let id = Self.text(s, 0), SessionIDs.isValid(id) else { return }
+            guard grown.count < 100_000, let id = Self.text(s, 0), SessionIDs.isValid(id) else { return }
             let top = sqlite3_column_int64(s, 1)
             if top > lastSeq[id, default: -1] { grown.append((id, top)) }
         }
-        var added = 0, bad = 0, budget = limits.rowsPerRead
-        for (session, _) in grown where budget > 0 {
+        var added = 0, bad = 0, rowsLeft = limits.rowsPerRead, bytes = 0
+        for (session, _) in grown where rowsLeft > 0 && bytes < budget {
+          while rowsLeft > 0 && bytes < budget {
             let from = lastSeq[session, default: -1]
-            query(db, "SELECT seq, event_json, event_zstd, event_utf8_bytes FROM transcript_events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT \(budget)",
+            let ok = query(db, "SELECT seq, event_json, event_zstd, event_utf8_bytes FROM transcript_events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT \(rowsLeft)",
                   [.text(session), .int(from)]) { s in
-                budget -= 1
+                guard bytes < budget else { return }
+                rowsLeft -= 1
                 lastSeq[session] = sqlite3_column_int64(s, 0)
                 var data: Data?
                 if sqlite3_column_type(s, 1) == SQLITE_TEXT, let p = sqlite3_column_text(s, 1) {
                     let n = Int(sqlite3_column_bytes(s, 1))
+                    bytes += n
                     if n <= limits.eventBytes { data = Data(bytes: p, count: n) }
                 } else if sqlite3_column_type(s, 2) == SQLITE_BLOB, let p = sqlite3_column_blob(s, 2) {
                     let n = Int(sqlite3_column_bytes(s, 2))
                     let declared = sqlite3_column_type(s, 3) == SQLITE_INTEGER ? Int(sqlite3_column_int64(s, 3)) : nil
                     data = Zstd.decompress(UnsafeRawBufferPointer(start: p, count: n), expected: declared, limit: limits.eventBytes)
+                    bytes += max(n, data?.count ?? min(declared ?? limits.eventBytes, limits.eventBytes))
                 }
                 if let data, index.add(entry: data, session: session) { added += 1 } else { bad += 1 }
             }
+            if ok { break }
+            // A row SQLite would not hand over (longer than an event may be): skipped by its seq alone.
+            var next: Int64?
+            _ = query(db, "SELECT seq FROM transcript_events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT 1",
+                      [.text(session), .int(lastSeq[session, default: -1])]) { s in next = sqlite3_column_int64(s, 0) }
+            guard let next else { break }
+            lastSeq[session] = next
+            bad += 1
+            rowsLeft -= 1
+          }
         }
-        return (added, bad)
+        if grown.count > lastSeq.count + 100_000 { lastSeq = [:] }
+        return (added, bad, bytes)
     }
 
     enum Bind { case text(String), int(Int64) }
 
-    private func query(_ db: OpaquePointer, _ sql: String, _ binds: [Bind], row: (OpaquePointer) -> Void) {
+    /// Runs a query, handing each row to `row`; false when it stopped on an error (a value over the length
+    /// limit, the step budget spent) rather than at its end.
+    @discardableResult
+    private func query(_ db: OpaquePointer, _ sql: String, _ binds: [Bind], row: (OpaquePointer) -> Void) -> Bool {
+        // The step budget of this query, in thousands (the progress handler counts it down).
+        steps.pointee = limits.stepsPerQuery / 1000
         var s: OpaquePointer?
-        guard sqlite3_prepare_v2(db, sql, -1, &s, nil) == SQLITE_OK, let s else { sqlite3_finalize(s); return }
+        guard sqlite3_prepare_v2(db, sql, -1, &s, nil) == SQLITE_OK, let s else { sqlite3_finalize(s); return false }
         defer { sqlite3_finalize(s) }
         let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
         for (i, b) in binds.enumerated() {
@@ -322,7 +392,12 @@ final class TranscriptDatabase {
             case let .int(v): sqlite3_bind_int64(s, Int32(i + 1), v)
             }
         }
-        while sqlite3_step(s) == SQLITE_ROW { row(s) }
+        var code = sqlite3_step(s)
+        while code == SQLITE_ROW {
+            row(s)
+            code = sqlite3_step(s)
+        }
+        return code == SQLITE_DONE
     }
 
     static func text(_ s: OpaquePointer, _ col: Int32) -> String? {

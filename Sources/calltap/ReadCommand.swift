@@ -110,9 +110,10 @@ struct ReadCommand: ParsableCommand {
             }
             let source = TranscriptSource(directory: dir, index: TranscriptIndex(limits: .init(
                 toolCallIds: options.maxTranscriptToolCallIds, fetches: options.maxTranscriptFetches, turns: options.maxTranscriptTurns)))
+            // Polled until a poll reads nothing more (each poll is bounded).
             var read = -1
-            while source.counters.entries + source.counters.skipped != read {
-                read = source.counters.entries + source.counters.skipped
+            while source.bytesRead + source.counters.entries + source.counters.skipped != read {
+                read = source.bytesRead + source.counters.entries + source.counters.skipped
                 source.poll()
             }
             transcriptSource = source

@@ -48,6 +48,12 @@ import Testing
         for _ in 0..<10 { text += f.readNew()?.text ?? "" }
         #expect(text == "ok\n")
         #expect(f.overlongLines == 1)
+        // A long line that ends inside one read is skipped too; a line of exactly the cap is kept.
+        let path2 = Self.tempPath("whole.log")
+        _ = FileManager.default.createFile(atPath: path2, contents: Data((String(repeating: "y", count: 80) + "\n" + String(repeating: "z", count: 64) + "\nok\n").utf8))
+        let g = LineFollower(path: path2, maxBytesPerRead: 1000, maxLineBytes: 64)
+        #expect(g.readNew()?.text == String(repeating: "z", count: 64) + "\nok\n")
+        #expect(g.overlongLines == 1 && g.bytesRead == 149)
     }
 
     @Test func symlinksAndFIFOsAreNotFollowed() throws {
