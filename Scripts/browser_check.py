@@ -15,6 +15,7 @@ import sys
 import time
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver import ActionChains
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -80,8 +81,18 @@ def check(phone, shot):
         if raw:
             problems.append(f"{name}: a control or format character is shown raw ({when})")
 
+    def retry(action):
+        # The page draws its parts again as data arrives: an element found a moment before may have been
+        # replaced, so the action is tried again on the new one.
+        for _ in range(10):
+            try:
+                return action()
+            except StaleElementReferenceException:
+                time.sleep(0.2)
+        return action()
+
     def click_range(label):
-        d.find_element(By.CSS_SELECTOR, f"#ranges button[data-range='{label}']").click()
+        retry(lambda: d.find_element(By.CSS_SELECTOR, f"#ranges button[data-range='{label}']").click())
 
     try:
         d.get(base + "/")
@@ -123,9 +134,9 @@ def check(phone, shot):
         if js("return document.querySelector('#plot svg').dataset.mode") != "calls":
             problems.append(f"{name}: 18 calls are not drawn one by one")
         else:
-            d.find_element(By.CSS_SELECTOR, "#plot rect.call:not([data-outcome='ok'])").click()
+            retry(lambda: d.find_element(By.CSS_SELECTOR, "#plot rect.call:not([data-outcome='ok'])").click())
             wait("clicking a failed call on the timeline opens its detail", lambda: d.find_element(By.ID, "detail").is_displayed())
-            d.find_element(By.CSS_SELECTOR, "#detailCard button").click()
+            retry(lambda: d.find_element(By.CSS_SELECTOR, "#detailCard button").click())
             wait("the detail closes", lambda: not d.find_element(By.ID, "detail").is_displayed())
 
         # Dragging across the middle of the timeline zooms into that part.
@@ -135,10 +146,17 @@ def check(phone, shot):
         wait("custom range again", settled(18, 18))
         if not phone:
             before = timeline_count()
-            plot = d.find_element(By.CSS_SELECTOR, "#plot svg")
-            w = plot.size["width"]
-            ActionChains(d).move_to_element_with_offset(plot, int(-w * 0.45), 0).click_and_hold() \
-                .move_by_offset(int(w * 0.9), 0).release().perform()
+            # The timeline is drawn again when its data arrives: an element found just before may be
+            # replaced, so the drag is tried again on the new one.
+            for attempt in range(5):
+                try:
+                    plot = d.find_element(By.CSS_SELECTOR, "#plot svg")
+                    w = plot.size["width"]
+                    ActionChains(d).move_to_element_with_offset(plot, int(-w * 0.45), 0).click_and_hold() \
+                        .move_by_offset(int(w * 0.9), 0).release().perform()
+                    break
+                except StaleElementReferenceException:
+                    time.sleep(0.2)
             wait("dragging zooms in (the range changes)", lambda: "since=2026-11-25T16%3A43%3A00.000Z" not in d.current_url)
             wait("the zoomed timeline and list agree", lambda: 0 < timeline_count() <= before and timeline_count() == list_count())
 
@@ -152,17 +170,17 @@ def check(phone, shot):
         d.get(base + "/?session=odd-agent")
         wait("session=odd-agent in the address: its 3 calls", lambda: settled(3, 3)()
              and d.find_element(By.ID, "session").get_attribute("value") == "odd-agent")
-        Select(d.find_element(By.ID, "session")).select_by_value("demo-agent")
+        retry(lambda: Select(d.find_element(By.ID, "session")).select_by_value("demo-agent"))
         wait("picking demo-agent: its 18 calls, and the address says so",
              lambda: settled(18, 18)() and "session=demo-agent" in d.current_url)
 
         # The list's filters narrow the list alone.
         d.get(base + "/")
         wait("the whole range again", settled(ALL_CALLS, ALL_CALLS))
-        Select(d.find_element(By.ID, "host")).select_by_value("secure.agent.test")
+        retry(lambda: Select(d.find_element(By.ID, "host")).select_by_value("secure.agent.test"))
         wait("host filter: 2 calls listed, the timeline unchanged", settled(ALL_CALLS, 2))
-        Select(d.find_element(By.ID, "host")).select_by_value("")
-        Select(d.find_element(By.ID, "outcome")).select_by_value("failed")
+        retry(lambda: Select(d.find_element(By.ID, "host")).select_by_value(""))
+        retry(lambda: Select(d.find_element(By.ID, "outcome")).select_by_value("failed"))
         wait("outcome filter: the 10 failed calls listed", lambda: settled(ALL_CALLS, 10)() and "outcome=failed" in d.current_url)
 
         # Failures first, then a failed call's detail.
@@ -172,7 +190,7 @@ def check(phone, shot):
         failed = [o for o in outcomes if o != "ok"]
         if not failed or outcomes[:len(failed)] != failed:
             problems.append(f"{name}: failures first does not list the failures first ({outcomes})")
-        d.find_element(By.CSS_SELECTOR, "#calls tbody tr:not([data-outcome='ok'])").click()
+        retry(lambda: d.find_element(By.CSS_SELECTOR, "#calls tbody tr:not([data-outcome='ok'])").click())
         wait("clicking a failed call opens its detail", lambda: d.find_element(By.ID, "detail").is_displayed())
         detail = d.find_element(By.ID, "detail").text
         for needed in ("Every field", "Timing", "attribution", "outcome", "latency_ms"):
@@ -184,7 +202,7 @@ def check(phone, shot):
         js("""const rows = [...document.querySelectorAll('#calls tbody tr')];
               const r = rows.find(r => r.querySelector('bdi.t').title.length >= 2000); if (r) r.click();""")
         no_overflow("the 10,000-character host's detail")
-        d.find_element(By.CSS_SELECTOR, "#detailCard button").click()
+        retry(lambda: d.find_element(By.CSS_SELECTOR, "#detailCard button").click())
         wait("the detail closes", lambda: not d.find_element(By.ID, "detail").is_displayed())
 
         for entry in d.get_log("browser"):
