@@ -174,6 +174,14 @@ def check(phone, shot):
         wait("picking demo-agent: its 18 calls, and the address says so",
              lambda: settled(18, 18)() and "session=demo-agent" in d.current_url)
 
+        # DNS-only hosts (a name looked up and never connected to) are hidden on request, in the address too.
+        summary_text = lambda: js("return document.querySelector('#summary tbody').innerText")
+        d.get(base + "/")
+        wait("the summary names the host only looked up", lambda: "typo-api.agent.test" in summary_text())
+        retry(lambda: d.find_element(By.ID, "hideDNS").click())
+        wait("hide DNS-only hosts: that host is gone, the others stay, the address says so",
+             lambda: "typo-api.agent.test" not in summary_text() and "api.agent.test" in summary_text() and "dns=hide" in d.current_url)
+
         # The list's filters narrow the list alone.
         d.get(base + "/")
         wait("the whole range again", settled(ALL_CALLS, ALL_CALLS))

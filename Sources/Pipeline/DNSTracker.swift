@@ -6,7 +6,8 @@ import Source
 
 /// Pairs DNS queries with answers and turns lookups into calls. Resolver noise is folded away:
 /// NXDOMAINs from search-list expansion go into the outcome of the final lookup, and a NODATA
-/// answer beside a successful lookup of the other address family counts as ok.
+/// answer beside a successful lookup of the other address family counts as ok — also when the asker
+/// used its IPv6 address for some lookups and its IPv4 address for others (one resolver per family).
 final class DNSTracker {
     struct QueryKey: Hashable {
         var client: IPAddress
@@ -105,11 +106,18 @@ final class DNSTracker {
             let n = held[i].name
             let client = held[i].key.client, time = held[i].queryTime
             if held.contains(where: { o in
-                o.key.client == client && o.queryTime >= time && Self.isSearchListExpansion(n, of: o.name)
+                Self.sameAsker(o.key.client, client) && o.queryTime >= time && Self.isSearchListExpansion(n, of: o.name)
             }) {
                 held[i].folded = true
             }
         }
+    }
+
+    /// Whether two lookups may come from one asker: the same address, or one address of each family — a
+    /// host that sends its search list to the IPv6 resolver and the final lookup to the IPv4 one asks
+    /// from both of its addresses.
+    static func sameAsker(_ a: IPAddress, _ b: IPAddress) -> Bool {
+        a == b || a.isV4 != b.isV4
     }
 
     /// `name` is `base` followed by a dot and more labels ("api.corp.example" of "api"), compared on bytes.
@@ -162,7 +170,7 @@ final class DNSTracker {
         if rcode == 0 {
             // NODATA: fine when the same name resolved for the other address family.
             let otherOK = held.contains { o in
-                o.key.client == l.key.client && o.name == l.name && o.qtype != l.qtype && succeeded(o)
+                Self.sameAsker(o.key.client, l.key.client) && o.name == l.name && o.qtype != l.qtype && succeeded(o)
             }
             if otherOK { return r }
             r.outcome = .dnsFailed

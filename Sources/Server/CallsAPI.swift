@@ -69,6 +69,7 @@ struct CallsAPI: Sendable {
                 w.string("host", h.host)
                 w.int("calls", h.calls)
                 w.int("failures", h.failures)
+                w.int("dns_calls", h.dnsCalls)
                 w.double("failure_rate", h.calls > 0 ? (Double(h.failures) / Double(h.calls) * 10_000).rounded() / 10_000 : 0)
                 w.millis("p50_ms", h.p50Micros)
                 w.millis("p95_ms", h.p95Micros)

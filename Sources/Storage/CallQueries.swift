@@ -86,6 +86,8 @@ extension CallStore {
         public var failures: Int
         /// `kind: http` calls with a latency, and their nearest-rank p50 and p95 and maximum (µs).
         public var httpCalls: Int
+        /// DNS lookups among `calls` (a host whose calls are all lookups is hidden by the dashboard on request).
+        public var dnsCalls: Int
         public var p50Micros: Int64?
         public var p95Micros: Int64?
         public var maxMicros: Int64?
@@ -106,7 +108,7 @@ extension CallStore {
             for row in try Row.fetchAll(db, sql: q.totals, arguments: q.arguments) {
                 let failedAt: Int64? = row["last_failure_ts"]
                 if let failedAt { lastFailureTimes[out.count] = failedAt }
-                out.append(HostSummary(host: row["h"], calls: row["calls"], failures: row["failures"], httpCalls: row["http_calls"],
+                out.append(HostSummary(host: row["h"], calls: row["calls"], failures: row["failures"], httpCalls: row["http_calls"], dnsCalls: row["dns_calls"],
                                        p50Micros: nil, p95Micros: nil, maxMicros: nil, bytes: row["bytes"], lastFailure: nil))
             }
             let rank = try db.makeStatement(sql: q.latencyAtRank)
@@ -156,7 +158,7 @@ extension CallStore {
         var totals: String {
             """
             SELECT \(Self.hostKey) AS h, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
-                   SUM(kind = 'http' AND latency_ms IS NOT NULL) AS http_calls,
+                   SUM(kind = 'http' AND latency_ms IS NOT NULL) AS http_calls, SUM(kind = 'dns') AS dns_calls,
                    SUM(COALESCE(request_body_bytes, 0) + COALESCE(response_body_bytes, 0)
                        + CASE WHEN kind <> 'http' THEN COALESCE(bytes_sent, 0) + COALESCE(bytes_received, 0) ELSE 0 END) AS bytes,
                    MAX(CASE WHEN outcome <> 'ok' THEN ts END) AS last_failure_ts
