@@ -132,3 +132,94 @@ public enum DNSParser {
         return .success(String(decoding: out, as: UTF8.self))
     }
 }
+
+/// DNS over TCP (RFC 1035 §4.2.2, RFC 7766): each message behind a two-byte length, several per
+/// connection, a message free to span segments. Complete messages in a segment are handed out where
+/// they lie; only a message cut by a segment's end is copied, into one buffer per direction that never
+/// holds more than one message (at most 65,537 bytes: the length prefix's limit) and is counted in the
+/// shared parser budget. A buffer the budget refuses gives up that direction (`gaveUp`).
+public final class DNSStreamFramer {
+    private let budget: ParserBudget?
+    private var partial: [[UInt8]] = [[], []]
+    private var charged = 0
+    /// Directions no longer followed (a gap, or the budget refused a partial message).
+    public private(set) var gaveUp = [false, false]
+    /// Messages handed out so far.
+    public private(set) var messages = 0
+
+    public init(budget: ParserBudget? = nil) { self.budget = budget }
+
+    deinit { budget?.release(charged) }
+
+    /// Bytes held across segments, both directions together.
+    public var bufferedBytes: Int { partial[0].count + partial[1].count }
+
+    /// In-order bytes of one direction (0 toward the server, 1 back); `message` sees each whole message.
+    public func deliver(_ direction: Int, _ data: UnsafeRawBufferPointer, message: (UnsafeRawBufferPointer) -> Void) {
+        guard !gaveUp[direction], !data.isEmpty else { return }
+        var rest = data
+        if !partial[direction].isEmpty {
+            // Finish the held message first: its prefix, then its body.
+            let held = partial[direction]
+            let need: Int
+            if held.count < 2 {
+                need = 2 - held.count
+            } else {
+                need = 2 + (Int(held[0]) << 8 | Int(held[1])) - held.count
+            }
+            let take = min(need, rest.count)
+            append(direction, UnsafeRawBufferPointer(rebasing: rest[..<take]))
+            rest = UnsafeRawBufferPointer(rebasing: rest[take...])
+            guard !gaveUp[direction] else { return }
+            let buf = partial[direction]
+            guard buf.count >= 2 else { return }
+            let length = Int(buf[0]) << 8 | Int(buf[1])
+            if buf.count < 2 + length {
+                // The prefix just completed: take the body from what is left.
+                let more = min(2 + length - buf.count, rest.count)
+                append(direction, UnsafeRawBufferPointer(rebasing: rest[..<more]))
+                rest = UnsafeRawBufferPointer(rebasing: rest[more...])
+                guard !gaveUp[direction], partial[direction].count == 2 + length else { return }
+            }
+            partial[direction].withUnsafeBytes { message(UnsafeRawBufferPointer(rebasing: $0[2...])) }
+            messages += 1
+            clear(direction)
+        }
+        // Whole messages where they lie.
+        while rest.count >= 2 {
+            let length = Int(rest[0]) << 8 | Int(rest[1])
+            guard rest.count >= 2 + length else { break }
+            message(UnsafeRawBufferPointer(rebasing: rest[2..<(2 + length)]))
+            messages += 1
+            rest = UnsafeRawBufferPointer(rebasing: rest[(2 + length)...])
+        }
+        if !rest.isEmpty { append(direction, rest) }
+    }
+
+    /// Bytes of one direction were lost: its framing cannot be trusted again.
+    public func gap(_ direction: Int) {
+        clear(direction)
+        gaveUp[direction] = true
+    }
+
+    private func append(_ direction: Int, _ bytes: UnsafeRawBufferPointer) {
+        guard !bytes.isEmpty else { return }
+        if let budget {
+            guard budget.reserve(bytes.count) else {
+                clear(direction)
+                gaveUp[direction] = true
+                return
+            }
+            charged += bytes.count
+        }
+        partial[direction].append(contentsOf: bytes)
+    }
+
+    private func clear(_ direction: Int) {
+        if budget != nil {
+            budget?.release(partial[direction].count)
+            charged -= partial[direction].count
+        }
+        partial[direction] = []
+    }
+}

@@ -74,6 +74,7 @@ extension CallRecord {
         v.integer("client_port", &clientPort)
         v.text("server_ip", &serverIp)
         v.integer("server_port", &serverPort)
+        v.text("proxy", &proxy)
         // HTTP
         v.text("scheme", &scheme)
         v.text("host", &host)

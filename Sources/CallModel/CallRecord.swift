@@ -77,6 +77,10 @@ public struct CallRecord: Sendable, Equatable {
     public var clientPort: Int?
     public var serverIp: String?
     public var serverPort: Int?
+    /// The forward proxy the call went through (`ip:port`, an IPv6 address bracketed): set when the
+    /// connection is a CONNECT tunnel or carries absolute-form requests. `server_ip`/`server_port` are
+    /// then the proxy's; `host` and `url` name the destination.
+    public var proxy: String?
     // HTTP
     public var scheme: String?
     public var host: String?

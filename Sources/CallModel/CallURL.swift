@@ -36,4 +36,40 @@ public enum CallURL {
         guard path.hasPrefix("/") else { return nil }
         return "\(scheme)://\(authority(scheme: scheme, host: host, port: port))\(path)"
     }
+
+    /// The port an authority names (`host:port`, `[v6]:port`, userinfo before an `@` skipped): a CONNECT
+    /// target, or a url's authority; nil when it names none.
+    public static func port(ofAuthority authority: some StringProtocol) -> Int? {
+        let whole = Substring(authority)
+        let hostPort = whole.split(separator: "@").last ?? whole
+        let afterHost: Substring
+        if hostPort.hasPrefix("[") {
+            guard let close = hostPort.firstIndex(of: "]") else { return nil }
+            afterHost = hostPort[hostPort.index(after: close)...]
+        } else {
+            guard let colon = hostPort.firstIndex(of: ":"), hostPort.lastIndex(of: ":") == colon else { return nil }
+            afterHost = hostPort[colon...]
+        }
+        guard afterHost.hasPrefix(":"), let port = Int(afterHost.dropFirst()), (0...65535).contains(port) else { return nil }
+        return port
+    }
+
+    /// The port a url goes to: the one it names, else its scheme's default.
+    public static func port(ofURL url: String) -> Int? {
+        guard let schemeEnd = url.range(of: "://") else { return nil }
+        let authority = url[schemeEnd.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        return port(ofAuthority: authority) ?? defaultPort(String(url[..<schemeEnd.lowerBound]))
+    }
+}
+
+extension CallRecord {
+    /// The port of the call's destination: the server's, or through a forward proxy the one its url or
+    /// CONNECT target names; nil when neither does (the `tls` record of a tunnel: its port is the
+    /// CONNECT's).
+    public var destinationPort: Int? {
+        guard proxy != nil else { return serverPort }
+        if method == "CONNECT", let target = path { return CallURL.port(ofAuthority: target) }
+        if let url { return CallURL.port(ofURL: url) }
+        return nil
+    }
 }

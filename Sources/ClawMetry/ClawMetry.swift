@@ -11,6 +11,7 @@ import Foundation
 /// |---|---|
 /// | `http` whose request was seen (plaintext or decrypted) | its url, host, method and status |
 /// | `tls` seen only encrypted (HTTPS without keys) | `https://<sni>/` (the connection: its exchanges are not visible) |
+/// | `http` CONNECT a forward proxy refused or left unanswered | `https://<destination>/` (an accepted one has no line) |
 /// | `quic` | `https://<host>/` (HTTP/3, encrypted) |
 /// | `connect` | `tcp://<host>:<port>` (a failed connect, or a protocol calltap does not read) |
 /// | `dns` that failed | `dns://<name>` |
@@ -84,15 +85,21 @@ public struct ClawMetryLines {
         switch r.kind {
         case .http:
             guard !r.estimated, r.method != nil else { return nil }
+            if r.method == "CONNECT" {
+                // A tunnel the proxy opened has its own lines (its exchanges, or its `tls` record); one it
+                // refused, or never answered, is the destination's failure.
+                if r.outcome == .ok, let status = r.statusCode, (200..<300).contains(status) { return nil }
+                return "https://\(CallURL.authority(scheme: "https", host: host, port: r.destinationPort))/"
+            }
             if let u = r.url { return u }
-            // No url of its own (no host, or a target that is not a path: `*`, a CONNECT's authority):
-            // the server's root stands in.
+            // No url of its own (no host, or a target that is not a path: `*`): the server's root stands in.
             let scheme = r.scheme ?? "http"
-            return CallURL.make(scheme: scheme, host: host, port: r.serverPort, path: r.path ?? "/")
-                ?? "\(scheme)://\(CallURL.authority(scheme: scheme, host: host, port: r.serverPort))/"
+            return CallURL.make(scheme: scheme, host: host, port: r.destinationPort, path: r.path ?? "/")
+                ?? "\(scheme)://\(CallURL.authority(scheme: scheme, host: host, port: r.destinationPort))/"
         case .tls:
             guard r.visibility != .decrypted else { return nil }
-            return "https://\(CallURL.authority(scheme: "https", host: host, port: r.serverPort))/"
+            // Through a forward proxy: the destination (its SNI), whose port the record does not hold.
+            return "https://\(CallURL.authority(scheme: "https", host: host, port: r.destinationPort))/"
         case .quic:
             return "https://\(CallURL.authority(scheme: "https", host: host, port: r.serverPort))/"
         case .connect:

@@ -53,7 +53,8 @@ public enum OTLPSpans {
         return v.hasSuffix("2") ? "2" : v
     }
 
-    /// `server.address`: the host the call named (its SNI, else its IP); for a DNS lookup, the resolver.
+    /// `server.address`: the host the call named (its SNI, else its IP; through a forward proxy the
+    /// destination); for a DNS lookup, the resolver.
     static func serverAddress(_ r: CallRecord) -> String? {
         r.kind == .dns ? r.serverIp : r.host ?? r.sni ?? r.serverIp
     }
@@ -98,8 +99,10 @@ public enum OTLPSpans {
             s("calltap.dns.rcode", r.dnsRcode)
             list("calltap.dns.answers", r.dnsAnswers)
         }
+        // Through a forward proxy, `server.*` is the destination and `network.peer.*` the proxy (the
+        // endpoint on the wire).
         s("server.address", serverAddress(r))
-        i("server.port", r.serverPort)
+        i("server.port", r.destinationPort)
         s("network.peer.address", r.serverIp)
         i("network.peer.port", r.serverPort)
         s("network.local.address", r.clientIp)

@@ -113,6 +113,12 @@ public final class Analyzer {
 
     // MARK: Called by the per-protocol parts
 
+    /// One message of a DNS-over-TCP stream: paired with its answer as UDP lookups are.
+    func dnsTCPMessage(_ message: UnsafeRawBufferPointer, from src: IPAddress, _ srcPort: UInt16, to dst: IPAddress, _ dstPort: UInt16,
+                       at time: Nanos) {
+        dns.process(message, from: src, srcPort, to: dst, dstPort, at: time, proto: 6)
+    }
+
     func emit(_ record: consuming CallRecord) {
         var r = record
         if let host = r.host, isExcluded(host) {

@@ -37,6 +37,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private var http: HTTP1Layer?
     private var h2: HTTP2Layer?
     private var tls: TLSLayer?
+    private var dns: DNSLayer?
     /// Set after a switch (CONNECT/101): inside a tunnel only TLS is recognised for now.
     private var afterSwitch = false
     /// Client bytes held while undecided: a request line too damaged to recognise is still HTTP when the
@@ -44,6 +45,15 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private var heldClientBytes: [UInt8] = []
     private var heldCharged = 0
     private static let maxHeldClientBytes = 8192
+    /// The connection goes to a forward proxy: it carried a CONNECT or absolute-form requests. Its calls
+    /// then name the proxy (`proxy`) while `host` and `url` name the destination.
+    private(set) var proxied = false
+    /// The destination of the CONNECT tunnel the stream switched to (host and port of its authority-form
+    /// target): the calls inside name it, not the proxy.
+    private(set) var tunnelHost: String?
+    private(set) var tunnelPort: Int?
+    /// The proxy as `proxy` writes it: `ip:port`, an IPv6 address bracketed. Made once per connection.
+    private(set) lazy var proxyText = "\(CallURL.host(serverText)):\(connection.serverPort)"
     /// HTTP calls reported so far (the first carries the connect and handshake times).
     private(set) var httpCalls = 0
     /// Made when the first call is built: a SYN flood's connections never need one.
@@ -93,6 +103,8 @@ final class ConnectionAnalysis: TCPStreamHandler {
         http?.finish(reason)
         if let tls {
             tls.finish(reason)
+        } else if let dns, dns.messages > 0 {
+            // DNS over TCP: the lookups are the calls (the tracker emits them).
         } else if (http == nil && h2 == nil) || httpCalls == 0 {
             if let r = connectRecord(c, reason: reason) { owner.emit(r) }
         }
@@ -109,6 +121,12 @@ final class ConnectionAnalysis: TCPStreamHandler {
         state = .undecided
         active = nil
         afterSwitch = true
+        if let x = http.switchedExchange?.value, let req = x.request, req.method == "CONNECT" {
+            // The proxy accepted the tunnel: what follows is the destination's.
+            proxied = true
+            tunnelHost = Self.hostName(req.target) ?? Self.hostName(req.host)
+            tunnelPort = CallURL.port(ofAuthority: req.target)
+        }
         if let x = http.switchedExchange?.value, x.request?.upgrade?.contains("h2c") == true, x.response?.status == 101 {
             let a = HTTP2Analyser(limits: http2Limits, budget: budget)
             a.adoptUpgradedRequest(method: x.request?.method, path: x.request?.target, authority: x.request?.host,
@@ -127,6 +145,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         if let l = layer as? HTTP1Layer { http = l }
         if let l = layer as? HTTP2Layer { h2 = l }
         if let l = layer as? TLSLayer { tls = l }
+        if let l = layer as? DNSLayer { dns = l }
     }
 
     private func detect(_ c: TCPConnection, _ direction: Direction, _ data: UnsafeRawBufferPointer) {
@@ -134,6 +153,10 @@ final class ConnectionAnalysis: TCPStreamHandler {
         if direction == .toServer && heldClientBytes.isEmpty && data[0] == 0x16 && data.count >= 3
             && data[1] == 0x03 && data[2] <= 0x04 {
             start(tls ?? TLSLayer(self))
+            return
+        }
+        if !afterSwitch && c.serverPort == 53 && heldClientBytes.isEmpty {
+            start(DNSLayer(self))
             return
         }
         if afterSwitch {
@@ -184,11 +207,18 @@ final class ConnectionAnalysis: TCPStreamHandler {
 
     /// Hands a call to the pipeline; HTTP calls count for the first-call times.
     func emit(_ r: consuming CallRecord, countsAsHTTP: Bool = true) {
+        if proxied && r.proxy == nil { r.proxy = proxyText }
         owner.emit(r)
         if countsAsHTTP { httpCalls += 1 }
     }
 
     func dnsName(for ip: IPAddress) -> String? { owner.dnsName(for: ip) }
+
+    /// One DNS message of a DNS-over-TCP stream, for the lookup tracker.
+    func dnsMessage(_ message: UnsafeRawBufferPointer, from src: IPAddress, _ srcPort: UInt16, to dst: IPAddress, _ dstPort: UInt16,
+                    at time: Nanos) {
+        owner.dnsTCPMessage(message, from: src, srcPort, to: dst, dstPort, at: time)
+    }
 
     /// A call of this connection with its identity and endpoints filled in.
     func base(kind: CallKind, ts: Nanos) -> CallRecord {
@@ -297,10 +327,30 @@ final class ConnectionAnalysis: TCPStreamHandler {
         return nil
     }
 
-    /// The call's url from its scheme, host and path and the connection's port (see `CallURL`).
-    static func url(_ r: CallRecord, port: UInt16) -> String? {
+    /// The call's url from its scheme, host and path and the destination's port: the connection's, or
+    /// inside a CONNECT tunnel the port the tunnel was asked for (see `CallURL`).
+    func url(_ r: CallRecord) -> String? {
         guard let path = r.path, let host = r.host, let scheme = r.scheme else { return nil }
-        return CallURL.make(scheme: scheme, host: host, port: Int(port), path: path)
+        return CallURL.make(scheme: scheme, host: host, port: tunnelPort ?? Int(connection.serverPort), path: path)
+    }
+
+    /// A request sent to a forward proxy (a CONNECT, or an absolute-form target): the connection is
+    /// proxied from now on, and the call names the proxy.
+    func markProxied(_ r: inout CallRecord) {
+        proxied = true
+        r.proxy = proxyText
+    }
+
+    /// The destination of an absolute-form target (`http://host[:port]/path`, as sent to a forward
+    /// proxy): its scheme, host and port (the scheme's default when it names none); nil for any other form.
+    static func absoluteDestination(_ target: String) -> (scheme: String, host: String, port: Int?)? {
+        guard !target.hasPrefix("/"), let schemeEnd = target.range(of: "://") else { return nil }
+        let scheme = target[..<schemeEnd.lowerBound].lowercased()
+        guard scheme == "http" || scheme == "https" else { return nil }
+        let rest = target[schemeEnd.upperBound...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        guard let host = hostFromAbsoluteTarget(target), !host.isEmpty else { return nil }
+        return (scheme, host, CallURL.port(ofAuthority: authority) ?? CallURL.defaultPort(scheme))
     }
 
     /// A record for a connection that carried no recognised calls: a failed connect (refused,

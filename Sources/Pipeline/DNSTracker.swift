@@ -3,6 +3,7 @@ import CallModel
 import Core
 import Decode
 import Source
+import Reassembly
 
 /// Pairs DNS queries with answers and turns lookups into calls. Resolver noise is folded away:
 /// NXDOMAINs from search-list expansion go into the outcome of the final lookup, and a NODATA
@@ -14,6 +15,8 @@ final class DNSTracker {
         var clientPort: UInt16
         var server: IPAddress
         var id: UInt16
+        /// 17 for UDP, 6 for DNS over TCP.
+        var proto: UInt8 = 17
     }
 
     struct Lookup {
@@ -37,14 +40,21 @@ final class DNSTracker {
     init(owner: Analyzer) { self.owner = owner }
 
     func process(_ p: DecodedPacket) {
-        switch DNSParser.parse(p.payload) {
+        process(p.payload, from: p.src, p.srcPort, to: p.dst, p.dstPort, at: p.timestamp, proto: 17)
+    }
+
+    /// One DNS message from `src` to `dst`: over UDP a datagram, over TCP one length-prefixed message
+    /// of the stream (`DNSLayer`). Queries and answers pair the same way on both.
+    func process(_ payload: UnsafeRawBufferPointer, from src: IPAddress, _ srcPort: UInt16, to dst: IPAddress, _ dstPort: UInt16,
+                 at time: Nanos, proto: UInt8) {
+        switch DNSParser.parse(payload) {
         case .failure:
             owner.stats.dnsMalformed += 1
         case .success(let m):
             if m.isResponse {
-                let key = QueryKey(client: p.dst, clientPort: p.dstPort, server: p.src, id: m.id)
+                let key = QueryKey(client: dst, clientPort: dstPort, server: src, id: m.id, proto: proto)
                 if var l = pending.removeValue(forKey: key) {
-                    l.answerTime = p.timestamp
+                    l.answerTime = time
                     l.rcode = m.rcode
                     l.answers = m.answers
                     owner.learn(m.answers, for: l.name)
@@ -54,11 +64,11 @@ final class DNSTracker {
                     owner.learn(m.answers, for: m.questionName)
                 }
             } else {
-                let key = QueryKey(client: p.src, clientPort: p.srcPort, server: p.dst, id: m.id)
+                let key = QueryKey(client: src, clientPort: srcPort, server: dst, id: m.id, proto: proto)
                 if pending[key] != nil { return } // a retransmitted query: keep the first
                 if pending.count >= maxPending { expire(now: .max) }
-                pending[key] = Lookup(key: key, serverPort: p.dstPort, name: m.questionName, qtype: m.questionType,
-                                      queryTime: p.timestamp)
+                pending[key] = Lookup(key: key, serverPort: dstPort, name: m.questionName, qtype: m.questionType,
+                                      queryTime: time)
             }
         }
     }
@@ -150,7 +160,7 @@ final class DNSTracker {
         r.clientPort = Int(l.key.clientPort)
         r.serverIp = l.key.server.description
         r.serverPort = Int(l.serverPort)
-        r.connectionId = CommunityID.v1(l.key.client, l.key.clientPort, l.key.server, l.serverPort, proto: 17)
+        r.connectionId = CommunityID.v1(l.key.client, l.key.clientPort, l.key.server, l.serverPort, proto: l.key.proto)
         r.host = l.name
         r.dnsQtype = DNSNames.qtype(l.qtype)
         r.visibility = .plaintext
@@ -243,4 +253,37 @@ final class QUICTracker {
     }
 
     var earliestOpenStart: Nanos? { flows.values.map(\.first).min() }
+}
+
+/// DNS over TCP (port 53): length-prefixed messages, several per connection, each paired with its
+/// answer by the same tracker as UDP lookups, so a lookup is one `dns` call whichever way it went.
+final class DNSLayer: StreamLayer {
+    private unowned let conn: ConnectionAnalysis
+    private let framer: DNSStreamFramer
+
+    init(_ conn: ConnectionAnalysis) {
+        self.conn = conn
+        framer = DNSStreamFramer(budget: conn.budget)
+    }
+
+    /// Messages read so far: a connection that carried any has its calls, not a `connect` record.
+    var messages: Int { framer.messages }
+
+    func deliver(_ d: Direction, _ data: UnsafeRawBufferPointer, at t: Nanos) -> Int? {
+        let c = conn.connection
+        framer.deliver(d.rawValue, data) { message in
+            if d == .toServer {
+                conn.dnsMessage(message, from: c.client, c.clientPort, to: c.server, c.serverPort, at: t)
+            } else {
+                conn.dnsMessage(message, from: c.server, c.serverPort, to: c.client, c.clientPort, at: t)
+            }
+        }
+        return nil
+    }
+
+    func gap(_ d: Direction, length: Int, at t: Nanos) { framer.gap(d.rawValue) }
+
+    func endOfStream(_ d: Direction, at t: Nanos) {}
+
+    func finish(_ reason: FinishReason) {}
 }

@@ -77,7 +77,20 @@ final class HTTP1Layer: StreamLayer {
             r.path = target.map(ConnectionAnalysis.pathPart)
             r.host = ConnectionAnalysis.hostName(req.host) ?? ConnectionAnalysis.hostFromAbsoluteTarget(req.target)
                 ?? conn.dnsName(for: c.server)
-            r.url = ConnectionAnalysis.url(r, port: c.serverPort)
+            r.url = conn.url(r)
+            if tls == nil {
+                if req.method == "CONNECT" {
+                    // A tunnel asked of a forward proxy: the target (`host:port`) is in `path`, no url.
+                    conn.markProxied(&r)
+                } else if let dest = ConnectionAnalysis.absoluteDestination(req.target) {
+                    // Absolute form, as sent to a forward proxy: the target names the destination
+                    // (before the Host header, RFC 9112 §3.2.2).
+                    conn.markProxied(&r)
+                    r.scheme = dest.scheme
+                    r.host = dest.host
+                    r.url = r.path.flatMap { CallURL.make(scheme: dest.scheme, host: dest.host, port: dest.port, path: $0) }
+                }
+            }
             r.requestBodyBytes = x.requestBodyBytes
             r.weirds += req.weirds.map(\.rawValue)
             conn.applyRequestSession(req.sessionHints, to: &r)
@@ -166,7 +179,7 @@ final class HTTP2Layer: StreamLayer {
         for st in parser.takeCompleted() {
             var r = record(st, finishing: finishing)
             if let tls { tls.stampDecrypted(&r) }
-            if r.url == nil { r.url = ConnectionAnalysis.url(r, port: conn.connection.serverPort) }
+            if r.url == nil { r.url = conn.url(r) }
             r.connectMicros = conn.httpCalls == 0 ? conn.connectMicros : nil
             r.weirds += parser.weirds.map(\.rawValue)
             conn.emit(r)

@@ -92,8 +92,8 @@ final class TLSLayer: StreamLayer {
         if conn.httpCalls == 0, let ch = tls.clientHelloTime, let done = tls.handshakeDoneTime, done >= ch {
             r.tlsHandshakeMicros = done.micros(since: ch)
         }
-        if r.host == nil { r.host = ConnectionAnalysis.hostName(r.sni) }
-        r.url = ConnectionAnalysis.url(r, port: conn.connection.serverPort)
+        if r.host == nil { r.host = ConnectionAnalysis.hostName(r.sni) ?? conn.tunnelHost }
+        r.url = conn.url(r)
     }
 
     /// Without keys: one estimated call per request/response exchange seen in the encrypted records.
@@ -108,7 +108,7 @@ final class TLSLayer: StreamLayer {
             r.sni = t.clientHello?.serverName
             r.alpn = t.serverHello?.alpn
             r.tlsVersion = t.serverHello.map { TLSNames.version($0.version) }
-            r.host = ConnectionAnalysis.hostName(r.sni) ?? conn.dnsName(for: c.server)
+            r.host = ConnectionAnalysis.hostName(r.sni) ?? conn.tunnelHost ?? conn.dnsName(for: c.server)
             r.bytesSent = x.requestBytes
             r.bytesReceived = x.responseBytes
             if i == 0 {
@@ -141,7 +141,7 @@ final class TLSLayer: StreamLayer {
             r.alpnOffered = ch.alpn.isEmpty ? nil : ch.alpnNames
             r.ja4 = JA4.fingerprint(ch)
         }
-        r.host = ConnectionAnalysis.hostName(r.sni) ?? conn.dnsName(for: c.server)
+        r.host = ConnectionAnalysis.hostName(r.sni) ?? conn.tunnelHost ?? conn.dnsName(for: c.server)
         if let sh = t.serverHello {
             r.tlsVersion = TLSNames.version(sh.version)
             r.tlsCipher = TLSNames.cipher(sh.cipherSuite)

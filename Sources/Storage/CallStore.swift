@@ -190,6 +190,10 @@ public final class CallStore: Sendable {
                 DROP INDEX calls_summary;
                 """)
         }
+        // The forward proxy a call went through (`ip:port`); null for direct calls.
+        m.registerMigration("v9: proxy") { db in
+            try db.execute(sql: "ALTER TABLE calls ADD COLUMN proxy TEXT")
+        }
         return m
     }
 

@@ -54,7 +54,7 @@ CREATE TABLE calls (
     visibility TEXT,
     bytes_sent INTEGER,
     bytes_received INTEGER
-, owner_source TEXT, trace_id TEXT, parent_span_id TEXT, attribution_key TEXT, llm_provider TEXT, llm_model TEXT, llm_input_tokens INTEGER, llm_output_tokens INTEGER, llm_cache_read_tokens INTEGER, llm_ttft_ms REAL, llm_stop_reason TEXT, llm_tool_calls TEXT);
+, owner_source TEXT, trace_id TEXT, parent_span_id TEXT, attribution_key TEXT, llm_provider TEXT, llm_model TEXT, llm_input_tokens INTEGER, llm_output_tokens INTEGER, llm_cache_read_tokens INTEGER, llm_ttft_ms REAL, llm_stop_reason TEXT, llm_tool_calls TEXT, proxy TEXT);
 -- index calls_by_host on calls
 CREATE INDEX calls_by_host ON calls(COALESCE(host, server_ip, 'unknown'), ts, session_id, outcome, kind,
     latency_ms, request_body_bytes, response_body_bytes, bytes_sent, bytes_received, host, server_ip);

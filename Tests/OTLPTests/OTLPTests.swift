@@ -368,6 +368,43 @@ extension ProtoReader {
         }
     }
 
+    /// Through a forward proxy: `server.*` is the destination (the url's port, or a CONNECT target's),
+    /// `network.peer.*` the proxy on the wire; a tunnel's `tls` record has no destination port to give.
+    @Test func proxiedCallsNameTheDestinationAndThePeer() {
+        func proxied(_ kind: CallKind) -> CallRecord {
+            var r = kind == .http ? OTLPSpanTests.http() : CallRecord(kind: kind, ts: 1)
+            r.host = "api.weather.test"
+            r.serverIp = "10.214.0.11"
+            r.serverPort = 8888
+            r.proxy = "10.214.0.11:8888"
+            return r
+        }
+        var get = proxied(.http)
+        get.scheme = "https"
+        get.path = "/v2/alerts"
+        get.url = "https://api.weather.test:8443/v2/alerts"
+        var plain = proxied(.http)
+        plain.url = "http://api.github.test/repos"
+        var connect = proxied(.http)
+        connect.method = "CONNECT"
+        connect.path = "api.weather.test:443"
+        connect.url = nil
+        for (r, port) in [(get, 8443), (plain, 80), (connect, 443)] {
+            let a = OTLPSpans.attributes(r)
+            #expect(a.contains(OTLPAttribute("server.address", .string("api.weather.test"))))
+            #expect(a.contains(OTLPAttribute("server.port", .int(Int64(port)))), "\(r.url ?? r.path ?? "")")
+            #expect(a.contains(OTLPAttribute("network.peer.address", .string("10.214.0.11"))))
+            #expect(a.contains(OTLPAttribute("network.peer.port", .int(8888))))
+        }
+        let tls = OTLPSpans.attributes(proxied(.tls))
+        #expect(!tls.contains { $0.key == "server.port" })
+        #expect(tls.contains(OTLPAttribute("network.peer.port", .int(8888))))
+        // A direct call: the server is the peer.
+        var direct = OTLPSpanTests.http()
+        direct.serverPort = 8443
+        #expect(OTLPSpans.attributes(direct).contains(OTLPAttribute("server.port", .int(8443))))
+    }
+
     @Test func bytesAreCountedOnceFromConnectionRecords() {
         let m = OTLPMetrics(start: 1)
         var exchange = OTLPSpanTests.http()

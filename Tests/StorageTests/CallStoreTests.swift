@@ -72,7 +72,7 @@ import Testing
         // The v1 columns in contract order, then each later migration's column in the order added.
         let added = ["owner_source", "trace_id", "parent_span_id", "attribution_key", "llm_provider", "llm_model",
                      "llm_input_tokens", "llm_output_tokens", "llm_cache_read_tokens", "llm_ttft_ms", "llm_stop_reason",
-                     "llm_tool_calls"]
+                     "llm_tool_calls", "proxy"]
         #expect(columns.dropFirst().map(\.0) == CallRecord.fieldNames.filter { !added.contains($0) } + added)
         let types = Dictionary(columns.dropFirst().map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
         for field in CallRecord.fieldList {
@@ -137,7 +137,7 @@ import Testing
 
         let store = try CallStore(path: path)
         let applied = try store.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
-        #expect(applied == ["v1: calls and capture statistics", "v2: capture statistics by name", "v3: owner_source", "v4: trace context and export cursor", "v5: llm fields and attribution_key", "v6: summary index", "v7: timeline index", "v8: summary by host"])
+        #expect(applied == ["v1: calls and capture statistics", "v2: capture statistics by name", "v3: owner_source", "v4: trace context and export cursor", "v5: llm fields and attribution_key", "v6: summary index", "v7: timeline index", "v8: summary by host", "v9: proxy"])
         let index = try store.writer.read { db in
             try String.fetchOne(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'capture_stats_name_value'")
         }

@@ -26,7 +26,8 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 /// - pipeline: [link index] then frames as [u16 length][bytes], 100 ms apart, through reassembly, every
 ///   analyser, call building and the JSON line
 /// - http1, tls, http2: [u16 client length][client bytes][server bytes], delivered in alternating chunks
-/// - dns: one DNS message; keylog: key log text; registry: one registry line; pcapfile: a whole file
+/// - dns: one DNS message; dns-tcp: [u16 client length][client bytes][server bytes] of a DNS-over-TCP
+///   connection, in alternating chunks; keylog: key log text; registry: one registry line; pcapfile: a whole file
 /// - registration: one request on the registration socket; redaction: a request target, then (after a
 ///   NUL) a body, through every redaction rule
 /// - llm: [api index][split point] then bytes: the first part as a request body, the rest as a response
@@ -75,6 +76,23 @@ public let fuzzTargets: [FuzzTarget] = [
     },
     FuzzTarget(name: "dns", summary: "DNS messages (names, compression, records)") { data in
         _ = DNSParser.parse(data)
+    },
+    FuzzTarget(name: "dns-tcp", summary: "DNS over TCP: length-prefixed messages, several per stream, within the parser budget") { data in
+        // A budget just above one message: partial messages past it give their direction up.
+        let budget = ParserBudget(limit: 70_000)
+        do {
+            let framer = DNSStreamFramer(budget: budget)
+            deliverStreams(data) { fromClient, chunk, _ in
+                framer.deliver(fromClient ? 0 : 1, chunk) { message in
+                    precondition(message.count <= 65_535)
+                    _ = DNSParser.parse(message)
+                }
+                precondition(framer.bufferedBytes <= 2 * 65_537 && budget.used == framer.bufferedBytes)
+            }
+            framer.gap(1)
+            precondition(framer.bufferedBytes == budget.used)
+        }
+        precondition(budget.used == 0, "DNS over TCP left bytes counted in the parser budget")
     },
     FuzzTarget(name: "keylog", summary: "SSLKEYLOGFILE lines") { data in
         let log = KeyLog()
