@@ -55,7 +55,7 @@ contract_fields() {
   jsonl_check "$tmp/demo.jsonl" <<'PY'
 # The JSON Lines contract in the README: every field in every object, in one order.
 contract = """kind ts ended_at latency_ms connection_id stream_id estimated trace_id parent_span_id session_id attribution attribution_key owner_source pid process
-  exe cgroup agent target client_ip client_port server_ip server_port scheme host method path url status_code
+  exe cgroup agent target client_ip client_port server_ip server_port proxy scheme host method path url status_code
   http_version request_content_type response_content_type request_body_bytes response_body_bytes
   request_summary response_summary llm_provider llm_model llm_input_tokens llm_output_tokens llm_cache_read_tokens
   llm_ttft_ms llm_stop_reason llm_tool_calls sni alpn alpn_offered tls_version tls_cipher ja4 cert_subject cert_san
