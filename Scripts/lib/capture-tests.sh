@@ -501,7 +501,7 @@ check "interface gone: no stack trace" bash -c "! grep -qi -e backtrace -e 'fata
 # (b) The database's disk fills up during capture: the error is logged once, calls are held and stored
 # once there is room again; nothing is lost.
 mkdir -p "$tmp/small"
-mount -t tmpfs -o size=320k tmpfs "$tmp/small"
+mount -t tmpfs -o size=2m tmpfs "$tmp/small"
 "$bin" capture --netns $A --db "$tmp/small/c.db" --format none 2> "$tmp/full.err" &
 cap=$!
 sleep 1.5
