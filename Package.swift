@@ -67,6 +67,7 @@ let package = Package(
         .target(name: "Analysers", dependencies: [
             "Core",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHPACK", package: "swift-nio-http2"),
         ], swiftSettings: packetPath),
