@@ -98,6 +98,24 @@ public enum QUICInitialProtection {
         }
     }
 
+    /// Protects a long-header packet (the inverse of `open`): `header` ends with the packet number in the
+    /// clear, its length in the first byte's low bits, and its Length field already counts the 16-byte tag.
+    public static func seal(header: [UInt8], pnOffset: Int, packetNumber: Int64, payload: [UInt8], keys: Keys) -> [UInt8]? {
+        let pnLength = Int(header[0] & 0x03) + 1
+        guard header.count == pnOffset + pnLength else { return nil }
+        var nonce = keys.iv
+        for i in 0..<8 { nonce[11 - i] ^= UInt8(truncatingIfNeeded: packetNumber >> (8 * i)) }
+        guard let n = try? AES.GCM.Nonce(data: nonce),
+              let box = try? AES.GCM.seal(payload, using: keys.aead, nonce: n, authenticating: header) else { return nil }
+        var packet = header + Array(box.ciphertext) + Array(box.tag)
+        guard packet.count >= pnOffset + 20,
+              let m = packet.withUnsafeBytes({ mask(keys, sample: UnsafeRawBufferPointer(rebasing: $0[(pnOffset + 4)..<(pnOffset + 20)])) })
+        else { return nil }
+        packet[0] ^= m[0] & 0x0F
+        for i in 0..<pnLength { packet[pnOffset + i] ^= m[1 + i] }
+        return packet
+    }
+
     /// RFC 9000 Appendix A.3.
     static func decodePacketNumber(truncated: Int64, bits: Int, largest: Int64) -> Int64 {
         let expected = largest &+ 1
