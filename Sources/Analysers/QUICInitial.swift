@@ -271,7 +271,6 @@ public final class QUICInitialParser {
 
     private func initial(_ packet: UnsafeRawBufferPointer, _ h: LongHeader, fromClient: Bool) {
         let k = fromClient ? 0 : 1
-        guard !sides[k].done, sides[k].packets < Self.maxPacketsPerSide else { return }
         if version == nil { version = h.version }
         guard h.version == version else { return }
         if fromClient {
@@ -284,7 +283,7 @@ public final class QUICInitialParser {
             // The client sends its later Initials to the id the server chose.
             knownDCIDs.append(Array(h.scid))
         }
-        guard let keys = sides[k].keys else { return }
+        guard !sides[k].done, sides[k].packets < Self.maxPacketsPerSide, let keys = sides[k].keys else { return }
         sides[k].packets += 1
         defer { if sides[k].packets >= Self.maxPacketsPerSide && !sides[k].done { resetCrypto(k) } }
         guard let opened = QUICInitialProtection.open(packet, pnOffset: h.pnOffset, keys: keys, largest: sides[k].largest) else {
