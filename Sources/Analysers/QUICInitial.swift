@@ -206,6 +206,18 @@ public final class QUICInitialParser {
         return !knownDCIDs.contains { $0.elementsEqual(h.dcid) }
     }
 
+    /// True when `datagram` holds a Handshake packet of a version this reader knows (the client's first
+    /// one carries its Finished: the end of the handshake as the client sees it).
+    public static func containsHandshakePacket(_ datagram: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < datagram.count {
+            guard let h = longHeader(UnsafeRawBufferPointer(rebasing: datagram[offset...])), h.type != .retry else { return false }
+            if h.type == .handshake { return true }
+            offset += h.packetLength
+        }
+        return false
+    }
+
     /// One UDP payload from the client (`fromClient`) or the server.
     public func datagram(_ data: UnsafeRawBufferPointer, fromClient: Bool) {
         var offset = 0

@@ -192,6 +192,9 @@ final class QUICTracker {
         var initial: QUICInitialParser?
         var clientHello: ClientHello?
         var serverHello: ServerHello?
+        /// The client's first Initial and its first Handshake packet (which carries its Finished).
+        var firstInitial: Nanos?
+        var clientHandshake: Nanos?
     }
 
     struct Key: Hashable {
@@ -221,6 +224,11 @@ final class QUICTracker {
         if !toServer && flows[key]!.firstReply == nil { flows[key]!.firstReply = p.timestamp }
         if long, let parser = flows[key]!.initial {
             parser.datagram(p.payload, fromClient: toServer)
+            if toServer && flows[key]!.firstInitial == nil && parser.clientSCID != nil { flows[key]!.firstInitial = p.timestamp }
+            if toServer && flows[key]!.clientHandshake == nil && flows[key]!.firstInitial != nil
+                && QUICInitialParser.containsHandshakePacket(p.payload) {
+                flows[key]!.clientHandshake = p.timestamp
+            }
             if flows[key]!.clientHello == nil, let ch = parser.clientHello { flows[key]!.clientHello = ch }
             if flows[key]!.serverHello == nil, let sh = parser.serverHello { flows[key]!.serverHello = sh }
         }
@@ -253,6 +261,7 @@ final class QUICTracker {
             r.tlsVersion = TLSNames.version(sh.version)
             r.tlsCipher = TLSNames.cipher(sh.cipherSuite)
         }
+        if let start = f.firstInitial, let end = f.clientHandshake { r.tlsHandshakeMicros = end.micros(since: start) }
         r.endedAt = f.last
         r.latencyMicros = f.last.micros(since: f.first)
         r.ttfbMicros = f.firstReply.map { $0.micros(since: f.first) }

@@ -248,6 +248,10 @@ struct QUICInitialTests {
         var zeroRTT: [UInt8] = [0xD1, 0, 0, 0, 1, 8] + Self.dcid + [4] + Self.clientCID + [0x40, 30]
         zeroRTT += [UInt8](repeating: 0xAB, count: 30)
         (first + zeroRTT).withUnsafeBytes { parser.datagram($0, fromClient: true) }
+        #expect(!(first + zeroRTT).withUnsafeBytes { QUICInitialParser.containsHandshakePacket($0) })
+        var handshake = zeroRTT
+        handshake[0] = 0xE1 // the same packet typed Handshake, after an Initial
+        #expect((first + handshake).withUnsafeBytes { QUICInitialParser.containsHandshakePacket($0) })
         let ch = try #require(parser.clientHello)
         #expect(ch.serverName == "example.com")
         #expect(parser.heldBytes == 0)

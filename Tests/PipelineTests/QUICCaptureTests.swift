@@ -26,6 +26,9 @@ import Testing
             #expect(call.tlsCipher == "TLS_AES_256_GCM_SHA384", "\(call.sni ?? "")")
             #expect(call.outcome == .ok)
             #expect(call.visibility == .encrypted)
+            // The client's first Initial to its first Handshake packet, within the flow.
+            let handshake = try #require(call.tlsHandshakeMicros)
+            #expect(handshake > 0 && handshake <= call.latencyMicros!)
         }
     }
 
