@@ -63,10 +63,11 @@ let package = Package(
         .target(name: "Source", dependencies: ["Core", "Decode", "CPcap"], swiftSettings: packetPath),
         // Flow table, per-direction TCP streams, out-of-order queue, gaps, eviction.
         .target(name: "Reassembly", dependencies: ["Core", "Decode"], swiftSettings: packetPath),
-        // Pure incremental parsers over bytes: HTTP/1, TLS, DNS. No I/O, no clock.
+        // Pure incremental parsers over bytes: HTTP/1, HTTP/2, TLS, QUIC Initial packets, DNS. No I/O, no clock.
         .target(name: "Analysers", dependencies: [
             "Core",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHPACK", package: "swift-nio-http2"),
         ], swiftSettings: packetPath),

@@ -193,7 +193,8 @@ final class DNSTracker {
     }
 }
 
-/// Counts UDP/443 flows as QUIC connections, with timing and bytes.
+/// Counts UDP/443 flows as QUIC connections, with timing and bytes, and reads their Initial packets
+/// (`QUICInitialParser`): SNI, offered ALPN and JA4 from the client's, version and cipher from the server's.
 final class QUICTracker {
     struct Flow {
         var client: IPAddress
@@ -204,6 +205,14 @@ final class QUICTracker {
         var last: Nanos
         var bytes = [0, 0]
         var firstReply: Nanos?
+        /// Reads the Initial packets; kept after that (holding no data) to tell a new connection on the same
+        /// address and port from this one.
+        var initial: QUICInitialParser?
+        var clientHello: ClientHello?
+        var serverHello: ServerHello?
+        /// The client's first Initial and its first Handshake packet (which carries its Finished).
+        var firstInitial: Nanos?
+        var clientHandshake: Nanos?
     }
 
     struct Key: Hashable {
@@ -218,12 +227,29 @@ final class QUICTracker {
     func process(_ p: DecodedPacket) {
         let toServer = p.dstPort == 443
         let key = toServer ? Key(a: p.src, ap: p.srcPort, b: p.dst, bp: p.dstPort) : Key(a: p.dst, ap: p.dstPort, b: p.src, bp: p.srcPort)
+        // A long header (first bit set) is the only kind of packet the Initial parser reads.
+        let long = p.payload.first.map { $0 & 0x80 != 0 } ?? false
+        if long && toServer, let parser = flows[key]?.initial, parser.startsNewConnection(p.payload) {
+            // The same address and port, a new connection: the old one is reported now.
+            if let old = flows.removeValue(forKey: key) { report(old) }
+        }
         if flows[key] == nil {
             flows[key] = Flow(client: key.a, clientPort: key.ap, server: key.b, serverPort: key.bp, first: p.timestamp, last: p.timestamp)
+            if long && toServer { flows[key]!.initial = QUICInitialParser(budget: owner.parserBudget) }
         }
         flows[key]!.last = p.timestamp
         flows[key]!.bytes[toServer ? 0 : 1] += p.wireLength
         if !toServer && flows[key]!.firstReply == nil { flows[key]!.firstReply = p.timestamp }
+        if long, let parser = flows[key]!.initial {
+            parser.datagram(p.payload, fromClient: toServer)
+            if toServer && flows[key]!.firstInitial == nil && parser.clientSCID != nil { flows[key]!.firstInitial = p.timestamp }
+            if toServer && flows[key]!.clientHandshake == nil && flows[key]!.firstInitial != nil
+                && QUICInitialParser.containsHandshakePacket(p.payload) {
+                flows[key]!.clientHandshake = p.timestamp
+            }
+            if flows[key]!.clientHello == nil, let ch = parser.clientHello { flows[key]!.clientHello = ch }
+            if flows[key]!.serverHello == nil, let sh = parser.serverHello { flows[key]!.serverHello = sh }
+        }
     }
 
     func expire(now: Nanos) {
@@ -231,25 +257,40 @@ final class QUICTracker {
         let done = flows.filter { now == .max || now.minus($0.value.last) >= idle }
         for (key, f) in done.sorted(by: { $0.value.first < $1.value.first }) {
             flows.removeValue(forKey: key)
-            var r = CallRecord(kind: .quic, ts: f.first)
-            r.clientIp = f.client.description
-            r.clientPort = Int(f.clientPort)
-            r.serverIp = f.server.description
-            r.serverPort = Int(f.serverPort)
-            r.connectionId = CommunityID.v1(f.client, f.clientPort, f.server, f.serverPort, proto: 17)
-            r.host = owner.dnsName(for: f.server)
-            r.endedAt = f.last
-            r.latencyMicros = f.last.micros(since: f.first)
-            r.ttfbMicros = f.firstReply.map { $0.micros(since: f.first) }
-            r.bytesSent = f.bytes[0]
-            r.bytesReceived = f.bytes[1]
-            r.visibility = .encrypted
-            if f.firstReply == nil {
-                r.outcome = .timeout
-                r.error = "no reply from the server"
-            }
-            owner.emit(r)
+            report(f)
         }
+    }
+
+    private func report(_ f: Flow) {
+        var r = CallRecord(kind: .quic, ts: f.first)
+        r.clientIp = f.client.description
+        r.clientPort = Int(f.clientPort)
+        r.serverIp = f.server.description
+        r.serverPort = Int(f.serverPort)
+        r.connectionId = CommunityID.v1(f.client, f.clientPort, f.server, f.serverPort, proto: 17)
+        r.host = owner.dnsName(for: f.server)
+        if let ch = f.clientHello {
+            r.sni = ch.serverName
+            if let sni = ch.serverName { r.host = sni }
+            if !ch.alpn.isEmpty { r.alpnOffered = ch.alpnNames }
+            r.ja4 = JA4.fingerprint(ch, transport: "q")
+        }
+        if let sh = f.serverHello, !sh.isHelloRetryRequest {
+            r.tlsVersion = TLSNames.version(sh.version)
+            r.tlsCipher = TLSNames.cipher(sh.cipherSuite)
+        }
+        if let start = f.firstInitial, let end = f.clientHandshake { r.tlsHandshakeMicros = end.micros(since: start) }
+        r.endedAt = f.last
+        r.latencyMicros = f.last.micros(since: f.first)
+        r.ttfbMicros = f.firstReply.map { $0.micros(since: f.first) }
+        r.bytesSent = f.bytes[0]
+        r.bytesReceived = f.bytes[1]
+        r.visibility = .encrypted
+        if f.firstReply == nil {
+            r.outcome = .timeout
+            r.error = "no reply from the server"
+        }
+        owner.emit(r)
     }
 
     var earliestOpenStart: Nanos? { flows.values.map(\.first).min() }

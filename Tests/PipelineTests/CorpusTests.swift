@@ -170,10 +170,14 @@ import Testing
             let hellos = try Self.clientHellos(entry.capture.path)
             let result = try Analyzer.analyzeFile(entry.capture.path, options: Self.options())
             for row in entry.rows where row.str("type") == "ja4" {
-                // QUIC Initial ClientHellos (`transport: udp`, JA4 with the `q` prefix) are not parsed yet:
-                // counted, so a new one in the corpus is noticed.
+                // QUIC Initial ClientHellos (`transport: udp`, JA4 with the `q` prefix): on the quic record.
                 if row.str("transport") == "udp" {
                     quicRows += 1
+                    let key = Self.tuple(row)
+                    let record = result.calls.first { $0.kind == .quic && Self.tuple($0) == key }
+                    #expect(record?.ja4 == row.str("ja4"), "\(name) \(key) quic")
+                    #expect(record?.sni == row.str("server_name"), "\(name) \(key) quic SNI")
+                    #expect(record?.alpnOffered?.first == "h3", "\(name) \(key) quic ALPN")
                     continue
                 }
                 checked += 1

@@ -14,6 +14,33 @@ public struct SeedMaker {
 
     public init(output: String) { self.output = output }
 
+    /// `quic` inputs in mode 1 (frames the target protects): a ClientHello in CRYPTO frames out of order
+    /// with PING, ACK and PADDING, and a ServerHello.
+    static var quicFrameSeeds: [[UInt8]] {
+        func record(_ bytes: [UInt8], server: Bool = false) -> [UInt8] {
+            let head = bytes.count | (server ? 0x8000 : 0)
+            return [UInt8(head >> 8), UInt8(head & 0xFF)] + bytes
+        }
+        func crypto(_ offset: Int, _ data: ArraySlice<UInt8>) -> [UInt8] {
+            [0x06, UInt8(0x40 | (offset >> 8)), UInt8(offset & 0xFF), UInt8(0x40 | (data.count >> 8)), UInt8(data.count & 0xFF)] + data
+        }
+        var ext: [UInt8] = [0x00, 0x00, 0x00, 0x0F, 0x00, 0x0D, 0x00, 0x00, 0x0A] + Array("agent.test".utf8)
+        ext += [0x00, 0x10, 0x00, 0x05, 0x00, 0x03, 0x02] + Array("h3".utf8)
+        ext += [0x00, 0x2B, 0x00, 0x03, 0x02, 0x03, 0x04]
+        var body: [UInt8] = [0x03, 0x03] + [UInt8](repeating: 0x11, count: 32) + [0x00, 0x00, 0x04, 0x13, 0x01, 0x13, 0x02, 0x01, 0x00]
+        body += [UInt8(ext.count >> 8), UInt8(ext.count & 0xFF)] + ext
+        let hello: [UInt8] = [0x01, 0x00, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body
+        let half = hello.count / 2
+        var sh: [UInt8] = [0x03, 0x03] + [UInt8](repeating: 0x22, count: 32) + [0x00, 0x13, 0x01, 0x00, 0x00, 0x06, 0x00, 0x2B, 0x00, 0x02, 0x03, 0x04]
+        sh = [0x02, 0x00, UInt8(sh.count >> 8), UInt8(sh.count & 0xFF)] + sh
+        return [
+            [1] + record([0x01] + crypto(half, hello[half...])) + record([0x02, 0x01, 0x00, 0x00, 0x00] + crypto(0, hello[..<half]))
+                + record(crypto(0, sh[...]), server: true),
+            [1] + record(crypto(0, hello[...]) + [0x00, 0x00, 0x1C, 0x00, 0x00, 0x00]),
+            [1] + record([0x03, 0x05, 0x00, 0x01, 0x00, 0x01, 0x00, 0x01, 0x02, 0x03] + crypto(0, hello[..<10])),
+        ]
+    }
+
     public func make(from captures: [String]) {
         var written: [String: Int] = [:]
         func write(_ target: String, _ name: String, _ bytes: [UInt8]) {
@@ -33,6 +60,7 @@ public struct SeedMaker {
             let link = fuzzLinkIndex(reader.linkType)
             var pipeline: [UInt8] = [link]
             var frames = 0, dns = 0
+            var quic: [UInt8] = [0]
             let collector = StreamCollector(limit: maxStreamBytes)
             let reassembler = Reassembler { c in collector.handler(for: c) }
             _ = reader.forEach { frame, wireLength, ts in
@@ -47,10 +75,15 @@ public struct SeedMaker {
                 } else if (p.srcPort == 53 || p.dstPort == 53) && dns < 8 && !p.payload.isEmpty {
                     dns += 1
                     write("dns", "\(base)-\(dns)", Array(p.payload))
+                } else if (p.srcPort == 443 || p.dstPort == 443) && quic.count < 16 * 1024 && !p.payload.isEmpty
+                            && p.payload.count < 0x8000 {
+                    let head = p.payload.count | (p.srcPort == 443 ? 0x8000 : 0)
+                    quic += [UInt8(head >> 8), UInt8(head & 0xFF)] + Array(p.payload)
                 }
             }
             reassembler.finishAll()
             write("pipeline", base, pipeline)
+            if quic.count > 1 { write("quic", base, quic) }
             if let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size <= 256 * 1024,
                let whole = try? Data(contentsOf: URL(fileURLWithPath: path)) {
                 write("pcapfile", base, Array(whole))
@@ -69,6 +102,7 @@ public struct SeedMaker {
             #"{"pid":9,"session_id":"s-3","pid_ns":4026531836}"#,
             #"{"pid":-1,"session_id":""}"#,
         ]
+        for (i, seed) in Self.quicFrameSeeds.enumerated() { write("quic", "frames-\(i)", seed) }
         for (i, line) in registryLines.enumerated() { write("registry", "line-\(i)", Array(line.utf8)) }
         for (i, request) in Self.registrationSeeds.enumerated() { write("registration", "request-\(i)", Array(request.utf8)) }
         for (i, seed) in Self.redactionSeeds.enumerated() { write("redaction", "planted-\(i)", Array(seed.utf8)) }

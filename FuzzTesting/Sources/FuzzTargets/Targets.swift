@@ -26,6 +26,9 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 /// - pipeline: [link index] then frames as [u16 length][bytes], 100 ms apart, through reassembly, every
 ///   analyser, call building and the JSON line
 /// - http1, tls, http2: [u16 client length][client bytes][server bytes], delivered in alternating chunks
+/// - quic: [mode] then records [u16: top bit set for the server, low 15 bits the length][bytes] into one
+///   connection's Initial reader; mode 0 takes each record as a UDP payload, mode 1 as the frames of an
+///   Initial packet it protects first (so the frame and CRYPTO reassembly code is reached past the AEAD)
 /// - dns: one DNS message; dns-tcp: [u16 client length][client bytes][server bytes] of a DNS-over-TCP
 ///   connection, in alternating chunks; keylog: key log text; registry: one registry line; pcapfile: a whole file
 /// - registration: one request on the registration socket; redaction: a request target, then (after a
@@ -93,6 +96,9 @@ public let fuzzTargets: [FuzzTarget] = [
             precondition(framer.bufferedBytes == budget.used)
         }
         precondition(budget.used == 0, "DNS over TCP left bytes counted in the parser budget")
+    },
+    FuzzTarget(name: "quic", summary: "QUIC Initial packets: headers, protection, frames, CRYPTO reassembly") { data in
+        runQUIC(data)
     },
     FuzzTarget(name: "keylog", summary: "SSLKEYLOGFILE lines") { data in
         let log = KeyLog()
@@ -345,4 +351,50 @@ func traceRequestReadsBack(_ b: [UInt8], spans expected: Int) -> Bool {
         }
     }
     return spans == expected
+}
+
+/// The `quic` target: one connection's datagrams through `QUICInitialParser`, within a small budget that
+/// must be all given back once the reader is gone.
+func runQUIC(_ data: UnsafeRawBufferPointer) {
+    guard let mode = data.first else { return }
+    let budget = ParserBudget(limit: 8 << 10)
+    do {
+        let parser = QUICInitialParser(maxCryptoBytes: 6 << 10, budget: budget)
+        let dcid: [UInt8] = [0x83, 0x94, 0xC8, 0xF0, 0x3E, 0x51, 0x57, 0x08]
+        let scid: [UInt8] = [0xC1, 0xC2, 0xC3, 0xC4]
+        var pn: Int64 = 0
+        var i = 1
+        while i + 2 <= data.count {
+            let head = Int(data[i]) << 8 | Int(data[i + 1])
+            let fromServer = head & 0x8000 != 0
+            let n = min(head & 0x7FFF, data.count - i - 2)
+            let record = UnsafeRawBufferPointer(rebasing: data[(i + 2)..<(i + 2 + n)])
+            i += 2 + n
+            if mode & 1 == 0 {
+                if !fromServer { _ = parser.startsNewConnection(record) }
+                parser.datagram(record, fromClient: !fromServer)
+            } else if let packet = fuzzInitialPacket(frames: Array(record), dcid: dcid, scid: scid, pn: pn, server: fromServer) {
+                pn += 1
+                packet.withUnsafeBytes { parser.datagram($0, fromClient: !fromServer) }
+            }
+            precondition(budget.used <= budget.limit && parser.heldBytes <= 2 * (6 << 10))
+        }
+        _ = parser.clientHello.map { JA4.fingerprint($0, transport: "q") }
+    }
+    precondition(budget.used == 0, "the QUIC reader kept budget after it was gone")
+}
+
+/// A version 1 Initial packet carrying `frames`, protected with the keys of `dcid`.
+func fuzzInitialPacket(frames: [UInt8], dcid: [UInt8], scid: [UInt8], pn: Int64, server: Bool) -> [UInt8]? {
+    var payload = frames
+    if payload.count < 20 { payload += [UInt8](repeating: 0, count: 20 - payload.count) }
+    guard payload.count < 16_000 else { return nil }
+    let ids = server ? (scid, dcid) : (dcid, scid)
+    var header: [UInt8] = [0xC1, 0, 0, 0, 1, UInt8(ids.0.count)] + ids.0 + [UInt8(ids.1.count)] + ids.1 + [0]
+    let length = 2 + payload.count + 16
+    header += [UInt8(0x40 | (length >> 8)), UInt8(length & 0xFF)]
+    let pnOffset = header.count
+    header += [UInt8((pn >> 8) & 0xFF), UInt8(pn & 0xFF)]
+    guard let keys = QUICInitialProtection.keys(version: 1, dcid: dcid, server: server) else { return nil }
+    return QUICInitialProtection.seal(header: header, pnOffset: pnOffset, packetNumber: pn, payload: payload, keys: keys)
 }
