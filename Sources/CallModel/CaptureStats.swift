@@ -75,6 +75,8 @@ public struct CaptureStats: Sendable, Equatable {
     public var sessionByTraceId = 0
     public var sessionByTranscriptTurn = 0
     public var transcriptUndecided = 0
+    /// QUIC flows reported before their idle timeout because more were tracked than the cap allows.
+    public var quicFlowsReportedEarly = 0
 
     public init() {}
 
@@ -103,7 +105,7 @@ public struct CaptureStats: Sendable, Equatable {
             ("transcript_entries", transcriptEntries), ("transcript_entries_skipped", transcriptEntriesSkipped),
             ("session_by_tool_call_id", sessionByToolCallId), ("session_by_web_fetch", sessionByWebFetch),
             ("session_by_trace_id", sessionByTraceId), ("session_by_transcript_turn", sessionByTranscriptTurn),
-            ("transcript_undecided", transcriptUndecided),
+            ("transcript_undecided", transcriptUndecided), ("quic_flows_reported_early", quicFlowsReportedEarly),
         ]
     }
 

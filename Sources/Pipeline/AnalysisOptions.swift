@@ -58,6 +58,8 @@ public struct AnalysisOptions: Sendable {
     public var maxTranscriptToolCallIds = 0
     public var maxTranscriptFetches = 0
     public var maxTranscriptTurns = 0
+    /// UDP/443 (QUIC) flows tracked at once; beyond it the idlest half is reported early (counted).
+    public var maxQUICFlows = 0
 
     /// The memory budget the caps are set for unless `scaleCaps` is given another.
     public static let defaultMemoryMB = 256
@@ -89,5 +91,7 @@ public struct AnalysisOptions: Sendable {
         maxTranscriptToolCallIds = mb * 256
         maxTranscriptFetches = mb * 64
         maxTranscriptTurns = mb * 128
+        // A flow with its Initial reader costs about 1 KB beside the CRYPTO bytes the parser budget counts.
+        maxQUICFlows = mb * 64
     }
 }

@@ -234,6 +234,7 @@ final class QUICTracker {
             if let old = flows.removeValue(forKey: key) { report(old) }
         }
         if flows[key] == nil {
+            if flows.count >= owner.options.maxQUICFlows { reportIdlest() }
             flows[key] = Flow(client: key.a, clientPort: key.ap, server: key.b, serverPort: key.bp, first: p.timestamp, last: p.timestamp)
             if long && toServer { flows[key]!.initial = QUICInitialParser(budget: owner.parserBudget) }
         }
@@ -257,6 +258,17 @@ final class QUICTracker {
         let done = flows.filter { now == .max || now.minus($0.value.last) >= idle }
         for (key, f) in done.sorted(by: { $0.value.first < $1.value.first }) {
             flows.removeValue(forKey: key)
+            report(f)
+        }
+    }
+
+    /// More flows than the cap: the idlest half is reported now (a flood of Initials from new ports
+    /// cannot grow the table), counted in `quic_flows_reported_early`.
+    private func reportIdlest() {
+        let idlest = flows.sorted { $0.value.last < $1.value.last }.prefix(max(1, flows.count / 2))
+        for (key, f) in idlest.sorted(by: { $0.value.first < $1.value.first }) {
+            flows.removeValue(forKey: key)
+            owner.stats.quicFlowsReportedEarly += 1
             report(f)
         }
     }

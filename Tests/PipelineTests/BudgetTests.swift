@@ -13,7 +13,7 @@ import Testing
                 "held calls": o.maxHeldCalls, "parser bytes": o.maxParserBufferBytes, "DNS names": o.maxDNSNames,
                 "key log entries": o.maxKeyLogEntries, "socket owners": o.maxSocketOwners, "registry entries": o.maxRegistryEntries,
                 "transcript tool-call ids": o.maxTranscriptToolCallIds, "transcript fetches": o.maxTranscriptFetches,
-                "transcript turns": o.maxTranscriptTurns]
+                "transcript turns": o.maxTranscriptTurns, "QUIC flows": o.maxQUICFlows]
     }
 
     @Test(arguments: [64, 128, 512])
@@ -29,7 +29,8 @@ import Testing
         #expect(Self.caps(256) == ["connections": 40_960, "out-of-order bytes": 32 << 20, "held calls": 20_000,
                                    "parser bytes": 32 << 20, "DNS names": 65_536, "key log entries": 262_144,
                                    "socket owners": 65_536, "registry entries": 65_536,
-                                   "transcript tool-call ids": 65_536, "transcript fetches": 16_384, "transcript turns": 32_768])
+                                   "transcript tool-call ids": 65_536, "transcript fetches": 16_384, "transcript turns": 32_768,
+                                   "QUIC flows": 16_384])
         #expect(AnalysisOptions().maxHeldCalls == 20_000)
     }
 
