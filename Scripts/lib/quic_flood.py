@@ -12,9 +12,10 @@ import argparse
 import os
 import random
 import struct
-import subprocess
 import sys
 import tempfile
+
+from peak_rss import run as peak_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SAMPLE = os.path.join(os.path.dirname(os.path.dirname(HERE)), "Samples", "agent-demo.pcap")
@@ -50,16 +51,6 @@ def write(path, flows):
             f.write(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(frame), len(frame)) + frame)
 
 
-def run(bin, args):
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", bin] + args, capture_output=True, text=True, timeout=900)
-    lines = r.stderr.strip().splitlines()
-    stats = {}
-    for l in lines:
-        if l.startswith("stats: "):
-            stats = dict(kv.split("=") for kv in l[7:].split())
-    return r.returncode, int(lines[-1]) / 1024, stats
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
@@ -71,8 +62,8 @@ def main():
         path = os.path.join(d, "flood.pcap")
         write(path, a.flows)
         for b in [int(x) for x in a.budgets.split(",")]:
-            _, fixed, _ = run(a.bin, ["read", "--format", "none", "--memory-mb", str(b), SAMPLE])
-            rc, peak, stats = run(a.bin, ["read", "--format", "none", "--stats", "--memory-mb", str(b), path])
+            _, fixed, _ = peak_run(a.bin, ["read", "--format", "none", "--memory-mb", str(b), SAMPLE])
+            rc, peak, stats = peak_run(a.bin, ["read", "--format", "none", "--stats", "--memory-mb", str(b), path])
             calls = int(stats.get("calls", "0"))
             early = int(stats.get("quic_flows_reported_early", "0"))
             ok = rc == 0 and peak <= b + fixed and calls == a.flows and early > 0

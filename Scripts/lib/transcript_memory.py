@@ -15,9 +15,10 @@ import argparse
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
+
+from peak_rss import run as peak_run
 import uuid
 
 import zstandard
@@ -65,16 +66,6 @@ def build(root, scale):
     db.close()
 
 
-def peak(bin, args):
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", bin] + args, capture_output=True, text=True, timeout=600)
-    lines = r.stderr.strip().splitlines()
-    stats = {}
-    for l in lines:
-        if l.startswith("stats: "):
-            stats = dict(kv.split("=") for kv in l[7:].split())
-    return r.returncode, int(lines[-1]) / 1024, stats
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin")
@@ -86,8 +77,8 @@ def main():
         build(root, a.scale)
         for b in [int(x) for x in a.budgets.split(",")]:
             base = ["read", "--format", "none", "--stats", "--memory-mb", str(b), SAMPLE]
-            rc0, fixed, _ = peak(a.bin, base)
-            rc, mb, stats = peak(a.bin, base + ["--transcripts", root])
+            rc0, fixed, _ = peak_run(a.bin, base)
+            rc, mb, stats = peak_run(a.bin, base + ["--transcripts", root])
             skipped = int(stats.get("transcript_entries_skipped", "0"))
             entries = int(stats.get("transcript_entries", "0"))
             ok = rc == 0 and rc0 == 0 and mb <= b + fixed and skipped > 0 and entries > 0

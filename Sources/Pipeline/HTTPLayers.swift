@@ -105,7 +105,7 @@ final class HTTP1Layer: StreamLayer {
             r.weirds += resp.weirds.map(\.rawValue)
         }
         if x.responseComplete || x.response != nil { r.responseBodyBytes = x.responseBodyBytes }
-        if let end = x.responseEnd { r.endedAt = end; r.latencyMicros = end.micros(since: start) }
+        if let end = x.responseEnd { r.end(at: end, start: start) }
         if let first = x.responseStart { r.ttfbMicros = first.micros(since: start) }
         if conn.httpCalls == 0 { r.connectMicros = conn.connectMicros }
         r.weirds += x.weirds.map(\.rawValue)
@@ -127,11 +127,10 @@ final class HTTP1Layer: StreamLayer {
         } else if x.response != nil {
             let cut = CallOutcome.cut(c, responseStart: x.responseStart, finishing: finishing)
             r.set(cut.outcome)
-            if let t = cut.endedAt { r.endedAt = t; r.latencyMicros = t.micros(since: start) }
+            if let t = cut.endedAt { r.end(at: t, start: start) }
         } else if let t = c.resetTime {
             r.set(CallOutcome.reset(c))
-            r.endedAt = t
-            r.latencyMicros = t.micros(since: start)
+            r.end(at: t, start: start)
         } else if x.request != nil && c.missedBytes[Direction.toClient.rawValue] > 0 {
             // The server did send something, but it fell into a hole in the capture.
             r.set((.incomplete, "response lost in a capture gap"))
@@ -210,7 +209,7 @@ final class HTTP2Layer: StreamLayer {
             r.responseSummary = Redaction.summary(contentType: st.responseContentType, bytes: st.responseBodyPrefix,
                                                   totalBytes: st.responseBodyBytes)
         }
-        if let end = st.responseEnd { r.endedAt = end; r.latencyMicros = end.micros(since: start) }
+        if let end = st.responseEnd { r.end(at: end, start: start) }
         if let first = st.responseStart { r.ttfbMicros = first.micros(since: start) }
         if st.afterGap {
             r.set((.incomplete, "capture gap earlier on the connection: headers unreliable"))
@@ -223,14 +222,21 @@ final class HTTP2Layer: StreamLayer {
         } else if st.status != nil {
             let cut = CallOutcome.cut(c, responseStart: st.responseStart, finishing: finishing)
             r.set(cut.outcome)
-            if let t = cut.endedAt { r.endedAt = t; r.latencyMicros = t.micros(since: start) }
+            if let t = cut.endedAt { r.end(at: t, start: start) }
         } else if let t = c.resetTime {
             r.set(CallOutcome.reset(c))
-            r.endedAt = t
-            r.latencyMicros = t.micros(since: start)
+            r.end(at: t, start: start)
         } else {
             r.set(CallOutcome.noResponse(finishing))
         }
         return r
+    }
+}
+
+extension CallRecord {
+    /// The call ended at `t`: its end, and its latency from `start`.
+    mutating func end(at t: Nanos, start: Nanos) {
+        endedAt = t
+        latencyMicros = t.micros(since: start)
     }
 }

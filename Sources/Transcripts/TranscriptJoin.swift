@@ -159,7 +159,8 @@ public final class TranscriptJoin {
 
     private func placeable(_ r: CallRecord) -> Bool {
         if let pid = r.pid, gateways.contains(pid) { return true }
-        return r.attribution != .exact && r.attribution != .inherited || r.attributionKey == nil
+        // Not placed by the registry (nor by an ancestor's entry).
+        return r.attribution != .exact && r.attribution != .inherited
     }
 
     static let wireKeys: Set<AttributionKey> = [.baggage, .xSessionId, .sessionIdHeader, .promptCacheKey]
