@@ -66,16 +66,22 @@ extension CallStore {
         public var lastTs: Int64
     }
 
-    /// Every session with its call counts and activity span, most recent first.
+    /// Every session with its call counts and activity span, most recent first: the counts and the last
+    /// activity from the counts per 10 seconds (`CallCounts`), the first call's start from the calls'
+    /// session index.
     public func sessions() throws -> [SessionSummary] {
         try writer.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT session_id, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
-                       MIN(ts) AS first_ts, MAX(COALESCE(ended_at, ts)) AS last_ts
-                FROM calls GROUP BY session_id ORDER BY last_ts DESC
-                """).map {
-                SessionSummary(sessionId: $0["session_id"], calls: $0["calls"], failures: $0["failures"],
-                               firstTs: ($0["first_ts"] as Int64) * 1000, lastTs: ($0["last_ts"] as Int64) * 1000)
+            let first = try db.makeStatement(sql: "SELECT MIN(ts) FROM calls WHERE session_id = ?")
+            let firstUnattributed = try db.makeStatement(sql: "SELECT MIN(ts) FROM calls WHERE session_id IS NULL")
+            return try Row.fetchAll(db, sql: """
+                SELECT session, has_session, SUM(calls) AS calls, SUM(failures) AS failures, MAX(last_ts) AS last_ts
+                FROM call_counts GROUP BY session, has_session ORDER BY last_ts DESC
+                """).map { row in
+                let id: String? = (row["has_session"] as Bool) ? row["session"] : nil
+                let firstTs: Int64?
+                if let id { firstTs = try Int64.fetchOne(first, arguments: [id]) } else { firstTs = try Int64.fetchOne(firstUnattributed) }
+                return SessionSummary(sessionId: id, calls: row["calls"], failures: row["failures"],
+                                      firstTs: (firstTs ?? 0) * 1000, lastTs: (row["last_ts"] as Int64) * 1000)
             }
         }
     }
@@ -96,36 +102,53 @@ extension CallStore {
     }
 
     /// Per host (server address when unnamed): calls, failures, HTTP latency percentiles, bytes, last
-    /// failure. SQLite does the work over two indexes in host order (`v8: summary by host`): one pass for
-    /// the totals and each host's last failure time, then each percentile read at its rank in the host's
-    /// latencies, and each last failure by its time — no sort, no read of the calls table but for the
-    /// last failures, so it stays fast at hundreds of thousands of calls.
+    /// failure. The totals come from the counts per 10 seconds for the whole slots of the range and from
+    /// the calls table for the parts of a slot at its ends (`CallCounts`); each percentile is read at
+    /// its rank in the host's latencies (`calls_host_latency`, in latency order), and each last failure by
+    /// its time — no sort, no read of the calls table but for those rows, so it stays fast at a million
+    /// calls.
     public func hostSummaries(session: String?, since: Int64? = nil, until: Int64? = nil) throws -> [HostSummary] {
         let q = SummaryQueries(session: session, since: since, until: until)
         return try writer.read { db in
             var out: [HostSummary] = []
+            var position: [String: Int] = [:]
             var lastFailureTimes: [Int: Int64] = [:]
-            for row in try Row.fetchAll(db, sql: q.totals, arguments: q.arguments) {
-                let failedAt: Int64? = row["last_failure_ts"]
-                if let failedAt { lastFailureTimes[out.count] = failedAt }
-                out.append(HostSummary(host: row["h"], calls: row["calls"], failures: row["failures"], httpCalls: row["http_calls"], dnsCalls: row["dns_calls"],
-                                       p50Micros: nil, p95Micros: nil, maxMicros: nil, bytes: row["bytes"], lastFailure: nil))
+            for (sql, arguments) in q.totals {
+                for row in try Row.fetchAll(db, sql: sql, arguments: arguments) {
+                    let host: String = row["h"]
+                    let i = position[host] ?? out.count
+                    if i == out.count {
+                        position[host] = i
+                        out.append(HostSummary(host: host, calls: 0, failures: 0, httpCalls: 0, dnsCalls: 0, p50Micros: nil,
+                                               p95Micros: nil, maxMicros: nil, bytes: 0, lastFailure: nil))
+                    }
+                    out[i].calls += row["calls"]
+                    out[i].failures += row["failures"]
+                    out[i].httpCalls += row["http_calls"]
+                    out[i].dnsCalls += row["dns_calls"]
+                    out[i].bytes += row["bytes"]
+                    if let t: Int64 = row["last_failure_ts"] { lastFailureTimes[i] = max(t, lastFailureTimes[i] ?? t) }
+                }
             }
-            let rank = try db.makeStatement(sql: q.latencyAtRank)
+            let rankUp = try db.makeStatement(sql: q.latencyAtRank(descending: false))
+            let rankDown = try db.makeStatement(sql: q.latencyAtRank(descending: true))
             for i in out.indices where out[i].httpCalls > 0 {
                 let n = out[i].httpCalls
-                func at(_ offset: Int) throws -> Int64? {
-                    let ms = try Double.fetchOne(rank, arguments: StatementArguments([out[i].host] + q.args + [offset]))
+                // The value at `rank` (1 = the lowest), counted from whichever end is nearer.
+                func at(_ rank: Int) throws -> Int64? {
+                    let down = n - rank < rank - 1
+                    let ms = try Double.fetchOne(down ? rankDown : rankUp,
+                                                 arguments: StatementArguments([out[i].host] + q.args + [down ? n - rank : rank - 1]))
                     return ms.map { Int64(($0 * 1000).rounded()) }
                 }
                 // Nearest rank: the value at ceil(p × n).
-                out[i].p50Micros = try at(Int((0.50 * Double(n)).rounded(.up)) - 1)
-                out[i].p95Micros = try at(Int((0.95 * Double(n)).rounded(.up)) - 1)
-                out[i].maxMicros = try at(n - 1)
+                out[i].p50Micros = try at(Int((0.50 * Double(n)).rounded(.up)))
+                out[i].p95Micros = try at(Int((0.95 * Double(n)).rounded(.up)))
+                out[i].maxMicros = try at(n)
             }
             let last = try db.makeStatement(sql: q.lastFailure)
             for (i, t) in lastFailureTimes {
-                if let row = try Row.fetchOne(last, arguments: StatementArguments([out[i].host, t] + q.args)) {
+                if let row = try Row.fetchOne(last, arguments: StatementArguments([t, out[i].host] + q.args)) {
                     out[i].lastFailure = Self.record(row)
                 }
             }
@@ -135,16 +158,31 @@ extension CallStore {
 
     /// The per-host summary's queries over one filter (session, time range).
     struct SummaryQueries {
+        let session: String?
+        /// Microseconds, as `ts` is stored.
+        let since: Int64?, until: Int64?
+        /// The filter's conditions on the calls table.
         var clauses: [String] = []
         var args: [(any DatabaseValueConvertible)?] = []
 
         init(session: String?, since: Int64?, until: Int64?) {
-            if let s = session { clauses.append("session_id = ?"); args.append(s) }
-            if let t = since { clauses.append("ts >= ?"); args.append(t / 1000) }
-            if let t = until { clauses.append("ts < ?"); args.append(t / 1000) }
+            self.session = session
+            self.since = since.map { $0 / 1000 }
+            self.until = until.map { $0 / 1000 }
+            (clauses, args) = Self.conditions(session: session, since: self.since, until: self.until)
         }
 
-        /// How calls are grouped by host: its name, else the server's address (the indexed expression).
+        static func conditions(session: String?, since: Int64?, until: Int64?)
+            -> (clauses: [String], args: [(any DatabaseValueConvertible)?]) {
+            var clauses: [String] = []
+            var args: [(any DatabaseValueConvertible)?] = []
+            if let s = session { clauses.append("session_id = ?"); args.append(s) }
+            if let t = since { clauses.append("ts >= ?"); args.append(t) }
+            if let t = until { clauses.append("ts < ?"); args.append(t) }
+            return (clauses, args)
+        }
+
+        /// How calls are grouped by host: its name, else the server's address.
         static let hostKey = "COALESCE(host, server_ip, 'unknown')"
 
         /// `WHERE` with `first` conditions, then the filter's.
@@ -155,28 +193,44 @@ extension CallStore {
 
         var arguments: StatementArguments { StatementArguments(args) }
 
-        var totals: String {
-            """
-            SELECT \(Self.hostKey) AS h, COUNT(*) AS calls, SUM(outcome <> 'ok') AS failures,
-                   SUM(kind = 'http' AND latency_ms IS NOT NULL) AS http_calls, SUM(kind = 'dns') AS dns_calls,
-                   SUM(COALESCE(request_body_bytes, 0) + COALESCE(response_body_bytes, 0)
-                       + CASE WHEN kind <> 'http' THEN COALESCE(bytes_sent, 0) + COALESCE(bytes_received, 0) ELSE 0 END) AS bytes,
-                   MAX(CASE WHEN outcome <> 'ok' THEN ts END) AS last_failure_ts
-            FROM calls INDEXED BY calls_by_host\(whereClause()) GROUP BY h
-            """
+        /// Rows (h, calls, failures, http_calls, dns_calls, bytes, last_failure_ts) per host, to be added
+        /// up: one query over the whole slots, one over the calls of each end of the range.
+        var totals: [(String, StatementArguments)] {
+            let split = CallCounts.Split(since: since, until: until)
+            var out: [(String, StatementArguments)] = []
+            if let slots = split.slots {
+                let c = CallCounts.conditions(session: session, host: nil, from: slots.from, to: slots.to)
+                out.append(("""
+                    SELECT host_key AS h, SUM(calls) AS calls, SUM(failures) AS failures, SUM(http_calls) AS http_calls,
+                           SUM(dns_calls) AS dns_calls, SUM(bytes) AS bytes, MAX(last_failure_ts) AS last_failure_ts
+                    FROM call_counts\(c.clauses.isEmpty ? "" : " WHERE " + c.clauses.joined(separator: " AND ")) GROUP BY host_key
+                    """, StatementArguments(c.args)))
+            }
+            let m = CallCounts.Columns(p: "")
+            for end in split.ends {
+                let c = Self.conditions(session: session, since: end.since, until: end.until)
+                out.append(("""
+                    SELECT \(Self.hostKey) AS h, COUNT(*) AS calls, SUM(\(m.failed)) AS failures, SUM(\(m.http)) AS http_calls,
+                           SUM(\(m.dns)) AS dns_calls, SUM(\(m.bytes)) AS bytes, MAX(CASE WHEN \(m.failed) THEN ts END) AS last_failure_ts
+                    FROM calls\(c.clauses.isEmpty ? "" : " WHERE " + c.clauses.joined(separator: " AND ")) GROUP BY h
+                    """, StatementArguments(c.args)))
+            }
+            return out
         }
 
-        /// One host's HTTP latency at a rank (arguments: host, the filter's, the offset).
-        var latencyAtRank: String {
+        /// One host's HTTP latency at an offset from the lowest or the highest (arguments: host, the
+        /// filter's, the offset).
+        func latencyAtRank(descending: Bool) -> String {
             "SELECT latency_ms FROM calls INDEXED BY calls_host_latency"
-                + whereClause(["\(Self.hostKey) = ?", "kind = 'http'", "latency_ms IS NOT NULL"]) + " ORDER BY latency_ms LIMIT 1 OFFSET ?"
+                + whereClause(["\(Self.hostKey) = ?", "kind = 'http'", "latency_ms IS NOT NULL"])
+                + " ORDER BY latency_ms\(descending ? " DESC" : "") LIMIT 1 OFFSET ?"
         }
 
-        /// One host's failure at a time, the last by id (arguments: host, time, the filter's): the filter
+        /// One host's failure at a time, the last by id (arguments: time, host, the filter's): the filter
         /// applies, so another session's failure at the same instant is never picked.
         var lastFailure: String {
-            "SELECT id, \(CallStore.columns.joined(separator: ",")) FROM calls WHERE id = (SELECT MAX(id) FROM calls INDEXED BY calls_by_host"
-                + whereClause(["\(Self.hostKey) = ?", "ts = ?", "outcome <> 'ok'"]) + ")"
+            "SELECT id, \(CallStore.columns.joined(separator: ",")) FROM calls WHERE id = (SELECT MAX(id) FROM calls INDEXED BY calls_timeline"
+                + whereClause(["ts = ?", "\(Self.hostKey) = ?", "outcome <> 'ok'"]) + ")"
         }
     }
 
@@ -185,8 +239,10 @@ extension CallStore {
     public func summaryQueryPlans(session: String?, since: Int64?, until: Int64? = nil) throws -> [String] {
         let q = SummaryQueries(session: session, since: since, until: until)
         return try writer.read { db in
-            try [(q.totals, q.args), (q.latencyAtRank, ["h"] + q.args + [0]), (q.lastFailure, ["h", 0] + q.args)].flatMap { sql, args in
-                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: StatementArguments(args)).map { $0["detail"] as String }
+            try (q.totals + [(q.latencyAtRank(descending: false), StatementArguments(["h"] + q.args + [0])),
+                             (q.latencyAtRank(descending: true), StatementArguments(["h"] + q.args + [0])),
+                             (q.lastFailure, StatementArguments([0, "h"] + q.args))]).flatMap { sql, args in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: args).map { $0["detail"] as String }
             }
         }
     }

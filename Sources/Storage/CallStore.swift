@@ -194,6 +194,13 @@ public final class CallStore: Sendable {
         m.registerMigration("v9: proxy") { db in
             try db.execute(sql: "ALTER TABLE calls ADD COLUMN proxy TEXT")
         }
+        // Counts per 10 seconds by host, session and status class, kept by triggers (CallCounts.swift): the
+        // summary's totals, the timeline and the session list read them. The host-ordered index of v8 is
+        // no longer read (the last failure is found by its time) and goes.
+        m.registerMigration("v10: counts per 10 seconds") { db in
+            try CallCounts.migrate(db)
+            try db.execute(sql: "DROP INDEX calls_by_host")
+        }
         return m
     }
 

@@ -59,34 +59,84 @@ extension CallStore {
 
     /// The timeline's queries over one filter: the range ends (when not given) and the counts.
     struct TimelineQueries {
+        let filter: TimelineFilter
         var clauses: [String] = []
         var args: [(any DatabaseValueConvertible)?] = []
 
         init(_ f: TimelineFilter) {
-            // The same conditions, on the same columns, as `page`, so both count the same calls.
-            if let s = f.session { clauses.append("session_id = ?"); args.append(s) }
-            if let h = f.host { clauses.append("host = ?"); args.append(h.lowercased()) }
-            if let t = f.since { clauses.append("ts >= ?"); args.append(t / 1000) }
-            if let t = f.until { clauses.append("ts < ?"); args.append(t / 1000) }
+            filter = f
+            (clauses, args) = Self.conditions(f, since: f.since.map { $0 / 1000 }, until: f.until.map { $0 / 1000 })
         }
 
-        var whereClause: String { clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ") }
+        /// The same conditions, on the same columns, as `page`, so both count the same calls (times in
+        /// microseconds).
+        static func conditions(_ f: TimelineFilter, since: Int64?, until: Int64?)
+            -> (clauses: [String], args: [(any DatabaseValueConvertible)?]) {
+            var clauses: [String] = []
+            var args: [(any DatabaseValueConvertible)?] = []
+            if let s = f.session { clauses.append("session_id = ?"); args.append(s) }
+            if let h = f.host { clauses.append("host = ?"); args.append(h.lowercased()) }
+            if let t = since { clauses.append("ts >= ?"); args.append(t) }
+            if let t = until { clauses.append("ts < ?"); args.append(t) }
+            return (clauses, args)
+        }
+
+        static func whereClause(_ clauses: [String]) -> String {
+            clauses.isEmpty ? "" : " WHERE " + clauses.joined(separator: " AND ")
+        }
+
+        var whereClause: String { Self.whereClause(clauses) }
         var arguments: StatementArguments { StatementArguments(args) }
 
         var first: String { "SELECT ts FROM calls\(whereClause) ORDER BY ts LIMIT 1" }
         var last: String { "SELECT ts FROM calls\(whereClause) ORDER BY ts DESC LIMIT 1" }
 
-        /// Rows (h, b, c, n): host key, bucket index, status class, calls; the first two arguments are
-        /// the range's start and the bucket width in microseconds.
-        var counts: String {
+        /// The buckets over [start, end) (microseconds): their origin and width, and the queries giving
+        /// rows (h, b, c, n) — host key, bucket index, status class, calls — to be added up. Buckets of
+        /// half a slot (5 s) or more are made whole slots wide and start on a slot, so the whole slots of
+        /// the range are counted from the counts per slot and only the parts of a slot at its ends from
+        /// the calls; narrower ones (a range under `buckets` × 5 s) count the calls.
+        func counts(start: Int64, end: Int64) -> (origin: Int64, width: Int64, queries: [(String, StatementArguments)]) {
+            let m = CallCounts.slotMicros
+            let buckets = Int64(max(1, filter.buckets))
+            func up(_ a: Int64, _ b: Int64) -> Int64 { a / b + (a % b == 0 ? 0 : 1) }
+            let width = max(1, up(end - start, buckets))
+            guard width * 2 >= m else { return (start, width, [(Self.callCounts(whereClause), StatementArguments([start, width] + args))]) }
+            let origin = (start >= 0 ? start / m : (start - m + 1) / m) * m
+            let wide = up(up(end - origin, buckets), m) * m
+            let split = CallCounts.Split(since: filter.since.map { $0 / 1000 }, until: filter.until.map { $0 / 1000 })
+            var queries: [(String, StatementArguments)] = []
+            if let slots = split.slots {
+                let c = CallCounts.conditions(session: filter.session, host: filter.host, from: slots.from, to: slots.to)
+                queries.append(("""
+                    SELECT host_key AS h, (slot * \(m) - ?) / ? AS b, class AS c, SUM(calls) AS n
+                    FROM call_counts\(Self.whereClause(c.clauses)) GROUP BY h, b, c
+                    """, StatementArguments([origin, wide] + c.args)))
+            }
+            for part in split.ends {
+                let c = Self.conditions(filter, since: part.since, until: part.until)
+                queries.append((Self.callCounts(Self.whereClause(c.clauses)), StatementArguments([origin, wide] + c.args)))
+            }
+            return (origin, wide, queries)
+        }
+
+        /// Rows (h, b, c, n) from the calls; the first two arguments are the buckets' origin and width.
+        static func callCounts(_ whereClause: String) -> String {
             """
             SELECT \(SummaryQueries.hostKey) AS h, (ts - ?) / ? AS b, \(StatusClass.sql) AS c, COUNT(*) AS n
             FROM calls INDEXED BY calls_timeline\(whereClause) GROUP BY h, b, c
             """
         }
 
-        func countArguments(start: Int64, width: Int64) -> StatementArguments {
-            StatementArguments([start, width] + args)
+        /// The range the buckets cover: the filter's, else from the first matching call to just after the
+        /// last one (nil when none matches).
+        func range(_ db: Database) throws -> (start: Int64, end: Int64)? {
+            var start = filter.since.map { $0 / 1000 }
+            var end = filter.until.map { $0 / 1000 }
+            if start == nil { start = try Int64.fetchOne(db, sql: first, arguments: arguments) }
+            if end == nil { end = try Int64.fetchOne(db, sql: last, arguments: arguments).map { $0 + 1 } }
+            guard let start, let end else { return nil }
+            return (start, end)
         }
     }
 
@@ -96,26 +146,24 @@ extension CallStore {
         let q = TimelineQueries(f)
         return try writer.read { db in
             var t = Timeline()
-            var start = f.since.map { $0 / 1000 }
-            var end = f.until.map { $0 / 1000 }
-            if start == nil { start = try Int64.fetchOne(db, sql: q.first, arguments: q.arguments) }
-            if end == nil { end = try Int64.fetchOne(db, sql: q.last, arguments: q.arguments).map { $0 + 1 } }
-            guard let start, let end else { return t }
+            guard let (start, end) = try q.range(db) else { return t }
             t.start = start
             t.end = end
-            let buckets = Int64(max(1, f.buckets))
             guard end > start else { return t }
-            let span = end - start
-            t.bucketMicros = max(1, span / buckets + (span % buckets == 0 ? 0 : 1))
-            t.bucketCount = Int(span / t.bucketMicros + (span % t.bucketMicros == 0 ? 0 : 1))
+            let (origin, width, queries) = q.counts(start: start, end: end)
+            t.start = origin
+            t.bucketMicros = width
+            t.bucketCount = Int((end - origin) / width + ((end - origin) % width == 0 ? 0 : 1))
             var byHost: [String: HostTimeline] = [:]
             var cells: [String: [Int: [Int]]] = [:]
-            let rows = try Row.fetchCursor(db, sql: q.counts, arguments: q.countArguments(start: start, width: t.bucketMicros))
-            while let row = try rows.next() {
-                let h: String = row["h"]
-                let b: Int = row["b"], c: Int = row["c"], n: Int = row["n"]
-                byHost[h, default: HostTimeline(host: h)].totals[c] += n
-                cells[h, default: [:]][b, default: [0, 0, 0, 0]][c] += n
+            for (sql, arguments) in queries {
+                let rows = try Row.fetchCursor(db, sql: sql, arguments: arguments)
+                while let row = try rows.next() {
+                    let h: String = row["h"]
+                    let b: Int = row["b"], c: Int = row["c"], n: Int = row["n"]
+                    byHost[h, default: HostTimeline(host: h)].totals[c] += n
+                    cells[h, default: [:]][b, default: [0, 0, 0, 0]][c] += n
+                }
             }
             for (h, buckets) in cells {
                 byHost[h]?.buckets = buckets.keys.sorted().map { ($0, buckets[$0]!) }
@@ -129,8 +177,10 @@ extension CallStore {
     public func timelineQueryPlans(_ f: TimelineFilter) throws -> [String] {
         let q = TimelineQueries(f)
         return try writer.read { db in
+            var all = [(q.first, q.arguments), (q.last, q.arguments)]
+            if let (start, end) = try q.range(db), end > start { all += q.counts(start: start, end: end).queries }
             var plans: [String] = []
-            for (sql, args) in [(q.first, q.arguments), (q.last, q.arguments), (q.counts, q.countArguments(start: 0, width: 1))] {
+            for (sql, args) in all {
                 plans += try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: args).map { $0["detail"] as String }
             }
             return plans

@@ -137,7 +137,7 @@ import Testing
 
         let store = try CallStore(path: path)
         let applied = try store.writer.read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
-        #expect(applied == ["v1: calls and capture statistics", "v2: capture statistics by name", "v3: owner_source", "v4: trace context and export cursor", "v5: llm fields and attribution_key", "v6: summary index", "v7: timeline index", "v8: summary by host", "v9: proxy"])
+        #expect(applied == ["v1: calls and capture statistics", "v2: capture statistics by name", "v3: owner_source", "v4: trace context and export cursor", "v5: llm fields and attribution_key", "v6: summary index", "v7: timeline index", "v8: summary by host", "v9: proxy", "v10: counts per 10 seconds"])
         let index = try store.writer.read { db in
             try String.fetchOne(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'capture_stats_name_value'")
         }

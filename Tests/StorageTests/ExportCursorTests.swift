@@ -99,7 +99,8 @@ import Testing
             #expect(!plans.isEmpty)
             for p in plans {
                 #expect(!(p.hasPrefix("SCAN calls") && !p.contains("COVERING INDEX")), "\(session ?? "-") \(since ?? 0): \(p)")
-                #expect(!p.contains("TEMP B-TREE"), "\(session ?? "-") \(since ?? 0): \(p)")
+                // A sort only of the calls at the range's ends (less than a slot, 10 s, each).
+                #expect(!p.contains("TEMP B-TREE") || since.map { $0 % 10_000_000_000 != 0 } == true, "\(session ?? "-") \(since ?? 0): \(p)")
             }
             let summaries = try store.hostSummaries(session: session, since: since)
             let expected = calls.filter { (session == nil || $0.sessionId == session) && (since == nil || $0.ts >= since!) }
