@@ -31,6 +31,8 @@ extension CallStore {
         public var until: Int64?
         /// The most buckets the range is cut into.
         public var buckets = 100
+        /// The most calls counted one by one into buckets narrower than half a slot (see `counts`).
+        var fineLimit = 100_000
         public init() {}
     }
 
@@ -92,17 +94,27 @@ extension CallStore {
         var last: String { "SELECT ts FROM calls\(whereClause) ORDER BY ts DESC LIMIT 1" }
 
         /// The buckets over [start, end) (microseconds): their origin and width, and the queries giving
-        /// rows (h, b, c, n) — host key, bucket index, status class, calls — to be added up. Buckets of
-        /// half a slot (5 s) or more are made whole slots wide and start on a slot, so the whole slots of
-        /// the range are counted from the counts per slot and only the parts of a slot at its ends from
-        /// the calls; narrower ones (a range under `buckets` × 5 s) count the calls.
-        func counts(start: Int64, end: Int64) -> (origin: Int64, width: Int64, queries: [(String, StatementArguments)]) {
+        /// rows (h, b, c, n) — host key, bucket index, status class, calls — to be added up. Buckets are
+        /// made whole slots (10 s) wide and start on a slot, so the whole slots of the range are counted
+        /// from the counts per slot and only the parts of a slot at its ends from the calls — unless they
+        /// would be under half a slot wide and the range holds at most `filter.fineLimit` calls: then the calls
+        /// are counted one by one, into buckets as narrow as asked.
+        func counts(_ db: Database, start: Int64, end: Int64) throws -> (origin: Int64, width: Int64, queries: [(String, StatementArguments)]) {
             let m = CallCounts.slotMicros
             let buckets = Int64(max(1, filter.buckets))
             func up(_ a: Int64, _ b: Int64) -> Int64 { a / b + (a % b == 0 ? 0 : 1) }
+            func floor(_ a: Int64) -> Int64 { a >= 0 ? a / m : (a - m + 1) / m }
             let width = max(1, up(end - start, buckets))
-            guard width * 2 >= m else { return (start, width, [(Self.callCounts(whereClause), StatementArguments([start, width] + args))]) }
-            let origin = (start >= 0 ? start / m : (start - m + 1) / m) * m
+            if width * 2 < m {
+                // About how many calls the range holds: those of every slot it touches.
+                let c = CallCounts.conditions(session: filter.session, host: filter.host, from: floor(start), to: floor(end - 1) + 1)
+                let calls = try Int.fetchOne(db, sql: "SELECT SUM(calls) FROM call_counts" + Self.whereClause(c.clauses),
+                                             arguments: StatementArguments(c.args)) ?? 0
+                if calls <= filter.fineLimit {
+                    return (start, width, [(Self.callCounts(whereClause), StatementArguments([start, width] + args))])
+                }
+            }
+            let origin = floor(start) * m
             let wide = up(up(end - origin, buckets), m) * m
             let split = CallCounts.Split(since: filter.since.map { $0 / 1000 }, until: filter.until.map { $0 / 1000 })
             var queries: [(String, StatementArguments)] = []
@@ -150,7 +162,7 @@ extension CallStore {
             t.start = start
             t.end = end
             guard end > start else { return t }
-            let (origin, width, queries) = q.counts(start: start, end: end)
+            let (origin, width, queries) = try q.counts(db, start: start, end: end)
             t.start = origin
             t.bucketMicros = width
             t.bucketCount = Int((end - origin) / width + ((end - origin) % width == 0 ? 0 : 1))
@@ -178,7 +190,7 @@ extension CallStore {
         let q = TimelineQueries(f)
         return try writer.read { db in
             var all = [(q.first, q.arguments), (q.last, q.arguments)]
-            if let (start, end) = try q.range(db), end > start { all += q.counts(start: start, end: end).queries }
+            if let (start, end) = try q.range(db), end > start { all += try q.counts(db, start: start, end: end).queries }
             var plans: [String] = []
             for (sql, args) in all {
                 plans += try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: args).map { $0["detail"] as String }

@@ -178,9 +178,9 @@ import Testing
         for session in [nil, "s1"] as [String?] {
             for host in [nil, "api.b.test"] as [String?] {
                 for (since, until) in Self.ranges(calls) {
-                    for buckets in [1, 7, 100, 1000] {
+                    for (buckets, fineLimit) in [(1, 100_000), (7, 100_000), (100, 100_000), (1000, 100_000), (1000, 10)] {
                         var f = CallStore.TimelineFilter()
-                        (f.session, f.host, f.since, f.until, f.buckets) = (session, host, since, until, buckets)
+                        (f.session, f.host, f.since, f.until, f.buckets, f.fineLimit) = (session, host, since, until, buckets, fineLimit)
                         let label = "\(f)"
                         let t = try store.timeline(f)
                         let expected = calls.filter {
