@@ -67,10 +67,12 @@ final class ProcessTracker {
                       cgroup: youngest.facts.cgroup, sessionId: session.sessionId, attribution: session.attribution,
                       agent: session.agent, source: .processEvents)
         // Processes started shortly before the connection are its likely makers: if they belong to
-        // different sessions, no guess is good enough.
+        // different sessions, no guess is good enough — whether or not they are still alive (the maker
+        // may have exited already, or its own start may not have reached us, while a sibling's did).
         let recent: Int64 = 100_000_000
-        let rivals = byAge.dropFirst().filter {
-            time - $0.firstSeen < recent && $0.sessionId != youngest.sessionId
+        let rivals = records.values.filter {
+            $0.facts.pid != youngest.facts.pid && $0.firstSeen <= time + slack && time - $0.firstSeen < recent
+                && $0.sessionId != youngest.sessionId
         }
         if !rivals.isEmpty {
             o.sessionId = nil
