@@ -4,7 +4,7 @@
 whatever the input looks like.
 
 usage: hostile_shapes.py OUT.pcap --seed N [--scale S]
-       hostile_shapes.py OUT.pcap --shape ooo-hole|h2-frames|tls-partial [--scale S]
+       hostile_shapes.py OUT.pcap --shape ooo-hole|h2-frames|tls-partial|llm-bodies|dns-tcp [--scale S]
 
 A seeded shape mixes one to four attacks, each on its own set of connections:
   ooo        holes that never fill (at random offsets, up to 1 MB past the expected sequence number),
@@ -29,6 +29,8 @@ The named shapes reproduce reported cases exactly (with the same well-formed cal
   h2-frames    2,000 prior-knowledge HTTP/2 connections, each sending the preface, SETTINGS and the first
                14 KB of a DATA frame announcing a length of 1 MiB
   tls-partial  40,000 TLS connections, each sending the first 14 KB of a ClientHello announcing 100 KB
+  llm-bodies   300 LLM API requests, each sending 300 KB of a body announced as 900 KB
+  dns-tcp      2,000 DNS-over-TCP connections, each sending 60,000 bytes of a message announced as 65,535
 Connection counts are multiplied by --scale.
 
 Prints one line of JSON describing the shape: its parameters, the well-formed calls expected, and the
@@ -53,7 +55,8 @@ GOOD_SERVER = bytes([93, 184, 216, 80])
 GOOD_PORT = 8080
 # One server address per attack, so the attacks' connections never share a 4-tuple with each other or
 # with the well-formed calls.
-SERVERS = {"ooo": 11, "heads": 12, "chunks": 13, "pipeline": 14, "held": 15, "h2": 16, "tls": 17, "synflood": 18, "llm": 19}
+SERVERS = {"ooo": 11, "heads": 12, "chunks": 13, "pipeline": 14, "held": 15, "h2": 16, "tls": 17, "synflood": 18, "llm": 19,
+           "dnstcp": 20}
 
 GSO = 20_000           # one segment as a sender with segmentation offload hands it to the capture
 HEAD_CAP = 64 * 1024   # calltap's cap on one HTTP message head
@@ -156,6 +159,7 @@ class Shape:
             "tls_too_long": 0,
             "hpack_bad": 0,
             "llm_bodies": 0, "llm_body_bytes": 0,
+            "dns_tcp_partials": 0, "dns_tcp_partial_bytes": 0,
         }
 
     def isn(self):
@@ -674,13 +678,30 @@ def named_shape(w, name, scale):
             c.ack(w); yield
             yield from send(w, c, True, head + body, rng, "mss", first_min=len(head))
         gens = [one(i) for i in range(n)]
+    elif name == "dns-tcp":
+        # DNS over TCP whose length-prefixed messages never end: each connection announces a 65,535-byte
+        # query and sends 60,000 bytes of it, which the framer holds in the parsers' shared budget.
+        n = max(1, int(2_000 * scale))
+        size = 60_000
+        components = [{"kind": "dns-tcp", "conns": n, "announced": 65_535, "sent": size}]
+        sh.loads["dns_tcp_partials"] = n
+        sh.loads["dns_tcp_partial_bytes"] = size
+        query = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x07example\x03com\x00\x00\x01\x00\x01"
+
+        def one(i):
+            c = sh.conn("dnstcp", 53)
+            c.syn(w); yield
+            c.synack(w); yield
+            c.ack(w); yield
+            yield from send(w, c, True, struct.pack("!H", 65_535) + query + filler(size - len(query)), rng, "mss", first_min=2)
+        gens = [one(i) for i in range(n)]
     elif name == "tls-partial":
         n = max(1, int(40_000 * scale))
         params, gens = attack_tls(sh, w, rng, n, (1 << 40, 1 << 40), variant="partial", announce=100_000,
                                   sent=14 * 1024, mode="mss")
         components = [params]
     else:
-        raise SystemExit(f"hostile_shapes.py: unknown shape {name!r} (ooo-hole, h2-frames, tls-partial, llm-bodies)")
+        raise SystemExit(f"hostile_shapes.py: unknown shape {name!r} (ooo-hole, h2-frames, tls-partial, llm-bodies, dns-tcp)")
     half = len(gens) // 2
     run_connections(gens[:half], "sequential", rng)
     sh.good_call(w)
@@ -695,7 +716,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("output")
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--shape", choices=["ooo-hole", "h2-frames", "tls-partial", "llm-bodies"])
+    ap.add_argument("--shape", choices=["ooo-hole", "h2-frames", "tls-partial", "llm-bodies", "dns-tcp"])
     ap.add_argument("--scale", type=float, default=1.0)
     args = ap.parse_args()
     if (args.seed is None) == (args.shape is None):

@@ -10,7 +10,7 @@ forced it to drop when the shape must have reached a cap at that budget, and (ch
 shape, with --format jsonl at the smallest budget) record every well-formed call around the attack
 exactly once, 200, ok.
 
-usage: memory_shapes.py BIN [--seeds A-B] [--shapes ooo-hole,h2-frames,tls-partial|all]
+usage: memory_shapes.py BIN [--seeds A-B] [--shapes ooo-hole,h2-frames,tls-partial,llm-bodies,dns-tcp|all]
                             [--budgets 64,128,256,512] [--scale 0.05] [--time-limit SEC]
                             [--keep-dir DIR] [--regressions] [--jobs N]
 
@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GENERATOR = os.path.join(HERE, "hostile_shapes.py")
 SAMPLE = os.path.join(ROOT, "Samples", "agent-demo.pcap")
-NAMED = ["ooo-hole", "h2-frames", "tls-partial", "llm-bodies"]
+NAMED = ["ooo-hole", "h2-frames", "tls-partial", "llm-bodies", "dns-tcp"]
 KEEP_MAX_BYTES = 5 * 1000 * 1000
 
 
@@ -195,6 +195,8 @@ def required_drops(desc, budget):
         out.append((f"{L['tls_too_long']} TLS lengths over the caps", ["parse_errors"]))
     if L.get("llm_bodies") and live(L["llm_bodies"]) * min(L["llm_body_bytes"], min(1 << 20, parser_cap // 16)) > parser_cap:
         out.append((f"{L['llm_bodies']} LLM request bodies held > cap {parser_cap}", ["parser_memory_refusals"]))
+    if L.get("dns_tcp_partials") and live(L["dns_tcp_partials"]) * L["dns_tcp_partial_bytes"] > parser_cap:
+        out.append((f"{L['dns_tcp_partials']} partial DNS-over-TCP messages held > cap {parser_cap}", ["parser_memory_refusals"]))
     if L["hpack_bad"]:
         out.append((f"{L['hpack_bad']} HPACK table sizes over 1 MiB", ["parse_errors"]))
     return out
