@@ -56,29 +56,35 @@ final class ProcessTracker {
     /// youngest (a new connection most often comes from the process that started last). When processes
     /// of another session also started in the 100 ms before the connection, the call is `ambiguous`.
     func infer(at time: Int64) -> ConnectionOwner? {
-        let slack: Int64 = 3_000_000
-        let alive = records.values.filter { $0.firstSeen <= time + slack && ($0.exited ?? $0.lastSeen) >= time - slack }
-        let byAge = alive.sorted { $0.firstSeen != $1.firstSeen ? $0.firstSeen > $1.firstSeen : $0.facts.pid > $1.facts.pid }
-        guard let youngest = byAge.first else { return nil }
+        guard let (youngest, ambiguous) = Self.guess(records.values, at: time) else { return nil }
         // A long-lived process may serve several sessions over time: the one whose window holds the call.
         let session = registry?.resolve(youngest.facts, at: time, parent: { self.records[$0]?.facts ?? ProcessTable.facts($0) })
             ?? (sessionId: youngest.sessionId, attribution: youngest.attribution, agent: youngest.agent)
         var o = ConnectionOwner(pid: youngest.facts.pid, process: youngest.facts.comm, exe: youngest.facts.exe,
                       cgroup: youngest.facts.cgroup, sessionId: session.sessionId, attribution: session.attribution,
                       agent: session.agent, source: .processEvents)
-        // Processes started shortly before the connection are its likely makers: if they belong to
-        // different sessions, no guess is good enough — whether or not they are still alive (the maker
-        // may have exited already, or its own start may not have reached us, while a sibling's did).
-        let recent: Int64 = 100_000_000
-        let rivals = records.values.filter {
-            $0.facts.pid != youngest.facts.pid && $0.firstSeen <= time + slack && time - $0.firstSeen < recent
-                && $0.sessionId != youngest.sessionId
-        }
-        if !rivals.isEmpty {
+        if ambiguous {
             o.sessionId = nil
             o.attribution = "ambiguous"
         }
         return o
+    }
+
+    /// The youngest of the processes alive at `time` (3 ms either side), and whether a process of another
+    /// session started in the 100 ms before it too. Processes started shortly before a connection are
+    /// its likely makers: if they belong to different sessions, no guess is good enough — whether or not
+    /// they are still alive (the maker may have exited already, or its own start may not have reached
+    /// us, while a sibling's did).
+    static func guess(_ records: some Collection<Record>, at time: Int64) -> (youngest: Record, ambiguous: Bool)? {
+        let slack: Int64 = 3_000_000, recent: Int64 = 100_000_000
+        let alive = records.filter { $0.firstSeen <= time + slack && ($0.exited ?? $0.lastSeen) >= time - slack }
+        guard let youngest = alive.max(by: { $0.firstSeen != $1.firstSeen ? $0.firstSeen < $1.firstSeen : $0.facts.pid < $1.facts.pid })
+        else { return nil }
+        let ambiguous = records.contains {
+            $0.facts.pid != youngest.facts.pid && $0.firstSeen <= time + slack && time - $0.firstSeen < recent
+                && $0.sessionId != youngest.sessionId
+        }
+        return (youngest, ambiguous)
     }
 
     /// A process connector event (called with the tracker's lock held by the owner).
