@@ -27,6 +27,9 @@ public enum Weird: String, Sendable, CaseIterable {
     case dnsMalformed = "dns_malformed"
     case dnsPointerLoop = "dns_pointer_loop"
     case parserMemoryCap = "parser_memory_cap"
+    /// A QUIC Retry whose integrity tag does not match the client's first Destination Connection ID
+    /// (RFC 9001 §5.8): not from the server the client wrote to, so it was not followed.
+    case quicRetryInvalid = "quic_retry_invalid"
 }
 
 /// Bytes that parsers of many connections may hold at once in message buffers (HTTP/1 heads and chunk

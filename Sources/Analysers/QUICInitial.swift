@@ -54,6 +54,32 @@ public enum QUICInitialProtection {
                     hp: TLSKeys.expandLabel(sha384: false, secret: secret, label: prefix + "hp", length: 16))
     }
 
+    /// The fixed key and nonce of the Retry integrity tag: RFC 9001 §5.8 (v1), RFC 9369 §3.3.3 (v2).
+    static let retryKeyV1: [UInt8] = [0xBE, 0x0C, 0x69, 0x0B, 0x9F, 0x66, 0x57, 0x5A, 0x1D, 0x76, 0x6B, 0x54, 0xE3, 0x68, 0xC8, 0x4E]
+    static let retryNonceV1: [UInt8] = [0x46, 0x15, 0x99, 0xD3, 0x5D, 0x63, 0x2B, 0xF2, 0x23, 0x98, 0x25, 0xBB]
+    static let retryKeyV2: [UInt8] = [0x8F, 0xB4, 0xB0, 0x1B, 0x56, 0xAC, 0x48, 0xE2, 0x60, 0xFB, 0xCB, 0xCE, 0xAD, 0x7C, 0xCC, 0x92]
+    static let retryNonceV2: [UInt8] = [0xD8, 0x69, 0x69, 0xBC, 0x2D, 0x7C, 0x6D, 0x99, 0x90, 0xEF, 0xB0, 0x4A]
+
+    /// The Retry integrity tag of a Retry packet without its tag: the AES-128-GCM tag, under the
+    /// version's fixed key and nonce, of the Retry pseudo-packet — the client's original Destination
+    /// Connection ID (its length byte first), then the packet.
+    public static func retryTag(_ packet: some Collection<UInt8>, version: UInt32, originalDCID: [UInt8]) -> [UInt8]? {
+        guard isSupported(version), originalDCID.count <= 20 else { return nil }
+        let pseudo: [UInt8] = [UInt8(originalDCID.count)] + originalDCID + packet
+        let v2 = version == version2
+        guard let nonce = try? AES.GCM.Nonce(data: v2 ? retryNonceV2 : retryNonceV1),
+              let sealed = try? AES.GCM.seal([UInt8](), using: SymmetricKey(data: v2 ? retryKeyV2 : retryKeyV1),
+                                             nonce: nonce, authenticating: pseudo) else { return nil }
+        return Array(sealed.tag)
+    }
+
+    /// True when the last 16 bytes of the Retry packet `packet` are its integrity tag (RFC 9001 §5.8).
+    public static func retryIsAuthentic(_ packet: UnsafeRawBufferPointer, version: UInt32, originalDCID: [UInt8]) -> Bool {
+        guard packet.count > 16 + 7,
+              let tag = retryTag(packet[0..<(packet.count - 16)], version: version, originalDCID: originalDCID) else { return false }
+        return tag.elementsEqual(packet[(packet.count - 16)...])
+    }
+
     public static func keys(version: UInt32, dcid: [UInt8], server: Bool) -> Keys? {
         secret(version: version, dcid: dcid, server: server).map { keys(version: version, secret: $0) }
     }
@@ -156,6 +182,9 @@ public final class QUICInitialParser {
     public private(set) var serverHello: ServerHello?
     /// A Retry was seen (the client's next Initial uses the Retry's connection id for its keys).
     public private(set) var sawRetry = false
+    /// Retry packets whose integrity tag did not verify against the client's first Destination
+    /// Connection ID; they are not followed.
+    public private(set) var invalidRetries = 0
     /// CRYPTO data beyond the per-side cap, or refused by the shared budget.
     public private(set) var overCap = false
     /// Initial packets whose protection did not open.
@@ -229,7 +258,7 @@ public final class QUICInitialParser {
             case .initial:
                 initial(UnsafeRawBufferPointer(rebasing: rest[0..<h.packetLength]), h, fromClient: fromClient)
             case .retry:
-                if !fromClient { retry(h) }
+                if !fromClient { retry(rest, h) }
                 return
             default:
                 continue
@@ -313,9 +342,15 @@ public final class QUICInitialParser {
         sides[1].keys = QUICInitialProtection.keys(version: version, dcid: dcid, server: true)
     }
 
-    private func retry(_ h: LongHeader) {
+    private func retry(_ packet: UnsafeRawBufferPointer, _ h: LongHeader) {
         // Only a Retry before any server Initial counts, and only one.
         guard !sawRetry, sides[1].packets == 0, h.version == version || version == nil else { return }
+        // Its tag proves it answers the client's first Initial (when that Initial was seen: a capture
+        // that starts later has nothing to check it against, and follows it).
+        if let keyDCID, !QUICInitialProtection.retryIsAuthentic(packet, version: h.version, originalDCID: keyDCID) {
+            invalidRetries += 1
+            return
+        }
         sawRetry = true
         // The client's next Initial carries the Retry's Source Connection ID as its destination; its keys
         // come from that id, and its ClientHello starts again at offset 0.

@@ -298,6 +298,7 @@ final class QUICTracker {
         r.bytesSent = f.bytes[0]
         r.bytesReceived = f.bytes[1]
         r.visibility = .encrypted
+        if let parser = f.initial, parser.invalidRetries > 0 { r.weirds = [Weird.quicRetryInvalid.rawValue] }
         if f.firstReply == nil {
             r.outcome = .timeout
             r.error = "no reply from the server"

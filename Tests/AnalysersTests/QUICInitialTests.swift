@@ -264,9 +264,13 @@ struct QUICInitialTests {
         before.withUnsafeBytes { parser.datagram($0, fromClient: true) }
         let newDCID: [UInt8] = [9, 8, 7, 6, 5, 4, 3, 2]
         var retry: [UInt8] = [0xF0, 0, 0, 0, 1, 4] + Self.clientCID + [8] + newDCID
-        retry += [UInt8](repeating: 0x55, count: 20) + [UInt8](repeating: 0x77, count: 16) // token, integrity tag
+        retry += [UInt8](repeating: 0x55, count: 20) // token
+        // A Retry whose tag does not answer the client's first Initial is not followed.
+        (retry + [UInt8](repeating: 0x77, count: 16)).withUnsafeBytes { parser.datagram($0, fromClient: false) }
+        #expect(!parser.sawRetry && parser.invalidRetries == 1)
+        retry += try #require(QUICInitialProtection.retryTag(retry, version: 1, originalDCID: Self.dcid))
         retry.withUnsafeBytes { parser.datagram($0, fromClient: false) }
-        #expect(parser.sawRetry)
+        #expect(parser.sawRetry && parser.invalidRetries == 1)
         #expect(parser.heldBytes == 0)
         let after = Self.initial(dcid: newDCID, scid: Self.clientCID, pn: 1, frames: Self.crypto(0, h[...]),
                                  token: [UInt8](repeating: 0x55, count: 20))
@@ -274,6 +278,19 @@ struct QUICInitialTests {
         after.withUnsafeBytes { parser.datagram($0, fromClient: true) }
         #expect(parser.clientHello?.serverName == "example.com")
         #expect(parser.undecryptable == 0)
+    }
+
+    /// RFC 9001 A.4 and RFC 9369 A.4: the example Retry packets verify against the example client's
+    /// Destination Connection ID, and fail with one bit changed or against another id.
+    @Test func retryIntegrityTagsOfTheRFCs() {
+        for (version, hex) in [(QUICInitialProtection.version1, "ff000000010008f067a5502a4262b5746f6b656e04a265ba2eff4d829058fb3f0f2496ba"),
+                               (QUICInitialProtection.version2, "cf6b3343cf0008f067a5502a4262b5746f6b656ec8646ce8bfe33952d955543665dcc7b6")] {
+            var packet = Self.bytes(hex)
+            #expect(packet.withUnsafeBytes { QUICInitialProtection.retryIsAuthentic($0, version: version, originalDCID: Self.dcid) })
+            #expect(!packet.withUnsafeBytes { QUICInitialProtection.retryIsAuthentic($0, version: version, originalDCID: [1, 2, 3, 4]) })
+            packet[20] ^= 1
+            #expect(!packet.withUnsafeBytes { QUICInitialProtection.retryIsAuthentic($0, version: version, originalDCID: Self.dcid) })
+        }
     }
 
     @Test func anotherConnectionOnTheSameAddress() {

@@ -47,6 +47,9 @@ import Testing
         let retried = try #require(try Self.calls().first { $0.sni == "retry.agent.test" })
         #expect(retried.serverIp == "10.217.0.12")
         #expect(retried.alpnOffered == ["h3"])
+        // aioquic's Retry carries a valid integrity tag (RFC 9001 §5.8): it is followed, not flagged.
+        #expect(retried.weirds.isEmpty)
+        #expect(retried.tlsCipher != nil)
     }
 
     /// The same client address and port used again within the idle timeout: two calls.
