@@ -38,8 +38,13 @@ final class ConnectionAnalysis: TCPStreamHandler {
     private var h2: HTTP2Layer?
     private var tls: TLSLayer?
     private var dns: DNSLayer?
-    /// Set after a switch (CONNECT/101): inside a tunnel only TLS is recognised for now.
+    /// Set after a switch (CONNECT/101): what follows is TLS, or inside a CONNECT tunnel also HTTP;
+    /// anything else is opaque.
     private var afterSwitch = false
+    /// The stream switched on a CONNECT the proxy accepted: the rest is the destination's.
+    private var inTunnel = false
+    /// The HTTP/1 layer that carried the CONNECT, when HTTP/1 inside the tunnel took its place.
+    private var tunnelOuter: HTTP1Layer?
     /// Client bytes held while undecided: a request line too damaged to recognise is still HTTP when the
     /// server answers with a status line. Counted in the shared budget.
     private var heldClientBytes: [UInt8] = []
@@ -101,6 +106,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         h2?.finish(reason)
         tls?.finishInnerHTTP2(reason)
         http?.finish(reason)
+        tunnelOuter?.finish(reason)
         if let tls {
             tls.finish(reason)
         } else if let dns, dns.messages > 0 {
@@ -124,6 +130,7 @@ final class ConnectionAnalysis: TCPStreamHandler {
         if let x = http.switchedExchange?.value, let req = x.request, req.method == "CONNECT" {
             // The proxy accepted the tunnel: what follows is the destination's.
             proxied = true
+            inTunnel = true
             tunnelHost = Self.hostName(req.target) ?? Self.hostName(req.host)
             tunnelPort = CallURL.port(ofAuthority: req.target)
         }
@@ -160,7 +167,20 @@ final class ConnectionAnalysis: TCPStreamHandler {
             return
         }
         if afterSwitch {
-            // Inside a tunnel only TLS is analysed for now; anything else is counted as opaque bytes.
+            // Inside a CONNECT tunnel a client may speak plain HTTP (`curl --proxytunnel`, Python's
+            // `set_tunnel`): read like a direct connection to the tunnel's destination. Anything else
+            // after a switch (a WebSocket after 101, an unknown protocol) is counted as opaque bytes.
+            if inTunnel && tunnelOuter == nil && h2 == nil && direction == .toServer && heldClientBytes.isEmpty {
+                if HTTPDetector.looksLikeHTTP2Preface(data) {
+                    start(HTTP2Layer(self, parser: HTTP2Analyser(limits: http2Limits, budget: budget)))
+                    return
+                }
+                if HTTPDetector.looksLikeRequest(data) {
+                    tunnelOuter = http
+                    start(HTTP1Layer(self))
+                    return
+                }
+            }
             state = .opaque
             return
         }

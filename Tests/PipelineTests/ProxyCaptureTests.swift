@@ -108,4 +108,23 @@ import Testing
                                       "/v2/alerts?region=north:8443", "/missing/page:8080", "/py/urllib:80"]))
         #expect(calls.filter { $0.kind == .tls }.allSatisfy { $0.destinationPort == nil })
     }
+
+    /// proxy-tunnel.pcap: plain HTTP inside CONNECT tunnels (`curl --proxytunnel` to ports 80 and 8080,
+    /// Python's `set_tunnel` with two requests on one tunnel): each request is a call of its own, named
+    /// by the tunnel's destination and port, after the CONNECT that opened it.
+    @Test func plainHTTPInsideATunnel() throws {
+        let calls = try WireCaptureTests.calls("proxy-tunnel.pcap")
+        #expect(calls.map { $0.method ?? "" } == ["CONNECT", "GET", "CONNECT", "GET", "CONNECT", "GET", "GET"])
+        let inner = calls.filter { $0.method == "GET" }
+        #expect(inner.map(\.url) == ["http://api.github.test/tunnel/plain?page=2", "http://api.github.test:8080/missing/tunnel",
+                                     "http://api.github.test/py/tunnel/one", "http://api.github.test/py/tunnel/two"])
+        #expect(inner.map(\.statusCode) == [200, 404, 200, 200])
+        #expect(inner.map(\.outcome) == [.ok, .httpError, .ok, .ok])
+        for c in calls {
+            #expect(c.host == "api.github.test" && c.proxy == Self.proxy4 && c.serverPort == 8888, "\(c.path ?? "")")
+            #expect(c.visibility == .plaintext)
+        }
+        // The two requests of one tunnel share its connection, after its CONNECT.
+        #expect(Set(calls[4...].map(\.connectionId)).count == 1)
+    }
 }
