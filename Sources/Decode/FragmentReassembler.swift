@@ -10,6 +10,10 @@ public struct FragmentLimits: Sendable {
     /// Time from a datagram's first fragment after which it is given up, in capture time: Linux's
     /// `ipfrag_time` default (https://docs.kernel.org/networking/ip-sysctl.html, ipfrag_time).
     public var timeout: Nanos = 30_000_000_000
+    /// A fragment of a datagram completed less than this long before is a copy of one already used — the
+    /// same packet captured on a second interface (`-i any`: a veth and its bridge) — and is dropped as a
+    /// duplicate rather than starting a datagram that could only time out. The window of `DuplicateFilter`.
+    public var copyWindow: Nanos = 1_000_000
     public init() {}
 }
 
@@ -21,7 +25,8 @@ public struct FragmentCounters: Sendable, Equatable {
     public var reassembled = 0
     /// The fragments those datagrams were made of.
     public var fragmentsReassembled = 0
-    /// Fragments lying wholly inside data already held: dropped, their datagram kept (as Linux does).
+    /// Fragments lying wholly inside data already held: dropped, their datagram kept (as Linux does); and
+    /// copies of fragments of a datagram just completed (see `FragmentLimits.copyWindow`).
     public var duplicate = 0
     /// Fragments of datagrams discarded because two of their fragments overlapped (RFC 5722; Linux for
     /// IPv4 too since 4.19).
@@ -64,6 +69,8 @@ public struct FragmentCounters: Sendable, Equatable {
 ///   net/ipv6/reassembly.c); an IPv4 fragment other than the last is cut to a multiple of 8 bytes, an
 ///   IPv6 one that is not a multiple of 8 is dropped;
 /// - a datagram is given up 30 s after its first fragment (`ipfrag_time`), here in capture time.
+/// One rule is a capture's own: a fragment of a datagram completed within the last millisecond is a copy
+/// captured on a second interface (`-i any`), dropped as a duplicate.
 /// Memory is bounded by `FragmentLimits`: beyond a cap the oldest datagrams are given up, so a flood of
 /// fragments that never complete cannot starve the datagrams that do. Nothing here runs for a packet that
 /// is not a fragment.
@@ -112,6 +119,13 @@ final class FragmentReassembler {
 
     enum Reason { case overlapping, invalid, timedOut, overCap }
 
+    /// A datagram completed a moment ago, whose late copies are duplicates.
+    struct Completed {
+        var key: Key
+        var time: Nanos
+        var length: Int32
+    }
+
     /// What a datagram in progress costs beyond its data (its slot, the index entry, three arrays), and a
     /// fragment held (its piece and run).
     static let datagramOverhead = 512
@@ -130,12 +144,17 @@ final class FragmentReassembler {
     private(set) var datagrams = 0
     private(set) var bytes = 0
     private(set) var fragmentsHeld = 0
+    /// The last datagrams completed, in a ring.
+    private var completed: [Completed]
+    private var nextCompleted = 0
     /// A whole datagram with its rebuilt IP header: what `add` returns points here until the next call.
     private let out: UnsafeMutableRawBufferPointer
 
     init(limits: FragmentLimits) {
         self.limits = limits
         out = .allocate(byteCount: 40 + Self.maxV6Payload, alignment: 8)
+        let none = Key(src: IPAddress(high: 0, low: 0), dst: IPAddress(high: 0, low: 0), id: 0, proto: 0)
+        completed = Array(repeating: Completed(key: none, time: .min, length: 0), count: 16)
     }
 
     deinit { out.deallocate() }
@@ -169,6 +188,10 @@ final class FragmentReassembler {
         } else {
             if end <= offset {
                 c.invalid += 1
+                return nil
+            }
+            if isCopy(key, end: end, at: time) {
+                c.duplicate += 1
                 return nil
             }
             s = create(key, at: time, &c)
@@ -223,6 +246,8 @@ final class FragmentReassembler {
         }
         // Complete: no overlaps and as many bytes as the length, so every byte from 0 is there.
         let whole = assemble(slots[Int(s)])
+        completed[nextCompleted] = Completed(key: key, time: time, length: slots[Int(s)].length)
+        nextCompleted = (nextCompleted + 1) % completed.count
         c.reassembled += 1
         c.fragmentsReassembled += Int(slots[Int(s)].fragments)
         remove(s)
@@ -251,6 +276,15 @@ final class FragmentReassembler {
             return start >= runs[lo].start && end <= runs[lo].end ? .duplicate : .overlap
         }
         return .insert(lo)
+    }
+
+    /// Whether a fragment ending at `end` belongs to a datagram completed within `copyWindow`.
+    private func isCopy(_ key: Key, end: Int, at time: Nanos) -> Bool {
+        for d in completed where d.key == key {
+            let since = time.minus(d.time)
+            if since >= 0 && since <= limits.copyWindow && end <= Int(d.length) { return true }
+        }
+        return false
     }
 
     /// Gives up every datagram still in progress (the input ended), counted as timed out.

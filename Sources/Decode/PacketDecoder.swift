@@ -212,7 +212,9 @@ public struct PacketDecoder {
                                IPAddress(high: sh, low: sl), IPAddress(high: dh, low: dl), ts)
     }
 
-    /// Hands one fragment to the reassembler; the one that completes a datagram decodes it whole.
+    /// Hands one fragment to the reassembler; the one that completes a datagram decodes it whole. Kept out
+    /// of line: whole packets only test the fragment bits.
+    @inline(never)
     private mutating func fragment(_ key: FragmentReassembler.Key, offset: Int, more: Bool, nextHeader: UInt8,
                                    _ data: UnsafeRawBufferPointer, _ wireLength: Int, _ ts: Nanos) -> DecodedPacket? {
         counters.skipped[SkipReason.ipFragment.rawValue] += 1

@@ -136,6 +136,21 @@ import Testing
         }
     }
 
+    /// With `-i any` each fragment may be captured twice (on a veth and on its bridge): the copies are
+    /// duplicates, also those of the last fragment, which come after the datagram completed; the same
+    /// identification later than the copy window is a new datagram.
+    @Test func copiesFromASecondInterfaceAreDuplicates() {
+        var f = Feeder()
+        let frames = Self.v4Frames()
+        let t0 = 5 * Self.second
+        for (k, i) in [0, 0, 1, 1, 2, 2].enumerated() { f.feed(frames[i], at: t0 + Nanos(k) * 10_000) }
+        #expect(f.seen.count == 1 && f.fragments.duplicate == 3 && f.decoder.fragmentsHeld.datagrams == 0)
+        for frame in frames { f.feed(frame, at: t0 + 100_000) }
+        #expect(f.seen.count == 1 && f.fragments.duplicate == 6 && f.decoder.fragmentsHeld.datagrams == 0)
+        for frame in frames { f.feed(frame, at: t0 + 2 * Self.second) }
+        #expect(f.seen.count == 2 && f.fragments.reassembled == 2 && f.balanced)
+    }
+
     /// A fragment inside a run of fragments that arrived in order is a duplicate too, as in
     /// `inet_frag_queue_insert`, even though it matches no single fragment.
     @Test func aFragmentInsideOneRunIsADuplicate() {
