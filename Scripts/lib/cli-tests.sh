@@ -131,6 +131,20 @@ PY
 }
 check "--filter keeps only the packets it matches (udp port 53: the DNS calls alone)" bpf_filter
 
+# Answers larger than the MTU, fragmented by the kernel (Scripts/make-frag-captures): reassembled and parsed,
+# and counted in the statistics.
+fragments() {
+  "$bin" read Tests/Fixtures/captures/fragments.pcap --format jsonl --stats > "$tmp/frag.jsonl" 2> "$tmp/frag.err" || return 1
+  grep -q '^stats: .* ip_fragments=18 .* ip_datagrams_reassembled=5 ip_fragments_duplicate=0 ip_fragments_overlapping=0 ip_fragments_invalid=0 ip_fragments_timed_out=0 ip_fragments_over_cap=0$' "$tmp/frag.err" || return 1
+  jsonl_check "$tmp/frag.jsonl" <<'PY'
+rs = rows(files[0])
+assert [(r["kind"], r["dns_qtype"]) for r in rs] == [("dns", "A"), ("dns", "AAAA"), ("quic", None)], rs
+assert len(rs[0]["dns_answers"]) == 180 and rs[0]["dns_answers"][-1] == "A 10.215.1.180"
+assert len(rs[1]["dns_answers"]) == 100 and rs[2]["sni"] == "frag.agent.test"
+PY
+}
+check "IP fragments: large DNS answers and QUIC Initials reassembled, counted in --stats" fragments
+
 db_round_trip() {
   "$bin" read $demo --db "$tmp/c.db" --session s1 --format none > "$tmp/db.out" || return 1
   [ ! -s "$tmp/db.out" ] || return 1

@@ -4,7 +4,7 @@
 whatever the input looks like.
 
 usage: hostile_shapes.py OUT.pcap --seed N [--scale S]
-       hostile_shapes.py OUT.pcap --shape ooo-hole|h2-frames|tls-partial|llm-bodies|dns-tcp [--scale S]
+       hostile_shapes.py OUT.pcap --shape ooo-hole|h2-frames|tls-partial|llm-bodies|dns-tcp|frag-flood [--scale S]
 
 A seeded shape mixes one to four attacks, each on its own set of connections:
   ooo        holes that never fill (at random offsets, up to 1 MB past the expected sequence number),
@@ -31,7 +31,11 @@ The named shapes reproduce reported cases exactly (with the same well-formed cal
   tls-partial  40,000 TLS connections, each sending the first 14 KB of a ClientHello announcing 100 KB
   llm-bodies   300 LLM API requests, each sending 300 KB of a body announced as 900 KB
   dns-tcp      2,000 DNS-over-TCP connections, each sending 60,000 bytes of a message announced as 65,535
-Connection counts are multiplied by --scale.
+  frag-flood   60,000 IPv4 UDP datagrams that never complete, each from its own address and
+               identification: three 1,480-byte fragments in a row (more to come) at an offset up to
+               60,000, never the first, so a reassembler that sized a datagram by its highest offset
+               would hold 64 KB for each; together more datagrams and more bytes than the caps allow
+Connection counts (and frag-flood's datagrams) are multiplied by --scale.
 
 Prints one line of JSON describing the shape: its parameters, the well-formed calls expected, and the
 `loads` (what the attack makes calltap hold) from which the checker decides which caps must be reached
@@ -101,6 +105,20 @@ class Pcap:
         self.packets += 1
         self.bytes += 16 + frame_len
 
+    def ipv4_fragment(self, src, dst, ident, offset, more, payload, proto=17, advance_us=1):
+        """One IPv4 fragment: `payload` at byte `offset` (a multiple of 8) of datagram `ident`."""
+        self.t += advance_us
+        n = 20 + len(payload)
+        frag = (offset // 8) | (0x2000 if more else 0)
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, n, ident, frag, 64, proto, 0, src, dst)
+        frame_len = 14 + n
+        self.f.write(struct.pack("<IIII", self.t // 1_000_000, self.t % 1_000_000, frame_len, frame_len))
+        self.f.write(ETHER)
+        self.f.write(hdr)
+        self.f.write(payload)
+        self.packets += 1
+        self.bytes += 16 + frame_len
+
     def close(self):
         self.f.close()
 
@@ -160,6 +178,7 @@ class Shape:
             "hpack_bad": 0,
             "llm_bodies": 0, "llm_body_bytes": 0,
             "dns_tcp_partials": 0, "dns_tcp_partial_bytes": 0,
+            "frag_datagrams": 0, "frag_bytes": 0,
         }
 
     def isn(self):
@@ -700,8 +719,22 @@ def named_shape(w, name, scale):
         params, gens = attack_tls(sh, w, rng, n, (1 << 40, 1 << 40), variant="partial", announce=100_000,
                                   sent=14 * 1024, mode="mss")
         components = [params]
+    elif name == "frag-flood":
+        n = max(1, int(60_000 * scale))
+        data = filler(1480)
+        components = [{"kind": "frag-flood", "datagrams": n, "fragments_each": 3, "fragment_bytes": len(data)}]
+        sh.loads["frag_datagrams"] = n
+        sh.loads["frag_bytes"] = n * 3 * len(data)
+
+        def one(i):
+            src = bytes([10, 128 + (i >> 16) % 64, (i >> 8) & 0xFF, i & 0xFF])
+            first = rng.randrange(1, 7500) * 8
+            for k in range(3):
+                w.ipv4_fragment(src, bytes([93, 184, 216, 53]), i & 0xFFFF, first + k * len(data), True, data)
+            yield
+        gens = [one(i) for i in range(n)]
     else:
-        raise SystemExit(f"hostile_shapes.py: unknown shape {name!r} (ooo-hole, h2-frames, tls-partial, llm-bodies, dns-tcp)")
+        raise SystemExit(f"hostile_shapes.py: unknown shape {name!r} (ooo-hole, h2-frames, tls-partial, llm-bodies, dns-tcp, frag-flood)")
     half = len(gens) // 2
     run_connections(gens[:half], "sequential", rng)
     sh.good_call(w)
@@ -716,7 +749,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("output")
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--shape", choices=["ooo-hole", "h2-frames", "tls-partial", "llm-bodies", "dns-tcp"])
+    ap.add_argument("--shape", choices=["ooo-hole", "h2-frames", "tls-partial", "llm-bodies", "dns-tcp", "frag-flood"])
     ap.add_argument("--scale", type=float, default=1.0)
     args = ap.parse_args()
     if (args.seed is None) == (args.shape is None):

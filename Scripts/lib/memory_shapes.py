@@ -10,7 +10,7 @@ forced it to drop when the shape must have reached a cap at that budget, and (ch
 shape, with --format jsonl at the smallest budget) record every well-formed call around the attack
 exactly once, 200, ok.
 
-usage: memory_shapes.py BIN [--seeds A-B] [--shapes ooo-hole,h2-frames,tls-partial,llm-bodies,dns-tcp|all]
+usage: memory_shapes.py BIN [--seeds A-B] [--shapes ooo-hole,h2-frames,tls-partial,llm-bodies,dns-tcp,frag-flood|all]
                             [--budgets 64,128,256,512] [--scale 0.05] [--time-limit SEC]
                             [--keep-dir DIR] [--regressions] [--jobs N]
 
@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GENERATOR = os.path.join(HERE, "hostile_shapes.py")
 SAMPLE = os.path.join(ROOT, "Samples", "agent-demo.pcap")
-NAMED = ["ooo-hole", "h2-frames", "tls-partial", "llm-bodies", "dns-tcp"]
+NAMED = ["ooo-hole", "h2-frames", "tls-partial", "llm-bodies", "dns-tcp", "frag-flood"]
 KEEP_MAX_BYTES = 5 * 1000 * 1000
 
 
@@ -157,6 +157,10 @@ def required_drops(desc, budget):
     which a full table sweeps unanswered handshakes, so the tracked connections are known."""
     L = desc["loads"]
     out = []
+    # IP datagrams that never complete: more of them, or more of their bytes, than reassembly may hold.
+    if L.get("frag_datagrams", 0) > 16 * budget or L.get("frag_bytes", 0) > budget << 16:
+        out.append((f"{L['frag_datagrams']} incomplete IP datagrams > cap {16 * budget} or {budget << 16} bytes",
+                    ["ip_fragments_over_cap"]))
     conn_cap = 160 * budget
     ooo_total_cap = budget << 17
     ooo_dir_cap = min(4 << 20, ooo_total_cap // 4)
@@ -239,7 +243,8 @@ class Item:
 
 
 SHORT = {"evicted_for_capacity": "evict", "evicted_idle": "idle", "reassembly_cap_flushes": "flush",
-         "parse_errors": "parse", "parser_memory_refusals": "refuse", "http_pending_dropped": "pending"}
+         "parse_errors": "parse", "parser_memory_refusals": "refuse", "http_pending_dropped": "pending",
+         "ip_fragments_over_cap": "frag-cap"}
 
 
 def short_required(required):

@@ -77,6 +77,17 @@ public struct CaptureStats: Sendable, Equatable {
     public var transcriptUndecided = 0
     /// QUIC flows reported before their idle timeout because more were tracked than the cap allows.
     public var quicFlowsReportedEarly = 0
+    /// IP datagrams put back together from their fragments (each fragment is also in `ipFragments`), and
+    /// fragments given up: duplicates of data held (dropped, the datagram kept, as Linux does), fragments of
+    /// datagrams discarded for an overlap, as inconsistent (empty, past the end, two different ends), still
+    /// incomplete 30 s (capture time) after their first fragment or at the end of the input, or at a cap
+    /// (datagrams in progress, bytes held, larger than 65,535 bytes).
+    public var ipDatagramsReassembled = 0
+    public var ipFragmentsDuplicate = 0
+    public var ipFragmentsOverlapping = 0
+    public var ipFragmentsInvalid = 0
+    public var ipFragmentsTimedOut = 0
+    public var ipFragmentsOverCap = 0
 
     public init() {}
 
@@ -106,6 +117,9 @@ public struct CaptureStats: Sendable, Equatable {
             ("session_by_tool_call_id", sessionByToolCallId), ("session_by_web_fetch", sessionByWebFetch),
             ("session_by_trace_id", sessionByTraceId), ("session_by_transcript_turn", sessionByTranscriptTurn),
             ("transcript_undecided", transcriptUndecided), ("quic_flows_reported_early", quicFlowsReportedEarly),
+            ("ip_datagrams_reassembled", ipDatagramsReassembled), ("ip_fragments_duplicate", ipFragmentsDuplicate),
+            ("ip_fragments_overlapping", ipFragmentsOverlapping), ("ip_fragments_invalid", ipFragmentsInvalid),
+            ("ip_fragments_timed_out", ipFragmentsTimedOut), ("ip_fragments_over_cap", ipFragmentsOverCap),
         ]
     }
 

@@ -170,7 +170,7 @@ public final class CaptureService: Service, @unchecked Sendable {
             options.keyLog = keyLog
         }
         let analyzer = makeAnalyzer()
-        var decoder = PacketDecoder(linkType: reader.linkType)
+        var decoder = PacketDecoder(linkType: reader.linkType, fragmentLimits: options.fragments)
         let stopNow = lock.withLock { () -> Bool in
             file = reader
             return stopping
@@ -188,6 +188,7 @@ public final class CaptureService: Service, @unchecked Sendable {
             }
         }
         lock.withLock { file = nil }
+        decoder.finish()
         analyzer.finish()
         publish(analyzer.statistics(decoder: decoder.counters))
     }
@@ -208,7 +209,7 @@ public final class CaptureService: Service, @unchecked Sendable {
         }
         defer { writer?.close() }
         let analyzer = makeAnalyzer()
-        var decoder = PacketDecoder(linkType: capture.linkType)
+        var decoder = PacketDecoder(linkType: capture.linkType, fragmentLimits: options.fragments)
         let stopNow = lock.withLock { () -> Bool in
             live = capture
             return stopping
@@ -242,7 +243,9 @@ public final class CaptureService: Service, @unchecked Sendable {
             // 2 s, since a restarted container brings it back.
             logger.error("\(target): capture stopped: \(error); opening it again every 2 s")
             guard let again = reopen(analyzer, namespacePath: namespacePath, liveOptions: liveOptions) else { break }
-            if again.linkType != capture.linkType { decoder = PacketDecoder(linkType: again.linkType) }
+            if again.linkType != capture.linkType {
+                decoder = PacketDecoder(linkType: again.linkType, fragmentLimits: options.fragments)
+            }
             capture = again
             let stopNow = lock.withLock { () -> Bool in
                 live = again
@@ -253,6 +256,7 @@ public final class CaptureService: Service, @unchecked Sendable {
             logger.notice("\(target): capture resumed")
         }
         lock.withLock { live = nil }
+        decoder.finish()
         analyzer.finish()
         publish(analyzer.statistics(decoder: decoder.counters), capture)
     }

@@ -16,8 +16,9 @@ public struct TCPFlags: OptionSet, Sendable {
     public static let ack = TCPFlags(rawValue: 0x10)
 }
 
-/// One decoded TCP or UDP packet. `payload` points into the capture buffer and is valid only
-/// for the duration of the callback that received it: nothing is copied on decode.
+/// One decoded TCP or UDP packet. `payload` points into the capture buffer (or, for a datagram put back
+/// together from IP fragments, into the decoder's reassembly buffer, until its next `decode`) and is valid
+/// only for the duration of the callback that received it: nothing is copied on decode.
 public struct DecodedPacket {
     public var timestamp: Nanos
     public var src: IPAddress

@@ -14,7 +14,8 @@ public enum LinkType: Int32, Sendable {
     case linuxSLL2 = 276
 }
 
-/// Why a packet produced no TCP/UDP record. Each reason has its own counter.
+/// Why a packet produced no TCP/UDP record. Each reason has its own counter. `ipFragment` counts every IP
+/// fragment seen: the one that completes a datagram returns the datagram's record.
 public enum SkipReason: Int, CaseIterable, Sendable {
     case notIP, ipFragment, otherTransport, malformed, truncatedHeader
 }
@@ -27,17 +28,49 @@ public struct DecodeCounters: Sendable {
     public var skipped = [Int](repeating: 0, count: SkipReason.allCases.count)
     /// Packets whose captured length is shorter than their length on the wire (snaplen cut).
     public var snapTruncated = 0
+    /// What became of IP fragments (each is also counted once in `skipped[.ipFragment]`, as seen).
+    public var fragments = FragmentCounters()
     public init() {}
     public func count(_ reason: SkipReason) -> Int { skipped[reason.rawValue] }
+
+    /// Adds the counters of another input (several files read as one stream).
+    public mutating func add(_ o: DecodeCounters) {
+        packets += o.packets
+        bytes += o.bytes
+        decoded += o.decoded
+        snapTruncated += o.snapTruncated
+        for i in skipped.indices { skipped[i] += o.skipped[i] }
+        fragments.add(o.fragments)
+    }
 }
 
 /// Decodes one frame into a `DecodedPacket` without copying or allocating.
 /// All reads go through `ByteReader`, which bounds-checks every access.
+/// IP fragments go to a `FragmentReassembler` (made at the first one; copies of a decoder share it): the
+/// fragment that completes a datagram returns the datagram's TCP or UDP packet as if it had arrived whole,
+/// with that fragment's timestamp, its payload pointing into the reassembler's buffer until the next call
+/// to `decode`. Packets that are not fragments never reach it.
 public struct PacketDecoder {
     public let linkType: LinkType
     public var counters = DecodeCounters()
+    public let fragmentLimits: FragmentLimits
+    private var reassembler: FragmentReassembler?
 
-    public init(linkType: LinkType) { self.linkType = linkType }
+    public init(linkType: LinkType, fragmentLimits: FragmentLimits = FragmentLimits()) {
+        self.linkType = linkType
+        self.fragmentLimits = fragmentLimits
+    }
+
+    /// Datagrams in progress, the fragments they hold and the bytes they count against `maxBytes`.
+    public var fragmentsHeld: (datagrams: Int, fragments: Int, bytes: Int) {
+        guard let f = reassembler else { return (0, 0, 0) }
+        return (f.datagrams, f.fragmentsHeld, f.bytes)
+    }
+
+    /// The input ended: datagrams still missing fragments are given up (counted as timed out).
+    public mutating func finish() {
+        reassembler?.finish(&counters.fragments)
+    }
 
     /// Decodes `frame` (captured bytes of a packet whose wire length is `wireLength`).
     /// Returns nil and counts the reason when the packet carries no TCP/UDP payload we analyse.
@@ -120,14 +153,20 @@ public struct PacketDecoder {
         guard vihl >> 4 == 4 else { return skip(.malformed) }
         let headerLength = Int(vihl & 0x0F) * 4
         guard headerLength >= 20, Int(totalLength) >= headerLength else { return skip(.malformed) }
-        // More-fragments set or a non-zero offset: a fragment. Counted, not reassembled.
-        if fragField & 0x3FFF != 0 { return skip(.ipFragment) }
         let payloadWire = Int(totalLength) - headerLength
+        // More-fragments set or a non-zero offset: a fragment.
+        if fragField & 0x3FFF != 0 {
+            let key = FragmentReassembler.Key(src: IPAddress(v4: src), dst: IPAddress(v4: dst),
+                                              id: UInt32(r.u16(start + 4) ?? 0), proto: UInt16(proto))
+            return fragment(key, offset: Int(fragField & 0x1FFF) << 3, more: fragField & 0x2000 != 0, nextHeader: proto,
+                            r.slice(start + headerLength, maxLength: payloadWire), payloadWire, ts)
+        }
         return decodeTransport(r, start + headerLength, payloadWire, proto,
                                IPAddress(v4: src), IPAddress(v4: dst), ts)
     }
 
-    private mutating func decodeIPv6(_ r: ByteReader, _ start: Int, _ ts: Nanos) -> DecodedPacket? {
+    /// `whole`: a datagram the reassembler put back together, in which a Fragment header is malformed.
+    private mutating func decodeIPv6(_ r: ByteReader, _ start: Int, _ ts: Nanos, whole: Bool = false) -> DecodedPacket? {
         guard let first = r.u8(start), let payloadLength = r.u16(start + 4), var next = r.u8(start + 6),
               let sh = r.u64(start + 8), let sl = r.u64(start + 16),
               let dh = r.u64(start + 24), let dl = r.u64(start + 32)
@@ -146,7 +185,19 @@ public struct PacketDecoder {
                 next = n; offset += size; remaining -= size
             case 44:
                 guard let n = r.u8(offset), let frag = r.u16(offset + 2) else { return skip(.truncatedHeader) }
-                if frag & 0xFFF9 != 0 { return skip(.ipFragment) }
+                // A non-zero offset or more fragments: a fragment. Neither: an atomic fragment (RFC 6946),
+                // a whole packet.
+                if frag & 0xFFF9 != 0 {
+                    guard !whole else { return skip(.malformed) }
+                    guard let id = r.u32(offset + 4) else { return skip(.truncatedHeader) }
+                    // A payload length of 0 (a jumbogram) cannot be fragmented (RFC 2675).
+                    let dataWire = remaining - 8
+                    guard dataWire >= 0, payloadLength > 0 else { return skip(.malformed) }
+                    let key = FragmentReassembler.Key(src: IPAddress(high: sh, low: sl), dst: IPAddress(high: dh, low: dl),
+                                                      id: id, proto: FragmentReassembler.Key.ipv6Protocol)
+                    return fragment(key, offset: Int(frag & 0xFFF8), more: frag & 1 != 0, nextHeader: n,
+                                    r.slice(offset + 8, maxLength: dataWire), dataWire, ts)
+                }
                 next = n; offset += 8; remaining -= 8
             case 51:
                 guard let n = r.u8(offset), let len = r.u8(offset + 1) else { return skip(.truncatedHeader) }
@@ -159,6 +210,26 @@ public struct PacketDecoder {
         guard remaining >= 0 else { return skip(.malformed) }
         return decodeTransport(r, offset, remaining, next,
                                IPAddress(high: sh, low: sl), IPAddress(high: dh, low: dl), ts)
+    }
+
+    /// Hands one fragment to the reassembler; the one that completes a datagram decodes it whole. Kept out
+    /// of line: whole packets only test the fragment bits.
+    @inline(never)
+    private mutating func fragment(_ key: FragmentReassembler.Key, offset: Int, more: Bool, nextHeader: UInt8,
+                                   _ data: UnsafeRawBufferPointer, _ wireLength: Int, _ ts: Nanos) -> DecodedPacket? {
+        counters.skipped[SkipReason.ipFragment.rawValue] += 1
+        let f: FragmentReassembler
+        if let existing = reassembler {
+            f = existing
+        } else {
+            f = FragmentReassembler(limits: fragmentLimits)
+            reassembler = f
+        }
+        guard let datagram = f.add(key, offset: offset, data: data, wireLength: wireLength, more: more,
+                                   nextHeader: nextHeader, at: ts, counters: &counters.fragments)
+        else { return nil }
+        let r = ByteReader(datagram)
+        return key.isV6 ? decodeIPv6(r, 0, ts, whole: true) : decodeIPv4(r, 0, ts)
     }
 
     private mutating func decodeTransport(_ r: ByteReader, _ start: Int, _ wireLength: Int, _ proto: UInt8,

@@ -60,6 +60,9 @@ public struct AnalysisOptions: Sendable {
     public var maxTranscriptTurns = 0
     /// UDP/443 (QUIC) flows tracked at once; beyond it the idlest half is reported early (counted).
     public var maxQUICFlows = 0
+    /// IP datagrams being put back together from their fragments, and the bytes they may hold; beyond
+    /// either the oldest are given up (counted in `ip_fragments_over_cap`).
+    public var fragments = FragmentLimits()
 
     /// The memory budget the caps are set for unless `scaleCaps` is given another.
     public static let defaultMemoryMB = 256
@@ -69,10 +72,11 @@ public struct AnalysisOptions: Sendable {
     }
 
     /// Sets the caps that grow with the input — tracked connections, out-of-order bytes, calls held for
-    /// ordering, parser buffers, DNS names, key log, socket owner and registry entries — in proportion to a
-    /// memory budget (`--memory-mb`). At 256 MB: 40,960 connections, 32 MiB out of order, 20,000 held calls,
-    /// 32 MiB of parser buffers, 65,536 names, 262,144 key log entries, 65,536 socket owners and registry
-    /// entries. The one place every cap is derived.
+    /// ordering, parser buffers, DNS names, key log, socket owner and registry entries, QUIC flows, IP
+    /// datagrams in reassembly — in proportion to a memory budget (`--memory-mb`). At 256 MB: 40,960
+    /// connections, 32 MiB out of order, 20,000 held calls, 32 MiB of parser buffers, 65,536 names, 262,144
+    /// key log entries, 65,536 socket owners and registry entries, 16,384 QUIC flows, 4,096 IP datagrams
+    /// holding 16 MiB of fragments. The one place every cap is derived.
     public mutating func scaleCaps(toMemoryMB megabytes: Int) {
         let mb = max(16, megabytes)
         // Measured on hostile captures: an HTTP connection with a request in flight and a held hole costs
@@ -93,5 +97,9 @@ public struct AnalysisOptions: Sendable {
         maxTranscriptTurns = mb * 128
         // A flow with its Initial reader costs about 1 KB beside the CRYPTO bytes the parser budget counts.
         maxQUICFlows = mb * 64
+        // IP fragments: a sixteenth of the budget, as data and bookkeeping (an array may hold up to twice what
+        // it counts while it grows); 16 datagrams per MB, each counted at 512 bytes before its data.
+        fragments.maxDatagrams = mb * 16
+        fragments.maxBytes = mb << 16
     }
 }

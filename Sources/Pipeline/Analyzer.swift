@@ -58,6 +58,12 @@ public final class Analyzer {
             s.bytes = d.bytes
             s.nonIPPackets = d.count(.notIP)
             s.ipFragments = d.count(.ipFragment)
+            s.ipDatagramsReassembled = d.fragments.reassembled
+            s.ipFragmentsDuplicate = d.fragments.duplicate
+            s.ipFragmentsOverlapping = d.fragments.overlapping
+            s.ipFragmentsInvalid = d.fragments.invalid
+            s.ipFragmentsTimedOut = d.fragments.timedOut
+            s.ipFragmentsOverCap = d.fragments.overCap
             s.otherTransportPackets = d.count(.otherTransport)
             s.malformedPackets = d.count(.malformed) + d.count(.truncatedHeader)
             s.snapTruncatedPackets = d.snapTruncated
@@ -184,10 +190,11 @@ public final class Analyzer {
 
 extension Analyzer {
     /// Feeds one capture file (or `-`, standard input) through a decoder into this analyser, without
-    /// finishing it (several files are one stream). `progress` is told the bytes read so far every
-    /// 65,536 packets. Used by `calltap read` and by `analyzeFile` alike.
+    /// finishing it (several files are one stream; IP datagrams still missing fragments at the end of a file
+    /// are given up). `progress` is told the bytes read so far every 65,536 packets. Used by `calltap read`
+    /// and by `analyzeFile` alike.
     public func read(_ reader: PcapFileReader, progress: ((Int) -> Void)? = nil) -> (ReadOutcome, DecodeCounters) {
-        var decoder = PacketDecoder(linkType: reader.linkType)
+        var decoder = PacketDecoder(linkType: reader.linkType, fragmentLimits: options.fragments)
         var seenBytes = 0
         let outcome = reader.forEach { frame, wireLength, ts in
             if let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) { process(p) }
@@ -196,6 +203,7 @@ extension Analyzer {
                 if decoder.counters.packets & 0xFFFF == 0 { progress(seenBytes) }
             }
         }
+        decoder.finish()
         return (outcome, decoder.counters)
     }
 

@@ -148,6 +148,9 @@ public enum Redaction {
         if looksLikeSecretValue(decoded) { return true }
         guard decoded.contains("=") || decoded.contains("@") || decoded.contains("://") else { return false }
         if decoded.contains("://") || decoded.hasPrefix("/") { return target(decoded) != decoded }
+        // Read as a query only when that splits it: a value with neither `=` nor a separator is one pair
+        // without a name, whose check would be this one again, without end (`?a@b`).
+        guard decoded.contains("=") || decoded.contains("&") || decoded.contains(";") else { return false }
         return redactQuery(decoded) != decoded
     }
 

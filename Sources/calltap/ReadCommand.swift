@@ -269,16 +269,6 @@ struct ReadCommand: ParsableCommand {
     }
 }
 
-extension DecodeCounters {
-    mutating func add(_ o: DecodeCounters) {
-        packets += o.packets
-        bytes += o.bytes
-        decoded += o.decoded
-        snapTruncated += o.snapTruncated
-        for i in skipped.indices { skipped[i] += o.skipped[i] }
-    }
-}
-
 private func isDirectory(_ path: String) -> Bool {
     var directory: ObjCBool = false
     return FileManager.default.fileExists(atPath: path, isDirectory: &directory) && directory.boolValue

@@ -13,7 +13,8 @@ import Testing
                 "held calls": o.maxHeldCalls, "parser bytes": o.maxParserBufferBytes, "DNS names": o.maxDNSNames,
                 "key log entries": o.maxKeyLogEntries, "socket owners": o.maxSocketOwners, "registry entries": o.maxRegistryEntries,
                 "transcript tool-call ids": o.maxTranscriptToolCallIds, "transcript fetches": o.maxTranscriptFetches,
-                "transcript turns": o.maxTranscriptTurns, "QUIC flows": o.maxQUICFlows]
+                "transcript turns": o.maxTranscriptTurns, "QUIC flows": o.maxQUICFlows,
+                "IP datagrams in reassembly": o.fragments.maxDatagrams, "IP fragment bytes": o.fragments.maxBytes]
     }
 
     @Test(arguments: [64, 128, 512])
@@ -30,7 +31,7 @@ import Testing
                                    "parser bytes": 32 << 20, "DNS names": 65_536, "key log entries": 262_144,
                                    "socket owners": 65_536, "registry entries": 65_536,
                                    "transcript tool-call ids": 65_536, "transcript fetches": 16_384, "transcript turns": 32_768,
-                                   "QUIC flows": 16_384])
+                                   "QUIC flows": 16_384, "IP datagrams in reassembly": 4_096, "IP fragment bytes": 16 << 20])
         #expect(AnalysisOptions().maxHeldCalls == 20_000)
     }
 

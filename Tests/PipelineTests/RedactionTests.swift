@@ -17,6 +17,10 @@ import Testing
         ("/users/AKIAIOSFODNN7EXAMPLE/keys", "/users/REDACTED/keys"),
         ("/sk-short/ghp_", "/sk-short/ghp_"),
         ("/q?flag&empty=", "/q?flag&empty="),
+        // A pair without `=` holding an `@`, plain or encoded, once recursed without end.
+        ("/x?a@b", "/x?a@b"),
+        ("/x?user%40example.com&api_key=sk-1", "/x?user%40example.com&api_key=REDACTED"),
+        ("/x?next=/y%3Fa@b", "/x?next=/y%3Fa@b"),
     ])
     func secretsInTargetsAreReplaced(input: String, expected: String) {
         #expect(Redaction.target(input) == expected)

@@ -60,6 +60,9 @@ public struct SeedMaker {
             let link = fuzzLinkIndex(reader.linkType)
             var pipeline: [UInt8] = [link]
             var frames = 0, dns = 0
+            // Fragments (and the packets among them) for the `fragments` target, as frames (mode 1).
+            var fragments: [UInt8] = [1, link]
+            var fragmentFrames = 0
             var quic: [UInt8] = [0]
             let collector = StreamCollector(limit: maxStreamBytes)
             let reassembler = Reassembler { c in collector.handler(for: c) }
@@ -69,7 +72,13 @@ public struct SeedMaker {
                 if frames <= 400 && pipeline.count + frame.count < 64 * 1024 {
                     pipeline += [UInt8(frame.count >> 8), UInt8(frame.count & 0xFF)] + Array(frame)
                 }
-                guard let p = decoder.decode(frame, wireLength: wireLength, timestamp: ts) else { return }
+                let seen = decoder.counters.count(.ipFragment)
+                let decoded = decoder.decode(frame, wireLength: wireLength, timestamp: ts)
+                if decoder.counters.count(.ipFragment) > seen || fragmentFrames > 0 && fragments.count + frame.count < 64 * 1024 {
+                    fragmentFrames += 1
+                    fragments += [0, UInt8(frame.count >> 8), UInt8(frame.count & 0xFF)] + Array(frame)
+                }
+                guard let p = decoded else { return }
                 if p.transport == .tcp {
                     reassembler.process(p)
                 } else if (p.srcPort == 53 || p.dstPort == 53) && dns < 8 && !p.payload.isEmpty {
@@ -83,6 +92,7 @@ public struct SeedMaker {
             }
             reassembler.finishAll()
             write("pipeline", base, pipeline)
+            if fragmentFrames > 0 { write("fragments", base, fragments) }
             if quic.count > 1 { write("quic", base, quic) }
             if let size = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int, size <= 256 * 1024,
                let whole = try? Data(contentsOf: URL(fileURLWithPath: path)) {
@@ -103,6 +113,7 @@ public struct SeedMaker {
             #"{"pid":-1,"session_id":""}"#,
         ]
         for (i, seed) in Self.quicFrameSeeds.enumerated() { write("quic", "frames-\(i)", seed) }
+        for (i, seed) in Self.fragmentSeeds.enumerated() { write("fragments", "built-\(i)", seed) }
         for (i, line) in registryLines.enumerated() { write("registry", "line-\(i)", Array(line.utf8)) }
         for (i, request) in Self.registrationSeeds.enumerated() { write("registration", "request-\(i)", Array(request.utf8)) }
         for (i, seed) in Self.redactionSeeds.enumerated() { write("redaction", "planted-\(i)", Array(seed.utf8)) }
@@ -110,6 +121,41 @@ public struct SeedMaker {
         for (i, seed) in Self.http2Seeds().enumerated() { write("http2", "built-\(i)", seed) }
         for (i, seed) in Self.transcriptSeeds.enumerated() { write("transcripts", "lines-\(i)", seed) }
         for (target, count) in written.sorted(by: { $0.key < $1.key }) { print("\(target): \(count) seeds") }
+    }
+
+    /// `fragments` inputs in mode 0 (fragments the target builds, see `fragmentFrame`): a UDP DNS answer of 88
+    /// A records (1,447 bytes with its UDP header) in three fragments over IPv4 in order, over IPv6 reversed
+    /// with a duplicate, with an overlap, with its last fragment 50 s late, cut by the snaplen, with two
+    /// different last fragments, and ten datagrams at once (over the cap of eight).
+    static var fragmentSeeds: [[UInt8]] {
+        var dns: [UInt8] = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 88, 0, 0, 0, 0]
+        dns += [3] + Array("big".utf8) + [4] + Array("frag".utf8) + [4] + Array("test".utf8) + [0, 0, 1, 0, 1]
+        for k in 0..<88 { dns += [0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 215, 1, UInt8(k + 1)] }
+        let datagram: [UInt8] = [0, 53, 0x82, 0x35, UInt8((8 + dns.count) >> 8), UInt8((8 + dns.count) & 0xFF), 0, 0] + dns
+        func fragment(_ from: Int, _ to: Int, v6: Bool = false, more: Bool? = nil, id: Int = 0, cut: Bool = false,
+                      after quarters: UInt8 = 0) -> [UInt8] {
+            let mf = more ?? (to < datagram.count)
+            let flags = UInt8((v6 ? 1 : 0) | (mf ? 2 : 0) | id << 2 | (cut ? 0x20 : 0))
+            let body = [flags, UInt8((from / 8) >> 8), UInt8((from / 8) & 0xFF)] + datagram[from..<to]
+            return [quarters, UInt8(body.count >> 8), UInt8(body.count & 0xFF)] + body
+        }
+        let n = datagram.count
+        let thirds = [(0, 512), (512, 1024), (1024, n)]
+        func all(v6: Bool = false, id: Int = 0) -> [[UInt8]] { thirds.map { fragment($0.0, $0.1, v6: v6, id: id) } }
+        let v4 = all(), v6 = all(v6: true)
+        var many: [UInt8] = [0]
+        for k in 0..<10 { many += fragment(0, 512, v6: k >= 8, id: k % 8) }
+        // Newest first: the eight held complete, the two given up start again and time out.
+        for k in (0..<10).reversed() { many += fragment(512, 1024, v6: k >= 8, id: k % 8) + fragment(1024, n, v6: k >= 8, id: k % 8) }
+        return [
+            [0] + v4.joined(),
+            [0] + v6[2] + v6[1] + v6[1] + v6[0],
+            [0] + v4[0] + fragment(400, 1024) + v4[1] + v4[2],
+            [0] + v4[0] + v4[1] + fragment(1024, n, after: 200) + v6[0] + v6[1] + fragment(1024, n, v6: true, after: 100),
+            [0] + v4[0] + fragment(512, 1024, cut: true) + v4[2],
+            [0] + v4[2] + fragment(512, 1000, more: false) + v6[0] + v6[2] + fragment(1024, n - 8, v6: true, more: false),
+            many,
+        ]
     }
 
     static let registrationSeeds = [

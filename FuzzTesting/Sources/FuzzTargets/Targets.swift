@@ -38,6 +38,10 @@ func fuzzLinkIndex(_ t: LinkType) -> UInt8 { UInt8(fuzzLinkTypes.firstIndex(of: 
 ///   as a gzip, deflate or br body (by the split point)
 /// - transcripts: [mode] then transcript lines (pi's JSON Lines); each line also as an ISO-8601 time and
 ///   a URL; the whole as a Zstandard frame; then calls joined against what the lines said
+/// - fragments: [mode] then records [u8 time step, in quarter seconds][u16 length][bytes], through a decoder with
+///   small reassembly caps and on into the pipeline. Mode 1: [link index] after the mode, and each record a frame;
+///   mode 0: each record [flags][u16 offset in 8-byte units][data] built into an IPv4 or IPv6 fragment
+///   (see `fragmentFrame`)
 /// - otlp: NUL-separated strings (a traceparent, method, host, path, session, OTEL_EXPORTER_OTLP_HEADERS,
 ///   OTEL_RESOURCE_ATTRIBUTES) into a call, its span request and the exporter's configuration
 public let fuzzTargets: [FuzzTarget] = [
@@ -224,6 +228,9 @@ public let fuzzTargets: [FuzzTarget] = [
         _ = analyzer.read(reader)
         analyzer.finish()
     },
+    FuzzTarget(name: "fragments", summary: "IPv4/IPv6 fragment reassembly: overlaps, duplicates, caps, timeouts, the datagrams") { data in
+        runFragments(data)
+    },
     FuzzTarget(name: "pcapfile", summary: "pcap and pcapng files through libpcap and the decoder") { data in
         let path = fuzzScratchFile
         guard FileManager.default.createFile(atPath: path, contents: Data(data)) else { return }
@@ -351,6 +358,95 @@ func traceRequestReadsBack(_ b: [UInt8], spans expected: Int) -> Bool {
         }
     }
     return spans == expected
+}
+
+/// The caps of the `fragments` target: small, so that they are reached.
+let fuzzFragmentLimits: FragmentLimits = {
+    var l = FragmentLimits()
+    l.maxDatagrams = 8
+    l.maxBytes = 24 << 10
+    return l
+}()
+
+/// The `fragments` target: sequences of fragments through the decoder, whose bookkeeping is checked after
+/// every packet (within the caps; every fragment reassembled, given up for a reason, or held), and the
+/// datagrams they make through the pipeline (which reads each one before the next decode).
+func runFragments(_ data: UnsafeRawBufferPointer) {
+    guard let mode = data.first else { return }
+    var i = 1
+    var linkType = LinkType.raw
+    if mode & 1 == 1 {
+        guard data.count >= 2 else { return }
+        linkType = fuzzLinkTypes[Int(data[1]) % fuzzLinkTypes.count]
+        i = 2
+    }
+    var decoder = PacketDecoder(linkType: linkType, fragmentLimits: fuzzFragmentLimits)
+    var options = AnalysisOptions()
+    options.includeLocal = true
+    let analyzer = Analyzer(options: options) { r in _ = CallJSON.line(r) }
+    var t: Nanos = 1_600_000_000_000_000_000
+    func balanced() -> Bool {
+        let f = decoder.counters.fragments
+        return decoder.counters.count(.ipFragment) == f.fragmentsReassembled + f.duplicate + f.overlapping + f.invalid
+            + f.timedOut + f.overCap + decoder.fragmentsHeld.fragments
+    }
+    func feed(_ frame: UnsafeRawBufferPointer, wireLength: Int) {
+        if let p = decoder.decode(frame, wireLength: wireLength, timestamp: t) {
+            precondition(p.payload.count <= 65_535 && p.payload.count <= max(0, p.wireLength))
+            analyzer.process(p)
+        }
+        let held = decoder.fragmentsHeld
+        precondition(held.datagrams <= fuzzFragmentLimits.maxDatagrams && held.bytes <= fuzzFragmentLimits.maxBytes)
+        precondition(balanced(), "a fragment went uncounted")
+    }
+    while i + 3 <= data.count {
+        t += Nanos(data[i]) * 250_000_000
+        let length = Int(data[i + 1]) << 8 | Int(data[i + 2])
+        i += 3
+        let end = min(data.count, i + length)
+        let record = UnsafeRawBufferPointer(rebasing: data[i..<end])
+        i = end
+        if mode & 1 == 1 {
+            feed(record, wireLength: record.count)
+        } else if let (frame, wire) = fragmentFrame(record) {
+            frame.withUnsafeBytes { feed($0, wireLength: wire) }
+        }
+    }
+    decoder.finish()
+    precondition(decoder.fragmentsHeld == (0, 0, 0) && balanced())
+    analyzer.finish()
+}
+
+/// A raw IPv4 or IPv6 fragment from 10.0.0.1 (fd00::1) to 10.0.0.53 (fd00::53), UDP, built from
+/// [flags][u16 offset in 8-byte units][data]. Flags: bit 0 IPv6, bit 1 more fragments, bits 2-4 which of
+/// eight identifications, bit 5 cut by the snaplen (half the data captured). Returns the captured frame and
+/// its length on the wire.
+func fragmentFrame(_ record: UnsafeRawBufferPointer) -> ([UInt8], Int)? {
+    guard record.count >= 3 else { return nil }
+    let flags = record[0]
+    let offset = (Int(record[1]) << 8 | Int(record[2])) & 0x1FFF
+    let data = Array(record[3...])
+    let more = flags & 2 != 0
+    let id = Int(flags >> 2) & 7
+    var frame: [UInt8]
+    if flags & 1 == 0 {
+        let total = 20 + data.count
+        guard total <= 65_535 else { return nil }
+        let frag = offset | (more ? 0x2000 : 0)
+        frame = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, UInt8(id), UInt8(frag >> 8), UInt8(frag & 0xFF),
+                 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 53]
+    } else {
+        let payload = 8 + data.count
+        guard payload <= 65_535 else { return nil }
+        let frag = offset << 3 | (more ? 1 : 0)
+        frame = [0x60, 0, 0, 0, UInt8(payload >> 8), UInt8(payload & 0xFF), 44, 64]
+        frame += [0xFD] + [UInt8](repeating: 0, count: 14) + [1] + [0xFD] + [UInt8](repeating: 0, count: 14) + [0x53]
+        frame += [17, 0, UInt8(frag >> 8), UInt8(frag & 0xFF), 0, 0, 0, UInt8(id)]
+    }
+    frame += data
+    let wire = frame.count
+    if flags & 0x20 != 0 { frame.removeLast(data.count / 2) }
+    return (frame, wire)
 }
 
 /// The `quic` target: one connection's datagrams through `QUICInitialParser`, within a small budget that
