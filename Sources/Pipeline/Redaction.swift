@@ -149,8 +149,12 @@ public enum Redaction {
         guard decoded.contains("=") || decoded.contains("@") || decoded.contains("://") else { return false }
         if decoded.contains("://") || decoded.hasPrefix("/") { return target(decoded) != decoded }
         // Read as a query only when that splits it: a value with neither `=` nor a separator is one pair
-        // without a name, whose check would be this one again, without end (`?a@b`).
-        guard decoded.contains("=") || decoded.contains("&") || decoded.contains(";") else { return false }
+        // without a name, whose check would be this one again, without end (`?a@b`). Such a value is a
+        // secret when it is credentials without a scheme, `user:password@host`.
+        guard decoded.contains("=") || decoded.contains("&") || decoded.contains(";") else {
+            guard let at = decoded.lastIndex(of: "@"), let colon = decoded[..<at].firstIndex(of: ":") else { return false }
+            return decoded.index(after: colon) < at
+        }
         return redactQuery(decoded) != decoded
     }
 

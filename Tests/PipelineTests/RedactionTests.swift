@@ -21,6 +21,10 @@ import Testing
         ("/x?a@b", "/x?a@b"),
         ("/x?user%40example.com&api_key=sk-1", "/x?user%40example.com&api_key=REDACTED"),
         ("/x?next=/y%3Fa@b", "/x?next=/y%3Fa@b"),
+        // Credentials without a scheme in a value, plain or encoded; an address alone is no secret.
+        ("/x?proxy=alice:hunter2@proxy.example:3128", "/x?proxy=REDACTED"),
+        ("/x?proxy=alice%3Ahunter2%40proxy.example", "/x?proxy=REDACTED"),
+        ("/x?contact=alice@example.com&at=10:30", "/x?contact=alice@example.com&at=10:30"),
     ])
     func secretsInTargetsAreReplaced(input: String, expected: String) {
         #expect(Redaction.target(input) == expected)
