@@ -10,6 +10,11 @@ enum CallCounts {
     /// A slot: 10 seconds, in the microseconds calls' `ts` is stored in.
     static let slotMicros: Int64 = 10_000_000
 
+    /// The slot a time (microseconds) falls in, rounded down also before 1970.
+    static func slot(_ micros: Int64) -> Int64 {
+        micros >= 0 ? micros / slotMicros : (micros - slotMicros + 1) / slotMicros
+    }
+
     /// The row key and counts of one call, as SQL over a calls row (`NEW.` or `OLD.` in a trigger).
     struct Columns {
         let p: String
@@ -104,14 +109,14 @@ enum CallCounts {
     /// A time range (microseconds, `until` excluded) cut into the whole slots it covers, read from
     /// `call_counts`, and the parts at its ends, read from the calls table. `slots` is nil when the
     /// range covers no whole slot; its bounds are nil when the range is open on that side.
-    struct Split: Equatable {
+    struct Split {
         var slots: (from: Int64?, to: Int64?)?
         var ends: [(since: Int64?, until: Int64?)]
 
         init(since: Int64?, until: Int64?) {
             let m = CallCounts.slotMicros
-            let from = since.map { $0 >= 0 ? ($0 + m - 1) / m : $0 / m }
-            let to = until.map { $0 >= 0 ? $0 / m : ($0 - m + 1) / m }
+            let from = since.map { -CallCounts.slot(-$0) } // the first slot starting at or after `since`
+            let to = until.map(CallCounts.slot)
             if let from, let to, from >= to {
                 slots = nil
                 ends = [(since, until)]
@@ -121,11 +126,6 @@ enum CallCounts {
             ends = []
             if let since, let from, since < from * m { ends.append((since, from * m)) }
             if let until, let to, to * m < until { ends.append((to * m, until)) }
-        }
-
-        static func == (a: Split, b: Split) -> Bool {
-            a.slots?.from == b.slots?.from && a.slots?.to == b.slots?.to && (a.slots == nil) == (b.slots == nil)
-                && a.ends.count == b.ends.count && zip(a.ends, b.ends).allSatisfy { $0.since == $1.since && $0.until == $1.until }
         }
     }
 

@@ -156,6 +156,19 @@ extension CallStore {
         }
     }
 
+    /// Conditions on the calls table for a session, a host name and a time range (microseconds, as `ts`
+    /// is stored): the same columns `page` filters on, so every route counts the same calls.
+    static func callConditions(session: String?, host: String? = nil, since: Int64?, until: Int64?)
+        -> (clauses: [String], args: [(any DatabaseValueConvertible)?]) {
+        var clauses: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
+        if let s = session { clauses.append("session_id = ?"); args.append(s) }
+        if let h = host { clauses.append("host = ?"); args.append(h.lowercased()) }
+        if let t = since { clauses.append("ts >= ?"); args.append(t) }
+        if let t = until { clauses.append("ts < ?"); args.append(t) }
+        return (clauses, args)
+    }
+
     /// The per-host summary's queries over one filter (session, time range).
     struct SummaryQueries {
         let session: String?
@@ -169,21 +182,12 @@ extension CallStore {
             self.session = session
             self.since = since.map { $0 / 1000 }
             self.until = until.map { $0 / 1000 }
-            (clauses, args) = Self.conditions(session: session, since: self.since, until: self.until)
+            (clauses, args) = CallStore.callConditions(session: session, since: self.since, until: self.until)
         }
 
-        static func conditions(session: String?, since: Int64?, until: Int64?)
-            -> (clauses: [String], args: [(any DatabaseValueConvertible)?]) {
-            var clauses: [String] = []
-            var args: [(any DatabaseValueConvertible)?] = []
-            if let s = session { clauses.append("session_id = ?"); args.append(s) }
-            if let t = since { clauses.append("ts >= ?"); args.append(t) }
-            if let t = until { clauses.append("ts < ?"); args.append(t) }
-            return (clauses, args)
-        }
-
-        /// How calls are grouped by host: its name, else the server's address.
-        static let hostKey = "COALESCE(host, server_ip, 'unknown')"
+        /// How calls are grouped by host: its name, else the server's address (the expression the
+        /// latency index is built on, and `call_counts.host_key`).
+        static let hostKey = CallCounts.Columns(p: "").hostKey
 
         /// `WHERE` with `first` conditions, then the filter's.
         func whereClause(_ first: [String] = []) -> String {
@@ -208,7 +212,7 @@ extension CallStore {
             }
             let m = CallCounts.Columns(p: "")
             for end in split.ends {
-                let c = Self.conditions(session: session, since: end.since, until: end.until)
+                let c = CallStore.callConditions(session: session, since: end.since, until: end.until)
                 out.append(("""
                     SELECT \(Self.hostKey) AS h, COUNT(*) AS calls, SUM(\(m.failed)) AS failures, SUM(\(m.http)) AS http_calls,
                            SUM(\(m.dns)) AS dns_calls, SUM(\(m.bytes)) AS bytes, MAX(CASE WHEN \(m.failed) THEN ts END) AS last_failure_ts

@@ -20,7 +20,7 @@ extension CallStore {
             } else { self = r.outcome == .ok ? .ok : .network }
         }
 
-        static let sql = "CASE WHEN status_code >= 500 THEN 2 WHEN status_code >= 400 THEN 1 WHEN outcome = 'ok' THEN 0 ELSE 3 END"
+        static let sql = CallCounts.Columns(p: "").statusClass
     }
 
     public struct TimelineFilter: Sendable {
@@ -70,17 +70,10 @@ extension CallStore {
             (clauses, args) = Self.conditions(f, since: f.since.map { $0 / 1000 }, until: f.until.map { $0 / 1000 })
         }
 
-        /// The same conditions, on the same columns, as `page`, so both count the same calls (times in
-        /// microseconds).
+        /// The filter's session and host with a time range (microseconds).
         static func conditions(_ f: TimelineFilter, since: Int64?, until: Int64?)
             -> (clauses: [String], args: [(any DatabaseValueConvertible)?]) {
-            var clauses: [String] = []
-            var args: [(any DatabaseValueConvertible)?] = []
-            if let s = f.session { clauses.append("session_id = ?"); args.append(s) }
-            if let h = f.host { clauses.append("host = ?"); args.append(h.lowercased()) }
-            if let t = since { clauses.append("ts >= ?"); args.append(t) }
-            if let t = until { clauses.append("ts < ?"); args.append(t) }
-            return (clauses, args)
+            CallStore.callConditions(session: f.session, host: f.host, since: since, until: until)
         }
 
         static func whereClause(_ clauses: [String]) -> String {
@@ -103,18 +96,17 @@ extension CallStore {
             let m = CallCounts.slotMicros
             let buckets = Int64(max(1, filter.buckets))
             func up(_ a: Int64, _ b: Int64) -> Int64 { a / b + (a % b == 0 ? 0 : 1) }
-            func floor(_ a: Int64) -> Int64 { a >= 0 ? a / m : (a - m + 1) / m }
             let width = max(1, up(end - start, buckets))
             if width * 2 < m {
                 // About how many calls the range holds: those of every slot it touches.
-                let c = CallCounts.conditions(session: filter.session, host: filter.host, from: floor(start), to: floor(end - 1) + 1)
+                let c = CallCounts.conditions(session: filter.session, host: filter.host, from: CallCounts.slot(start), to: CallCounts.slot(end - 1) + 1)
                 let calls = try Int.fetchOne(db, sql: "SELECT SUM(calls) FROM call_counts" + Self.whereClause(c.clauses),
                                              arguments: StatementArguments(c.args)) ?? 0
                 if calls <= filter.fineLimit {
                     return (start, width, [(Self.callCounts(whereClause), StatementArguments([start, width] + args))])
                 }
             }
-            let origin = floor(start) * m
+            let origin = CallCounts.slot(start) * m
             let wide = up(up(end - origin, buckets), m) * m
             let split = CallCounts.Split(since: filter.since.map { $0 / 1000 }, until: filter.until.map { $0 / 1000 })
             var queries: [(String, StatementArguments)] = []
