@@ -119,9 +119,10 @@ public final class ConnectEvents: @unchecked Sendable {
 
     /// How often the ring buffer is read, in milliseconds. The program wakes the reader only when a
     /// quarter of the buffer is waiting, so records are read in batches rather than each as it comes (a
-    /// reader woken, or going back at once, for every connect of a connect loop takes a core of its own);
-    /// often enough that a one-shot process is often still in /proc (for its executable) when its record
-    /// is read, and far within the attribution stage's wait for a connection's record (200 ms).
+    /// reader woken, or going back at once, for every record runs thousands of times a second beside a
+    /// connect loop, on the loop's cores); often enough that a one-shot process is often still in /proc
+    /// (for its executable) when its record is read, and far within the attribution stage's wait for a
+    /// connection's record (200 ms).
     static let readInterval: Int32 = 5
 
     /// Follows the ring buffer until `shouldStop` (on a thread of its own).
