@@ -46,8 +46,11 @@ public final class ConnectEvents: @unchecked Sendable {
     private var records: [Key: [ConnectRecord]] = [:]
     private var recordCount = 0
     /// Wall-clock time before the last ring-buffer read began: every record of a connect made before it
-    /// has been taken in.
+    /// has been taken in. Its own lock, signalled at every read, for the attribution stage to wait on.
     private var drainedUntil: Int64 = 0
+    private let drained = NSCondition()
+    /// Records of the read under way, stored together at its end (the ring-buffer thread only).
+    private var pending: [(Key, ConnectRecord)] = []
     private var _received = 0
     private var _forgotten = 0
     private let maxEntries: Int
@@ -114,21 +117,34 @@ public final class ConnectEvents: @unchecked Sendable {
         return lock.withLock { (_received, lost, _forgotten) }
     }
 
+    /// How often the ring buffer is read, in milliseconds. The program wakes the reader only when a
+    /// quarter of the buffer is waiting, so records are read in batches rather than each as it comes (a
+    /// reader woken, or going back at once, for every record runs thousands of times a second beside a
+    /// connect loop, on the loop's cores); often enough that a one-shot process is often still in /proc
+    /// (for its executable) when its record is read, and far within the attribution stage's wait for a
+    /// connection's record (200 ms).
+    static let readInterval: Int32 = 5
+
     /// Follows the ring buffer until `shouldStop` (on a thread of its own).
     public func run(shouldStop: () -> Bool) {
         let context = Unmanaged.passUnretained(self).toOpaque()
+        var more = false
         while !shouldStop() {
+            if !more && ct_bpf_wait(handle, Self.readInterval) < 0 { usleep(UInt32(Self.readInterval) * 1000) }
             clockOffset = Self.now(CLOCK_REALTIME) - Self.now(CLOCK_BOOTTIME)
             let before = Self.now(CLOCK_REALTIME)
-            let n = ct_bpf_poll(handle, 5, { ctx, event in
+            let n = ct_bpf_poll(handle, { ctx, event in
                 guard let ctx, let event else { return }
                 Unmanaged<ConnectEvents>.fromOpaque(ctx).takeUnretainedValue().take(event.pointee)
             }, context)
-            if n < 0 {
-                usleep(5_000)
-            } else if n < 4096 {
+            store()
+            more = n >= 4096
+            if n >= 0 && !more {
                 // The buffer was read to its end: every connect made before `before` is in.
-                lock.withLock { drainedUntil = max(drainedUntil, before) }
+                drained.lock()
+                drainedUntil = max(drainedUntil, before)
+                drained.broadcast()
+                drained.unlock()
             }
         }
     }
@@ -139,8 +155,12 @@ public final class ConnectEvents: @unchecked Sendable {
         let deadline = Self.now(CLOCK_MONOTONIC) + wait
         // Packet times and the kernel's come from the same clock, read at different moments.
         let slack: Int64 = 5_000_000
-        while lock.withLock({ drainedUntil }) < time + slack && Self.now(CLOCK_MONOTONIC) < deadline {
-            usleep(1_000)
+        drained.lock()
+        defer { drained.unlock() }
+        while drainedUntil < time + slack {
+            let left = deadline - Self.now(CLOCK_MONOTONIC)
+            if left <= 0 { break }
+            _ = drained.wait(until: Date(timeIntervalSinceNow: Double(left) / 1e9))
         }
     }
 
@@ -197,13 +217,17 @@ public final class ConnectEvents: @unchecked Sendable {
         let record = ConnectRecord(proto: e.proto, client: client, clientPort: e.sport, server: server, serverPort: e.dport,
                                    time: time, tid: Int(e.tid), socket: e.socket_cookie, lineage: lineage)
         let key = Key(netns: e.netns_cookie, proto: e.proto, client: client, clientPort: e.sport, server: server, serverPort: e.dport)
+        pending.append((key, record))
+    }
+
+    /// The records of a read, in under one lock.
+    private func store() {
+        guard !pending.isEmpty else { return }
         lock.withLock {
-            _received += 1
-            var list = records[key] ?? []
-            if list.count >= 4 { list.removeFirst(); recordCount -= 1 }
-            list.append(record)
-            records[key] = list
-            recordCount += 1
+            _received += pending.count
+            for (key, record) in pending {
+                Self.append(record, to: &records[key, default: []], count: &recordCount)
+            }
             if recordCount > maxEntries {
                 // Forget the older half: a record is asked for within a second or two of its packet.
                 let cutoff = records.values.map { $0.last!.time }.sorted()[records.count / 2]
@@ -213,6 +237,17 @@ public final class ConnectEvents: @unchecked Sendable {
                 _forgotten += before - recordCount
             }
         }
+        pending.removeAll(keepingCapacity: pending.count <= 4096)
+    }
+
+    /// A tuple's records, the latest four (in place: no copy of the list).
+    private static func append(_ record: ConnectRecord, to list: inout [ConnectRecord], count: inout Int) {
+        if list.count >= 4 {
+            list.removeFirst()
+            count -= 1
+        }
+        list.append(record)
+        count += 1
     }
 
     /// A process (started at `start` when known) and its ancestors, from the cache or /proc. An

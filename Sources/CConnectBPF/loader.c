@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 struct ct_bpf {
@@ -17,6 +18,8 @@ struct ct_bpf {
     struct bpf_link *links[8];
     int link_count;
     struct ring_buffer *ring;
+    /* The ring buffer's map, edge-triggered: ready only when the program forces a wakeup. */
+    int wake_fd;
     int targets_fd;
     int lost_fd;
     ct_event_fn fn;
@@ -73,6 +76,7 @@ struct ct_bpf *ct_bpf_open(const char *cgroup_dir, char *error, size_t error_siz
     struct ct_bpf *b = calloc(1, sizeof *b);
     if (!b)
         return fail(NULL, error, error_size, "out of memory", ENOMEM);
+    b->wake_fd = -1;
     b->targets_fd = -1;
     b->lost_fd = -1;
     LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = "calltap_connect");
@@ -109,6 +113,12 @@ struct ct_bpf *ct_bpf_open(const char *cgroup_dir, char *error, size_t error_siz
     b->ring = ring_buffer__new(events, on_record, b, NULL);
     if (!b->ring)
         return fail(b, error, error_size, "opening the ring buffer", errno);
+    /* libbpf's own epoll set is level-triggered: once woken it would stay ready while records keep
+     * coming, and the reader would never sleep. */
+    b->wake_fd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
+    if (b->wake_fd < 0 || epoll_ctl(b->wake_fd, EPOLL_CTL_ADD, events, &ev))
+        return fail(b, error, error_size, "watching the ring buffer", errno);
     return b;
 }
 
@@ -123,9 +133,17 @@ int ct_bpf_remove_netns(struct ct_bpf *b, uint64_t netns_cookie)
     return bpf_map_delete_elem(b->targets_fd, &netns_cookie) ? -errno : 0;
 }
 
-int ct_bpf_poll(struct ct_bpf *b, int timeout_ms, ct_event_fn fn, void *context)
+int ct_bpf_wait(struct ct_bpf *b, int timeout_ms)
 {
-    /* Records are submitted without a wakeup: read what is there, else sleep for the timeout. */
+    struct epoll_event ev;
+    int n = epoll_wait(b->wake_fd, &ev, 1, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    return n > 0;
+}
+
+int ct_bpf_poll(struct ct_bpf *b, ct_event_fn fn, void *context)
+{
     b->fn = fn;
     b->context = context;
     b->taken = 0;
@@ -134,8 +152,6 @@ int ct_bpf_poll(struct ct_bpf *b, int timeout_ms, ct_event_fn fn, void *context)
     b->context = NULL;
     if (n < 0 && b->taken >= CT_POLL_LIMIT)
         return b->taken;
-    if (n == 0 && timeout_ms > 0)
-        usleep((useconds_t)timeout_ms * 1000);
     return n == -EINTR ? 0 : n;
 }
 
@@ -158,6 +174,8 @@ void ct_bpf_close(struct ct_bpf *b)
 {
     if (!b)
         return;
+    if (b->wake_fd >= 0)
+        close(b->wake_fd);
     if (b->ring)
         ring_buffer__free(b->ring);
     for (int i = 0; i < b->link_count; i++)

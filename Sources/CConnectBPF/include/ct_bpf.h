@@ -18,10 +18,13 @@ struct ct_bpf *ct_bpf_open(const char *cgroup_dir, char *error, size_t error_siz
 int ct_bpf_add_netns(struct ct_bpf *b, uint64_t netns_cookie);
 /* Stops recording that namespace (it was replaced, or its target stopped). 0 on success. */
 int ct_bpf_remove_netns(struct ct_bpf *b, uint64_t netns_cookie);
+/* Waits up to `timeout_ms` for the program's wakeup (it wakes the reader only when a quarter of the
+ * ring buffer is waiting; records come without one otherwise). 1 when woken, 0 at the timeout, or a
+ * negative errno. */
+int ct_bpf_wait(struct ct_bpf *b, int timeout_ms);
 /* Hands the records waiting in the ring buffer to `fn` (at most CT_POLL_LIMIT, 4096, per call: a
- * return of 4096 means there may be more); when there was none, sleeps `timeout_ms`. Returns how many,
- * or a negative errno. */
-int ct_bpf_poll(struct ct_bpf *b, int timeout_ms, ct_event_fn fn, void *context);
+ * return of 4096 means there may be more). Returns how many, or a negative errno. */
+int ct_bpf_poll(struct ct_bpf *b, ct_event_fn fn, void *context);
 /* Records the ring buffer had no room for, summed over CPUs. */
 uint64_t ct_bpf_lost(struct ct_bpf *b);
 void ct_bpf_close(struct ct_bpf *b);
