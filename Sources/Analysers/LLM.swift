@@ -18,7 +18,7 @@ public enum LLMAPI: String, Sendable {
     /// The API a request goes to, from its method and target; nil for anything else.
     public static func match(method: String?, target: String?) -> LLMAPI? {
         guard method == "POST", let target else { return nil }
-        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
+        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
         if path.hasSuffix("/chat/completions") { return .openAIChat }
         if path.hasSuffix("/responses") { return .openAIResponses }
         if path.hasSuffix("/v1/messages") { return .anthropicMessages }
@@ -241,19 +241,33 @@ public enum LLMParsing {
 
     /// Where `needle` next occurs in `data` at or after `from`: the index just past it.
     static func find(_ needle: StaticString, in data: [UInt8], from: Int = 0) -> Int? {
-        needle.withUTF8Buffer { n in
-            guard let first = n.first, n.count <= data.count else { return nil }
-            var i = from
-            while i <= data.count - n.count {
-                if data[i] == first {
-                    var k = 1
-                    while k < n.count && data[i + k] == n[k] { k += 1 }
-                    if k == n.count { return i + n.count }
+        needle.withUTF8Buffer { n -> Int? in
+            guard let needleBase = n.baseAddress, !n.isEmpty, from >= 0 else { return nil }
+            return data.withUnsafeBufferPointer { d -> Int? in
+                guard let base = d.baseAddress, from <= d.count - n.count else { return nil }
+                // memchr finds one byte of the needle that is rare in JSON, memcmp checks the whole. The
+                // bodies searched are whole requests and streamed events, read once per call.
+                let anchor = anchorIndex(n)
+                var start = from
+                let last = d.count - n.count
+                while start <= last {
+                    guard let hit = memchr(base + start + anchor, Int32(n[anchor]), last - start + 1) else { return nil }
+                    let at = base.distance(to: hit.assumingMemoryBound(to: UInt8.self)) - anchor
+                    if memcmp(base + at, needleBase, n.count) == 0 { return at + n.count }
+                    start = at + 1
                 }
-                i += 1
+                return nil
             }
-            return nil
         }
+    }
+
+    /// The byte of a needle that `find` looks for first: one that is rare in JSON text, so few places
+    /// need a full comparison — an underscore, else a capital letter, else the first byte that is not a
+    /// quote.
+    static func anchorIndex(_ n: UnsafeBufferPointer<UInt8>) -> Int {
+        if let u = n.firstIndex(of: UInt8(ascii: "_")) { return u }
+        if let c = n.firstIndex(where: { $0 >= 65 && $0 <= 90 }) { return c }
+        return n.count > 1 && n[0] == 0x22 ? 1 : 0
     }
 
     static func has(_ needle: StaticString, in data: [UInt8]) -> Bool { find(needle, in: data) != nil }
@@ -466,21 +480,33 @@ public enum LLMParsing {
 /// building anything else: nested values and other strings are skipped byte by byte. A text that is not
 /// an object, or is cut short, gives what was found before the damage.
 enum TopLevelJSON {
-    static func strings(_ b: [UInt8], keys: Set<String>) -> [String: String] {
+    static func strings(_ bytes: [UInt8], keys: Set<String>) -> [String: String] {
+        bytes.withUnsafeBufferPointer { strings($0, keys: keys) }
+    }
+
+    /// The same over the body's storage, read without a bounds check per byte.
+    static func strings(_ b: UnsafeBufferPointer<UInt8>, keys: Set<String>) -> [String: String] {
         var out: [String: String] = [:]
         var i = 0
         let n = b.count
         func skipSpace() { while i < n, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }
         /// At an opening quote: the string's bytes (escapes kept raw) and whether it had escapes.
         func string() -> (Range<Int>, Bool)? {
-            guard i < n, b[i] == 0x22 else { return nil }
+            guard i < n, b[i] == 0x22, let base = b.baseAddress else { return nil }
             i += 1
             let start = i
             var escaped = false
+            // The next quote ends the string unless a backslash comes before it: memchr finds both, so a
+            // long prompt costs two scans of its bytes, not a comparison and a branch for each.
             while i < n {
-                if b[i] == 0x5C { escaped = true; i += 2; continue }
-                if b[i] == 0x22 { let r = start..<i; i += 1; return (r, escaped) }
-                i += 1
+                guard let q = memchr(base + i, 0x22, n - i) else { return nil }
+                let quote = base.distance(to: q.assumingMemoryBound(to: UInt8.self))
+                guard let e = memchr(base + i, 0x5C, quote - i) else {
+                    i = quote + 1
+                    return (start..<quote, escaped)
+                }
+                escaped = true
+                i = base.distance(to: e.assumingMemoryBound(to: UInt8.self)) + 2
             }
             return nil
         }

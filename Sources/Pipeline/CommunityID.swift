@@ -7,16 +7,30 @@ import Crypto
 /// Zeek and Suricata logs of the same traffic.
 enum CommunityID {
     static func v1(_ a: IPAddress, _ ap: UInt16, _ b: IPAddress, _ bp: UInt16, proto: UInt8, seed: UInt16 = 0) -> String {
-        // Order endpoints so both directions hash the same: smaller (address, port) first.
-        let ab = a.bytes, bb = b.bytes
-        let aFirst = lexLess(ab, bb) || (ab == bb && ap <= bp)
-        let (s, sp, d, dp) = aFirst ? (ab, ap, bb, bp) : (bb, bp, ab, ap)
-        var input: [UInt8] = [UInt8(seed >> 8), UInt8(seed & 0xFF)]
-        input += s
-        input += d
-        input += [proto, 0, UInt8(sp >> 8), UInt8(sp & 0xFF), UInt8(dp >> 8), UInt8(dp & 0xFF)]
-        let digest = Insecure.SHA1.hash(data: input)
-        return "1:" + base64(Array(digest))
+        // Order endpoints so both directions hash the same: smaller (address, port) first, the addresses
+        // compared as their network-order bytes.
+        let aFirst = a.isV4 == b.isV4 ? (a < b || (a == b && ap <= bp)) : lexLess(a.bytes, b.bytes)
+        let (s, sp, d, dp) = aFirst ? (a, ap, b, bp) : (b, bp, a, ap)
+        var hasher = Insecure.SHA1()
+        // seed, two addresses of at most 16 bytes, protocol, a zero byte and two ports: at most 40 bytes.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 40) { buf in
+            var k = 0
+            func put(_ v: UInt64, bytes n: Int) {
+                for i in stride(from: n - 1, through: 0, by: -1) { buf[k] = UInt8(truncatingIfNeeded: v >> UInt64(8 * i)); k += 1 }
+            }
+            func put(_ ip: IPAddress) {
+                if ip.isV4 { put(ip.low, bytes: 4) } else { put(ip.high, bytes: 8); put(ip.low, bytes: 8) }
+            }
+            put(UInt64(seed), bytes: 2)
+            put(s)
+            put(d)
+            put(UInt64(proto), bytes: 1)
+            put(0, bytes: 1)
+            put(UInt64(sp), bytes: 2)
+            put(UInt64(dp), bytes: 2)
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buf[..<k])))
+        }
+        return hasher.finalize().withUnsafeBytes { "1:" + base64($0) }
     }
 
     private static func lexLess(_ x: [UInt8], _ y: [UInt8]) -> Bool {
@@ -25,22 +39,30 @@ enum CommunityID {
     }
 
     static func base64(_ bytes: [UInt8]) -> String {
-        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var out: [UInt8] = []
-        var i = 0
-        while i + 2 < bytes.count {
-            let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out += [table[Int(v >> 18)], table[Int((v >> 12) & 63)], table[Int((v >> 6) & 63)], table[Int(v & 63)]]
-            i += 3
+        bytes.withUnsafeBytes { base64($0) }
+    }
+
+    static func base64(_ bytes: UnsafeRawBufferPointer) -> String {
+        let table: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        let t = table.utf8Start
+        return String(unsafeUninitializedCapacity: (bytes.count + 2) / 3 * 4) { out in
+            var i = 0, k = 0
+            func put(_ v: UInt32, _ count: Int) {
+                for n in 0..<4 {
+                    out[k] = n < count ? t[Int((v >> UInt32(18 - 6 * n)) & 63)] : 0x3D
+                    k += 1
+                }
+            }
+            while i + 2 < bytes.count {
+                put(UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]), 4)
+                i += 3
+            }
+            switch bytes.count - i {
+            case 1: put(UInt32(bytes[i]) << 16, 2)
+            case 2: put(UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8, 3)
+            default: break
+            }
+            return k
         }
-        let rest = bytes.count - i
-        if rest == 1 {
-            let v = UInt32(bytes[i]) << 16
-            out += [table[Int(v >> 18)], table[Int((v >> 12) & 63)], 0x3D, 0x3D]
-        } else if rest == 2 {
-            let v = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
-            out += [table[Int(v >> 18)], table[Int((v >> 12) & 63)], table[Int((v >> 6) & 63)], 0x3D]
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

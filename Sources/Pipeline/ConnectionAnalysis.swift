@@ -412,12 +412,15 @@ final class ConnectionAnalysis: TCPStreamHandler {
     /// Lower-case host without port.
     static func hostName(_ raw: String?) -> String? {
         guard var h = raw?.trimmingWhitespace(), !h.isEmpty else { return nil }
-        if h.hasPrefix("[") {
-            if let close = h.firstIndex(of: "]") { h = String(h[h.index(after: h.startIndex)..<close]) }
-        } else if let colon = h.lastIndex(of: ":"), h.firstIndex(of: ":") == colon {
+        let u = h.utf8
+        if u.first == UInt8(ascii: "[") {
+            if let close = u.firstIndex(of: UInt8(ascii: "]")) { h = String(h[u.index(after: u.startIndex)..<close]) }
+        } else if let colon = u.lastIndex(of: UInt8(ascii: ":")), u.firstIndex(of: UInt8(ascii: ":")) == colon {
             h = String(h[..<colon])
         }
-        if h.hasSuffix(".") { h.removeLast() }
+        if h.utf8.last == UInt8(ascii: ".") { h.removeLast() }
+        // Most names are already lower-case ASCII: kept as they are, without a copy.
+        if h.utf8.allSatisfy({ $0 < 0x80 && !($0 >= 65 && $0 <= 90) }) { return h }
         return h.lowercased()
     }
 
@@ -447,9 +450,12 @@ final class ConnectionAnalysis: TCPStreamHandler {
 
 extension String {
     func trimmingWhitespace() -> String {
+        let u = utf8
+        func space(_ b: UInt8) -> Bool { b == UInt8(ascii: " ") || b == UInt8(ascii: "\t") }
+        guard let f = u.first, let l = u.last, space(f) || space(l) else { return self }
         var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        while let f = s.utf8.first, space(f) { s = s.dropFirst() }
+        while let l = s.utf8.last, space(l) { s = s.dropLast() }
         return String(s)
     }
 }

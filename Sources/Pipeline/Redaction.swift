@@ -18,7 +18,7 @@ public enum Redaction {
     /// A name that says its value is a secret, after percent-decoding: exact, by suffix (`x_api_key`,
     /// `refresh_token`), and inside brackets (`api_key[]`, `data[token]`).
     static func isSecretName(_ name: String, inQuery: Bool = true) -> Bool {
-        let original = percentDecoded(name, plusAsSpace: true).trimmingCharacters(in: .whitespaces)
+        let original = trimmedSpaces(percentDecoded(name, plusAsSpace: true))
         let n = original.lowercased()
         let parts = n.split(whereSeparator: { $0 == "[" || $0 == "]" }).map(String.init)
         for part in parts.isEmpty ? [n] : parts {
@@ -36,16 +36,53 @@ public enum Redaction {
     /// high-entropy token (upper and lower case letters and digits, 32+ characters) — never a UUID or a
     /// hex digest, which are all hex.
     static func looksLikeSecretValue(_ raw: String) -> Bool {
-        let v = raw.trimmingCharacters(in: .whitespaces)
-        let lower = v.lowercased()
-        for scheme in authSchemes where lower.hasPrefix(scheme + " ") && v.utf8.count >= scheme.utf8.count + 9 {
-            return true
-        }
+        let v = trimmedSpaces(raw)
+        if startsWithAuthScheme(v) { return true }
         return looksLikeKey(v) || isAWSKeyID(v) || isHighEntropy(v)
     }
 
     /// Words that put a credential after them (`Authorization: Bearer x`, `Token x`, `Bot x`).
     static let authSchemes: Set<String> = ["bearer", "basic", "token", "bot", "digest"]
+
+    /// `Bearer x…` and the like, in any case, with at least 8 characters of credential after the space.
+    static func startsWithAuthScheme(_ v: String) -> Bool {
+        let u = v.utf8
+        // The schemes are ASCII; a value whose first bytes are all ASCII is compared byte by byte. Any other
+        // is lowercased first (some letters outside ASCII lowercase into it, as the Kelvin sign into `k`).
+        guard u.prefix(8).allSatisfy({ $0 < 0x80 }) else {
+            let lower = v.lowercased()
+            return authSchemes.contains { lower.hasPrefix($0 + " ") && u.count >= $0.utf8.count + 9 }
+        }
+        for scheme in authSchemes where u.count >= scheme.utf8.count + 9 {
+            var i = u.startIndex
+            var same = true
+            for c in scheme.utf8 {
+                let b = u[i]
+                if (b >= 65 && b <= 90 ? b + 32 : b) != c { same = false; break }
+                i = u.index(after: i)
+            }
+            if same && u[i] == UInt8(ascii: " ") { return true }
+        }
+        return false
+    }
+
+    /// The string without the white space (tab and the Unicode space separators) at either end; returned
+    /// as it is, without a copy, when there is none.
+    static func trimmedSpaces(_ s: String) -> String {
+        func isSpace(_ c: Unicode.Scalar) -> Bool { c == "\t" || c.properties.generalCategory == .spaceSeparator }
+        let scalars = s.unicodeScalars
+        guard let first = scalars.first, let last = scalars.last, isSpace(first) || isSpace(last) else { return s }
+        var a = scalars.startIndex, b = scalars.endIndex
+        while a < b, isSpace(scalars[a]) { a = scalars.index(after: a) }
+        while b > a, isSpace(scalars[scalars.index(before: b)]) { b = scalars.index(before: b) }
+        return String(scalars[a..<b])
+    }
+
+    /// Whether the bytes of `word` occur in `s`.
+    static func has(_ s: String, _ word: StaticString) -> Bool {
+        var s = s
+        return s.withUTF8 { contains($0, word) }
+    }
 
     /// Identifiers of well-known APIs that look random but name no secret (completion, message, file,
     /// run and tool-call ids).
@@ -146,12 +183,13 @@ public enum Redaction {
     static func valueHoldsSecret(_ value: String) -> Bool {
         let decoded = fullyDecoded(value)
         if looksLikeSecretValue(decoded) { return true }
-        guard decoded.contains("=") || decoded.contains("@") || decoded.contains("://") else { return false }
-        if decoded.contains("://") || decoded.hasPrefix("/") { return target(decoded) != decoded }
+        let scheme = has(decoded, "://")
+        guard scheme || has(decoded, "=") || has(decoded, "@") else { return false }
+        if scheme || decoded.hasPrefix("/") { return target(decoded) != decoded }
         // Read as a query only when that splits it: a value with neither `=` nor a separator is one pair
         // without a name, whose check would be this one again, without end (`?a@b`). Such a value is a
         // secret when it is credentials without a scheme, `user:password@host`.
-        guard decoded.contains("=") || decoded.contains("&") || decoded.contains(";") else {
+        guard has(decoded, "=") || has(decoded, "&") || has(decoded, ";") else {
             guard let at = decoded.lastIndex(of: "@"), let colon = decoded[..<at].firstIndex(of: ":") else { return false }
             return decoded.index(after: colon) < at
         }
@@ -159,40 +197,70 @@ public enum Redaction {
     }
 
     static func redactQuery(_ query: String) -> String {
-        var out = ""
-        var pair = ""
-        func flush() {
+        // Pairs are split at the bytes `&` and `;`; a pair is copied into the output only once one before
+        // it has changed, so a query with nothing to redact is returned as it is.
+        var out: String?
+        var pairStart = query.startIndex
+        func check(_ end: String.Index) {
+            let pair = query[pairStart..<end]
+            let redacted: Substring?
             if let eq = pair.firstIndex(of: "=") {
                 let name = String(pair[..<eq])
-                let value = String(pair[pair.index(after: eq)...])
-                out += isSecretName(name) || valueHoldsSecret(value) ? name + "=" + placeholder : pair
+                redacted = isSecretName(name) || valueHoldsSecret(String(pair[pair.index(after: eq)...]))
+                    ? Substring(name + "=" + placeholder) : nil
             } else {
-                out += valueHoldsSecret(pair) ? placeholder : pair
+                redacted = valueHoldsSecret(String(pair)) ? Substring(placeholder) : nil
             }
-            pair = ""
-        }
-        for c in query {
-            if c == "&" || c == ";" {
-                flush()
-                out.append(c)
-            } else {
-                pair.append(c)
+            if let redacted {
+                if out == nil { out = String(query[..<pairStart]) }
+                out! += redacted
+            } else if out != nil {
+                out! += pair
             }
         }
-        flush()
-        return out
+        let utf8 = query.utf8
+        var i = utf8.startIndex
+        while i < utf8.endIndex {
+            let b = utf8[i]
+            if b == UInt8(ascii: "&") || b == UInt8(ascii: ";") {
+                check(i)
+                let next = utf8.index(after: i)
+                if out != nil { out! += query[i..<next] }
+                pairStart = next
+            }
+            i = utf8.index(after: i)
+        }
+        check(query.endIndex)
+        return out ?? query
     }
 
     /// One pass over the bytes: only a target with a query, a colon (scheme, userinfo, bot token) or a
     /// path segment that a rule below looks at can change; most API paths are returned as they are.
     static func mayHoldSecret(_ raw: String) -> Bool {
         raw.utf8.withContiguousStorageIfAvailable { bytes in
-            for b in bytes where b == UInt8(ascii: "?") || b == UInt8(ascii: ":") || b == UInt8(ascii: "%") { return true }
-            if contains(bytes, "services") || contains(bytes, "webhooks") { return true }
-            for prefix in keyPrefixes where contains(bytes, prefix) { return true }
+            for i in bytes.indices {
+                let b = bytes[i]
+                if b == UInt8(ascii: "?") || b == UInt8(ascii: ":") || b == UInt8(ascii: "%") { return true }
+                guard let words = wordsByFirstByte[Int(b)] else { continue }
+                let rest = UnsafeBufferPointer(rebasing: bytes[i...])
+                for w in words where w.utf8CodeUnitCount <= rest.count
+                    && memcmp(rest.baseAddress!, w.utf8Start, w.utf8CodeUnitCount) == 0 { return true }
+            }
             return false
         } ?? true
     }
+
+    /// The words `mayHoldSecret` looks for (the path rules' `services` and `webhooks`, and the key
+    /// prefixes), by their first byte.
+    static let wordsByFirstByte: [[StaticString]?] = {
+        var table = [[StaticString]?](repeating: nil, count: 256)
+        let words: [StaticString] = ["services", "webhooks"] + keyPrefixes
+        for w in words {
+            let first = Int(w.utf8Start.pointee)
+            table[first] = (table[first] ?? []) + [w]
+        }
+        return table
+    }()
 
     /// Prefixes of well-known credential formats (OpenAI/Anthropic, Stripe, GitHub, GitLab, Slack, AWS,
     /// Google, Hugging Face, JWTs); a path segment starting with one and 16+ characters long is a secret.

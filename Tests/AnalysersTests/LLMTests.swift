@@ -1,3 +1,4 @@
+import Foundation
 @testable import Analysers
 import Core
 import NIOCore
@@ -232,5 +233,57 @@ import Testing
         #expect(c.facts.model != nil)
         c.giveUp()
         #expect(c.facts.model == nil && c.facts.unreadable && c.heldBytes == 0)
+    }
+}
+
+/// The byte searches and the top-level string reader that every LLM body goes through, against plain
+/// references on bodies with escapes, partial matches and matches at the very ends.
+@Suite struct LLMScanTests {
+    static func naiveFind(_ needle: String, in data: [UInt8], from: Int) -> Int? {
+        let n = Array(needle.utf8)
+        guard from >= 0, n.count <= data.count else { return nil }
+        var i = from
+        while i + n.count <= data.count {
+            if Array(data[i..<(i + n.count)]) == n { return i + n.count }
+            i += 1
+        }
+        return nil
+    }
+
+    @Test func findAgreesWithANaiveSearch() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array(#"_"tool_call_id: {}usageMTa\"#.utf8)
+        for round in 0..<400 {
+            var data = (0..<Int.random(in: 0...120, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }
+            if round % 3 == 0 { data += Array(#""tool_call_id""#.utf8) } // at the very end
+            for from in [0, 1, data.count / 2, max(0, data.count - 14), data.count, data.count + 3] {
+                #expect(LLMParsing.find("\"tool_call_id\"", in: data, from: from) == Self.naiveFind("\"tool_call_id\"", in: data, from: from))
+                #expect(LLMParsing.find("usageMetadata", in: data, from: from) == Self.naiveFind("usageMetadata", in: data, from: from))
+                #expect(LLMParsing.find("\"usage\"", in: data, from: from) == Self.naiveFind("\"usage\"", in: data, from: from))
+                #expect(LLMParsing.find("\"", in: data, from: from) == Self.naiveFind("\"", in: data, from: from))
+            }
+        }
+        #expect(LLMParsing.find("\"id\"", in: Array(#""i""id""#.utf8)) == 7)
+        #expect(LLMParsing.find("\"id\"", in: []) == nil)
+    }
+
+    @Test func topLevelStringsMatchJSONSerialization() throws {
+        let bodies = [
+            #"{"model":"gpt-4o","prompt_cache_key":"k1","messages":[{"role":"user","content":"say \"hi\" \\ now"}]}"#,
+            #"{ "messages" : [ {"content": "a \\\" b"} , "]}" ], "model" : "m\u00e9\"x", "user": "u" }"#,
+            #"{"a":{"model":"inner"},"model":"outer\\\\","b":[1,2,{"c":"\\"}],"user":"z"}"#,
+            #"{"model":"cut"#,
+        ]
+        for body in bodies {
+            let got = TopLevelJSON.strings(Array(body.utf8), keys: ["model", "prompt_cache_key", "user"])
+            let whole = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+            if let whole {
+                for key in ["model", "prompt_cache_key", "user"] {
+                    #expect(got[key] == whole[key] as? String, "\(key) in \(body)")
+                }
+            } else {
+                #expect(got.isEmpty, "\(body)")
+            }
+        }
     }
 }

@@ -25,6 +25,18 @@ import Testing
         ("/x?proxy=alice:hunter2@proxy.example:3128", "/x?proxy=REDACTED"),
         ("/x?proxy=alice%3Ahunter2%40proxy.example", "/x?proxy=REDACTED"),
         ("/x?contact=alice@example.com&at=10:30", "/x?contact=alice@example.com&at=10:30"),
+        // Pairs split at `&` and `;`, empty ones kept; a query with nothing to redact comes back as it was.
+        ("/x?a=1;token=t&&b=2;", "/x?a=1;token=REDACTED&&b=2;"),
+        ("/x?a=1&b=2;c=3&&d", "/x?a=1&b=2;c=3&&d"),
+        ("/x?café=crème&naïve", "/x?café=crème&naïve"),
+        // Authorization schemes in any case, with the white space around them (tab, no-break space) trimmed;
+        // a letter that lowercases into ASCII (the Kelvin sign) is read as its lower case.
+        ("/x?q=BEARER%20abcdefgh12", "/x?q=REDACTED"),
+        ("/x?q=%09Bearer%20abcdefgh12", "/x?q=REDACTED"),
+        ("/x?q=%C2%A0Token%20abcdefghij%C2%A0", "/x?q=REDACTED"),
+        ("/x?q=to%E2%84%AAen%20abcdefghij", "/x?q=REDACTED"),
+        ("/x?q=Bearer%20short", "/x?q=Bearer%20short"),
+        ("/x?%20api_key%C2%A0=v", "/x?%20api_key%C2%A0=REDACTED"),
     ])
     func secretsInTargetsAreReplaced(input: String, expected: String) {
         #expect(Redaction.target(input) == expected)
