@@ -157,9 +157,12 @@ public enum Redaction {
         }
         var path = t
         var query: String?
-        if let q = t.firstIndex(of: "?") {
+        // `?`, `=`, `&` and `;` are found as bytes, here and in the query, even where a combining mark
+        // follows one (`=\u{33B}`): every split then makes the text checked again strictly shorter, so
+        // the checks of nested values end.
+        if let q = t.utf8.firstIndex(of: UInt8(ascii: "?")) {
             path = String(t[..<q])
-            query = String(t[t.index(after: q)...])
+            query = String(t[t.utf8.index(after: q)...])
         }
         path = redactPath(path)
         guard let query else { return path }
@@ -204,9 +207,9 @@ public enum Redaction {
         func check(_ end: String.Index) {
             let pair = query[pairStart..<end]
             let redacted: Substring?
-            if let eq = pair.firstIndex(of: "=") {
+            if let eq = pair.utf8.firstIndex(of: UInt8(ascii: "=")) {
                 let name = String(pair[..<eq])
-                redacted = isSecretName(name) || valueHoldsSecret(String(pair[pair.index(after: eq)...]))
+                redacted = isSecretName(name) || valueHoldsSecret(String(pair[pair.utf8.index(after: eq)...]))
                     ? Substring(name + "=" + placeholder) : nil
             } else {
                 redacted = valueHoldsSecret(String(pair)) ? Substring(placeholder) : nil
