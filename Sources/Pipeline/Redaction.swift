@@ -144,8 +144,15 @@ public enum Redaction {
     }
 
     /// Redacts a request target (origin-form path?query, or absolute-form URL).
-    public static func target(_ raw: String) -> String {
+    public static func target(_ raw: String) -> String { target(raw, depth: 0) }
+
+    /// How deep values inside values are read (`a=b%3Dc%2526d…`): past it, the value is taken as a secret.
+    static let maxNesting = 8
+
+    static func target(_ raw: String, depth: Int) -> String {
         guard mayHoldSecret(raw) else { return raw }
+        // A delimiter that is not a character of its own fails closed: the whole target goes.
+        if hasAmbiguousDelimiter(raw) { return "/" + placeholder }
         var t = raw
         // Absolute-form: drop userinfo from scheme://user:pass@host/...
         if !t.hasPrefix("/"), let schemeEnd = t.range(of: "://") {
@@ -166,7 +173,33 @@ public enum Redaction {
         }
         path = redactPath(path)
         guard let query else { return path }
-        return path + "?" + redactQuery(query)
+        return path + "?" + redactQuery(query, depth: depth)
+    }
+
+    /// Whether one of the bytes the rules split on (`? & ; = / : @ #`) is part of a larger character — a
+    /// combining mark after it, a prepended mark before it — or the Greek question mark U+037E, which
+    /// is canonically a `;`. Such text reads one way by bytes and another by characters; no client
+    /// writes it, so the rules treat it as hiding a secret rather than guess.
+    static func hasAmbiguousDelimiter(_ s: String) -> Bool {
+        let u = s.utf8
+        // Plain ASCII, the usual case, has a character per byte.
+        guard u.contains(where: { $0 >= 0x80 }) else { return false }
+        var i = u.startIndex
+        while i < u.endIndex {
+            let b = u[i]
+            switch b {
+            case UInt8(ascii: "?"), UInt8(ascii: "&"), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: "/"),
+                 UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "#"):
+                let next = u.index(after: i)
+                if String.Index(i, within: s) == nil || (next < u.endIndex && String.Index(next, within: s) == nil) { return true }
+            case 0xCD:
+                let next = u.index(after: i)
+                if next < u.endIndex && u[next] == 0xBE { return true }
+            default: break
+            }
+            i = u.index(after: i)
+        }
+        return false
     }
 
     /// Each `name=value` (separated by `&` or `;`) whose name, or whose decoded value, is a secret.
@@ -183,12 +216,13 @@ public enum Redaction {
 
     /// A query value that is a secret: by shape, or because it is itself a URL or query that holds one
     /// (`redirect=https%3A…%3Fcode%3D…`, `proxy=http%3A%2F%2Fuser%3Apass%40…`).
-    static func valueHoldsSecret(_ value: String) -> Bool {
+    static func valueHoldsSecret(_ value: String, depth: Int = 0) -> Bool {
         let decoded = fullyDecoded(value)
-        if looksLikeSecretValue(decoded) { return true }
+        if looksLikeSecretValue(decoded) || hasAmbiguousDelimiter(decoded) || depth >= maxNesting { return true }
         let scheme = has(decoded, "://")
         guard scheme || has(decoded, "=") || has(decoded, "@") else { return false }
-        if scheme || decoded.hasPrefix("/") { return target(decoded) != decoded }
+        // A URL's own query and path rules first; then, whatever it is, the value read as a query.
+        if (scheme || decoded.hasPrefix("/")) && target(decoded, depth: depth + 1) != decoded { return true }
         // Read as a query only when that splits it: a value with neither `=` nor a separator is one pair
         // without a name, whose check would be this one again, without end (`?a@b`). Such a value is a
         // secret when it is credentials without a scheme, `user:password@host`.
@@ -196,10 +230,11 @@ public enum Redaction {
             guard let at = decoded.lastIndex(of: "@"), let colon = decoded[..<at].firstIndex(of: ":") else { return false }
             return decoded.index(after: colon) < at
         }
-        return redactQuery(decoded) != decoded
+        return redactQuery(decoded, depth: depth + 1) != decoded
     }
 
-    static func redactQuery(_ query: String) -> String {
+    static func redactQuery(_ query: String, depth: Int = 0) -> String {
+        if hasAmbiguousDelimiter(query) { return placeholder }
         // Pairs are split at the bytes `&` and `;`; a pair is copied into the output only once one before
         // it has changed, so a query with nothing to redact is returned as it is.
         var out: String?
@@ -209,10 +244,10 @@ public enum Redaction {
             let redacted: Substring?
             if let eq = pair.utf8.firstIndex(of: UInt8(ascii: "=")) {
                 let name = String(pair[..<eq])
-                redacted = isSecretName(name) || valueHoldsSecret(String(pair[pair.utf8.index(after: eq)...]))
+                redacted = isSecretName(name) || valueHoldsSecret(String(pair[pair.utf8.index(after: eq)...]), depth: depth)
                     ? Substring(name + "=" + placeholder) : nil
             } else {
-                redacted = valueHoldsSecret(String(pair)) ? Substring(placeholder) : nil
+                redacted = valueHoldsSecret(String(pair), depth: depth) ? Substring(placeholder) : nil
             }
             if let redacted {
                 if out == nil { out = String(query[..<pairStart]) }
