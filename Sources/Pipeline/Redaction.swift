@@ -19,17 +19,25 @@ public enum Redaction {
     /// `refresh_token`), and inside brackets (`api_key[]`, `data[token]`).
     static func isSecretName(_ name: String, inQuery: Bool = true) -> Bool {
         let original = trimmedSpaces(percentDecoded(name, plusAsSpace: true))
-        let n = original.lowercased()
-        let parts = n.split(whereSeparator: { $0 == "[" || $0 == "]" }).map(String.init)
-        for part in parts.isEmpty ? [n] : parts {
+        // A bracket or other delimiter joined to another character hides where the name's parts end.
+        if hasAmbiguousDelimiter(original) { return true }
+        let originalParts = original.split(whereSeparator: { $0 == "[" || $0 == "]" })
+        for originalPart in originalParts.isEmpty ? [original[...]] : originalParts {
+            let part = originalPart.lowercased()
             // `code` is an OAuth code in a query, an error code in a body.
             if secretParameterNames.contains(part) && (inQuery || part != "code") { return true }
-            for suffix in ["_key", "-key", "apikey", "token", "secret", "password", "passwd", "signature", "_pass",
-                           "-pass", "_auth", "-auth", "credential", "credentials"] where part.hasSuffix(suffix) { return true }
+            for suffix in secretNameSuffixes where part.hasSuffix(suffix) { return true }
+            // camelCase: apiKey, accessToken, data[accessKey].
+            if originalPart.hasSuffix("Key") && originalPart.count > 3 { return true }
         }
-        // camelCase: apiKey, accessToken.
-        return original.hasSuffix("Key") && original.count > 3
+        return false
     }
+
+    /// Name endings that make a name secret (`x_api_key`, `refresh_token`, `authkey`, `jsessionid`).
+    static let secretNameSuffixes = [
+        "_key", "-key", "apikey", "authkey", "accesskey", "secretkey", "privatekey", "token", "secret", "password",
+        "passwd", "signature", "_pass", "-pass", "_auth", "-auth", "credential", "credentials", "sessionid", "sessid",
+    ]
 
     /// A value that is a secret by its shape, whatever it is called: an authorization scheme with its
     /// credential (`Bearer …`), a provider key prefix, a JWT, an AWS access key id, or a long
@@ -144,22 +152,24 @@ public enum Redaction {
     }
 
     /// Redacts a request target (origin-form path?query, or absolute-form URL).
-    public static func target(_ raw: String) -> String { target(raw, depth: 0) }
+    public static func target(_ raw: String) -> String { target(raw, depth: 0, levels: 0) }
 
     /// How deep values inside values are read (`a=b%3Dc%2526d…`): past it, the value is taken as a secret.
     static let maxNesting = 8
 
-    static func target(_ raw: String, depth: Int) -> String {
+    static func target(_ raw: String, depth: Int, levels: Int) -> String {
         guard mayHoldSecret(raw) else { return raw }
         // A delimiter that is not a character of its own fails closed: the whole target goes.
         if hasAmbiguousDelimiter(raw) { return "/" + placeholder }
         var t = raw
-        // Absolute-form: drop userinfo from scheme://user:pass@host/...
-        if !t.hasPrefix("/"), let schemeEnd = t.range(of: "://") {
-            let afterScheme = t[schemeEnd.upperBound...]
+        // Absolute-form: drop userinfo from scheme://user:pass@host/... (and from a scheme-relative //user:pass@host/...)
+        let schemeEnd = t.hasPrefix("//") ? t.utf8.index(t.startIndex, offsetBy: 2)
+            : t.hasPrefix("/") ? nil : t.range(of: "://")?.upperBound
+        if let schemeEnd {
+            let afterScheme = t[schemeEnd...]
             let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? afterScheme.endIndex
             if let at = afterScheme[..<authorityEnd].lastIndex(of: "@") {
-                t = String(t[..<schemeEnd.upperBound]) + String(afterScheme[afterScheme.index(after: at)...])
+                t = String(t[..<schemeEnd]) + String(afterScheme[afterScheme.index(after: at)...])
             }
         }
         var path = t
@@ -173,10 +183,10 @@ public enum Redaction {
         }
         path = redactPath(path)
         guard let query else { return path }
-        return path + "?" + redactQuery(query, depth: depth)
+        return path + "?" + redactQuery(query, depth: depth, levels: levels)
     }
 
-    /// Whether one of the bytes the rules split on (`? & ; = / : @ #`) is part of a larger character — a
+    /// Whether one of the bytes the rules split on (`? & ; = / : @ # [ ]`) is part of a larger character — a
     /// combining mark after it, a prepended mark before it — or the Greek question mark U+037E, which
     /// is canonically a `;`. Such text reads one way by bytes and another by characters; no client
     /// writes it, so the rules treat it as hiding a secret rather than guess.
@@ -189,7 +199,7 @@ public enum Redaction {
             let b = u[i]
             switch b {
             case UInt8(ascii: "?"), UInt8(ascii: "&"), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: "/"),
-                 UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "#"):
+                 UInt8(ascii: ":"), UInt8(ascii: "@"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"):
                 let next = u.index(after: i)
                 if String.Index(i, within: s) == nil || (next < u.endIndex && String.Index(next, within: s) == nil) { return true }
             case 0xCD:
@@ -214,26 +224,77 @@ public enum Redaction {
         return v
     }
 
-    /// A query value that is a secret: by shape, or because it is itself a URL or query that holds one
-    /// (`redirect=https%3A…%3Fcode%3D…`, `proxy=http%3A%2F%2Fuser%3Apass%40…`).
-    static func valueHoldsSecret(_ value: String, depth: Int = 0) -> Bool {
+    /// A query value that is a secret: by shape (also one token of it, also with `+` read as a space), or
+    /// because it is itself a URL or query that holds one (`redirect=https%3A…%3Fcode%3D…`,
+    /// `next=app%3A%2Fcb%3Fcode%3D…`, `proxy=http%3A%2F%2Fuser%3Apass%40…`). `depth` counts the levels
+    /// that decoded something or read a URL, `levels` every level (a plain `a=b=c` chain, as in a SQL or
+    /// PromQL query, spends only `levels`); past either cap the value is taken as a secret.
+    static func valueHoldsSecret(_ value: String, depth: Int = 0, levels: Int = 0) -> Bool {
         let decoded = fullyDecoded(value)
-        if looksLikeSecretValue(decoded) || hasAmbiguousDelimiter(decoded) || depth >= maxNesting { return true }
+        if hasAmbiguousDelimiter(decoded) || depth >= maxNesting || levels >= maxLevels { return true }
+        if looksLikeSecretValue(decoded) || holdsSecretToken(decoded) { return true }
+        if has(decoded, "+") {
+            let spaced = percentDecoded(decoded, plusAsSpace: true)
+            if looksLikeSecretValue(spaced) || holdsSecretToken(spaced) { return true }
+        }
         let scheme = has(decoded, "://")
-        guard scheme || has(decoded, "=") || has(decoded, "@") else { return false }
-        // A URL's own query and path rules first; then, whatever it is, the value read as a query.
-        if (scheme || decoded.hasPrefix("/")) && target(decoded, depth: depth + 1) != decoded { return true }
+        let question = has(decoded, "?")
+        guard scheme || question || has(decoded, "=") || has(decoded, "@") else { return false }
+        // A URL (or anything with a query): its own path and query rules; then the part before its query,
+        // read as a query too. The two readings do not overlap, so each level reads each byte once.
+        var rest = decoded
+        if scheme || question || decoded.hasPrefix("/") {
+            if target(decoded, depth: depth + 1, levels: levels + 1) != decoded { return true }
+            if let q = decoded.utf8.firstIndex(of: UInt8(ascii: "?")) { rest = String(decoded[..<q]) }
+        }
         // Read as a query only when that splits it: a value with neither `=` nor a separator is one pair
         // without a name, whose check would be this one again, without end (`?a@b`). Such a value is a
         // secret when it is credentials without a scheme, `user:password@host`.
-        guard has(decoded, "=") || has(decoded, "&") || has(decoded, ";") else {
-            guard let at = decoded.lastIndex(of: "@"), let colon = decoded[..<at].firstIndex(of: ":") else { return false }
-            return decoded.index(after: colon) < at
+        guard has(rest, "=") || has(rest, "&") || has(rest, ";") else {
+            guard let at = rest.lastIndex(of: "@"), let colon = rest[..<at].firstIndex(of: ":") else { return false }
+            return rest.index(after: colon) < at
         }
-        return redactQuery(decoded, depth: depth + 1) != decoded
+        return redactQuery(rest, depth: decoded != value ? depth + 1 : depth, levels: levels + 1) != rest
     }
 
-    static func redactQuery(_ query: String, depth: Int = 0) -> String {
+    /// How many levels of values inside values are read in all, plain `=` chains included.
+    static let maxLevels = 64
+
+    /// Whether one word of free text (split at white space, quotes, commas, colons, brackets) is a secret
+    /// by shape, or follows an authorization scheme: `why does sk-proj-… fail`, `Authorization: Bearer …`.
+    static func holdsSecretToken(_ text: String) -> Bool {
+        let u = text.utf8
+        func separator(_ b: UInt8) -> Bool {
+            switch b {
+            case 0x20, 0x09, 0x0A, 0x0D, UInt8(ascii: "\""), UInt8(ascii: "'"), UInt8(ascii: ","), UInt8(ascii: ":"),
+                 UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "{"), UInt8(ascii: "}"):
+                return true
+            default: return false
+            }
+        }
+        guard u.contains(where: separator) else { return false } // one word: the whole value's checks saw it
+        var afterScheme = false
+        var start = u.startIndex
+        var i = u.startIndex
+        while true {
+            let end = i == u.endIndex || separator(u[i])
+            if end && start < i {
+                // Only words long enough for a shape, or short enough for a scheme, are made into strings.
+                let n = u.distance(from: start, to: i)
+                if afterScheme && n >= 8 { return true }
+                if n >= 16 {
+                    let word = String(text[start..<i])
+                    if looksLikeKey(word) || isAWSKeyID(word) || isHighEntropy(word) { return true }
+                }
+                afterScheme = n >= 3 && n <= 6 && authSchemes.contains(String(text[start..<i]).lowercased())
+            }
+            if i == u.endIndex { return false }
+            if end { start = u.index(after: i) }
+            i = u.index(after: i)
+        }
+    }
+
+    static func redactQuery(_ query: String, depth: Int = 0, levels: Int = 0) -> String {
         if hasAmbiguousDelimiter(query) { return placeholder }
         // Pairs are split at the bytes `&` and `;`; a pair is copied into the output only once one before
         // it has changed, so a query with nothing to redact is returned as it is.
@@ -244,10 +305,10 @@ public enum Redaction {
             let redacted: Substring?
             if let eq = pair.utf8.firstIndex(of: UInt8(ascii: "=")) {
                 let name = String(pair[..<eq])
-                redacted = isSecretName(name) || valueHoldsSecret(String(pair[pair.utf8.index(after: eq)...]), depth: depth)
+                redacted = isSecretName(name) || valueHoldsSecret(String(pair[pair.utf8.index(after: eq)...]), depth: depth, levels: levels)
                     ? Substring(name + "=" + placeholder) : nil
             } else {
-                redacted = valueHoldsSecret(String(pair), depth: depth) ? Substring(placeholder) : nil
+                redacted = valueHoldsSecret(String(pair), depth: depth, levels: levels) ? Substring(placeholder) : nil
             }
             if let redacted {
                 if out == nil { out = String(query[..<pairStart]) }
@@ -339,7 +400,7 @@ public enum Redaction {
             if looksLikeKey(decoded) || isAWSKeyID(decoded) { segments[i] = placeholder }
         }
         // Telegram bot API: /bot<token>/method
-        for i in segments.indices where segments[i].hasPrefix("bot") && segments[i].contains(":") {
+        for i in segments.indices where percentDecoded(segments[i]).hasPrefix("bot") && percentDecoded(segments[i]).contains(":") {
             segments[i] = "bot" + placeholder
         }
         // Discord webhooks: /api/webhooks/<id>/<token>

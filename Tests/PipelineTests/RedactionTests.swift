@@ -57,6 +57,24 @@ import Testing
         ("/x?a=b%3Dc", "/x?a=b%3Dc"),
         ("/x?a=" + String(repeating: "a=", count: 20_000) + "a", "/x?a=REDACTED"),
         ("/search?q=caf\u{E9}&lang=fr-\u{1F1EB}\u{1F1F7}", "/search?q=caf\u{E9}&lang=fr-\u{1F1EB}\u{1F1F7}"),
+        // A plain `=` chain (a SQL or PromQL query) is read without spending the nesting depth.
+        ("/?query=SELECT%20count()%20FROM%20hits%20WHERE%20a%3D1%20AND%20b%3D2%20AND%20c%3D3%20AND%20d%3D4%20AND%20e%3D5%20AND%20f%3D6%20AND%20g%3D7%20AND%20h%3D8",
+         "/?query=SELECT%20count()%20FROM%20hits%20WHERE%20a%3D1%20AND%20b%3D2%20AND%20c%3D3%20AND%20d%3D4%20AND%20e%3D5%20AND%20f%3D6%20AND%20g%3D7%20AND%20h%3D8"),
+        // Tokens encoded as clients encode them, shapes inside free text, names by their last part.
+        ("/bot123456789%3APLANTEDabcdefghij/sendMessage", "/botREDACTED/sendMessage"),
+        ("/x?x=Bearer+PLANTEDabcdefgh&page=1", "/x?x=REDACTED&page=1"),
+        ("/search?q=Authorization%3A%20Bearer%20PLANTEDabcdefgh", "/search?q=REDACTED"),
+        ("/search?q=why%20does%20sk-proj-PLANTEDabcdefghijkl%20fail", "/search?q=REDACTED"),
+        ("/x?data[accessKey]=PLANTED-x&accessKey[]=PLANTED-y", "/x?data[accessKey]=REDACTED&accessKey[]=REDACTED"),
+        ("/api/sendhttp.php?authkey=PLANTED123456AbCd&mobiles=1", "/api/sendhttp.php?authkey=REDACTED&mobiles=1"),
+        ("/x?jsessionid=PLANTED0123&PHPSESSID=PLANTED4567", "/x?jsessionid=REDACTED&PHPSESSID=REDACTED"),
+        ("/continue?next=com.example.app%3A%2Foauth2redirect%3Fcode%3DPLANTEDauthcode", "/continue?next=REDACTED"),
+        ("/x?next=%3Fcode%3DPLANTED", "/x?next=REDACTED"),
+        ("/x?token%5B%CC%81%5D=PLANTED-x", "/x?token%5B%CC%81%5D=REDACTED"),
+        ("//user:PLANTED@host/x", "//host/x"),
+        // Ordinary text and URLs stay.
+        ("/search?q=how%20to%20use%20curl%20with%20a%20proxy&page=2", "/search?q=how%20to%20use%20curl%20with%20a%20proxy&page=2"),
+        ("/r?u=https%3A%2F%2Fexample.com%2Fdocs%3Fpage%3D2", "/r?u=https%3A%2F%2Fexample.com%2Fdocs%3Fpage%3D2"),
         ("/wiki/Cafe\u{301}?q=na\u{EF}ve", "/wiki/Cafe\u{301}?q=na\u{EF}ve"),
     ])
     func secretsInTargetsAreReplaced(input: String, expected: String) {
