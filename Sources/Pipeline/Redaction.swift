@@ -98,7 +98,7 @@ public enum Redaction {
                              "req_", "batch_", "cmpl-", "step_", "vs_"]
 
     static func isAWSKeyID(_ v: String) -> Bool {
-        let u = Array(v.utf8)
+        let u = v.utf8
         guard u.count == 20, v.hasPrefix("AKIA") || v.hasPrefix("ASIA") else { return false }
         return u.allSatisfy { ($0 >= 65 && $0 <= 90) || ($0 >= 48 && $0 <= 57) }
     }
@@ -258,7 +258,7 @@ public enum Redaction {
     }
 
     /// How many levels of values inside values are read in all, plain `=` chains included.
-    static let maxLevels = 64
+    static let maxLevels = 32
 
     /// Whether one word of free text (split at white space, quotes, commas, colons, brackets) is a secret
     /// by shape, or follows an authorization scheme: `why does sk-proj-… fail`, `Authorization: Bearer …`.
