@@ -333,13 +333,14 @@ public enum Redaction {
         return out ?? query
     }
 
-    /// One pass over the bytes: only a target with a query, a colon (scheme, userinfo, bot token) or a
-    /// path segment that a rule below looks at can change; most API paths are returned as they are.
+    /// One pass over the bytes: only a target with a query, a colon (scheme, userinfo, bot token), a
+    /// semicolon (matrix parameters) or a path segment that a rule below looks at can change; most API
+    /// paths are returned as they are.
     static func mayHoldSecret(_ raw: String) -> Bool {
         raw.utf8.withContiguousStorageIfAvailable { bytes in
             for i in bytes.indices {
                 let b = bytes[i]
-                if b == UInt8(ascii: "?") || b == UInt8(ascii: ":") || b == UInt8(ascii: "%") { return true }
+                if b == UInt8(ascii: "?") || b == UInt8(ascii: ":") || b == UInt8(ascii: "%") || b == UInt8(ascii: ";") { return true }
                 guard let words = wordsByFirstByte[Int(b)] else { continue }
                 let rest = UnsafeBufferPointer(rebasing: bytes[i...])
                 for w in words where w.utf8CodeUnitCount <= rest.count
@@ -407,6 +408,12 @@ public enum Redaction {
         if let w = segments.firstIndex(of: "webhooks"), w + 2 < segments.count, w > 0,
            segments[w - 1] == "api" || (w > 1 && segments[w - 2] == "api" && segments[w - 1].hasPrefix("v")) {
             segments[w + 2] = placeholder
+        }
+        // Matrix parameters: /cart;jsessionid=…, read as a query.
+        for i in segments.indices {
+            guard let semicolon = segments[i].utf8.firstIndex(of: UInt8(ascii: ";")) else { continue }
+            let params = String(segments[i][segments[i].utf8.index(after: semicolon)...])
+            segments[i] = String(segments[i][...semicolon]) + redactQuery(params)
         }
         return segments.joined(separator: "/")
     }

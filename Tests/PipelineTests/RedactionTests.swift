@@ -72,6 +72,7 @@ import Testing
         ("/x?next=%3Fcode%3DPLANTED", "/x?next=REDACTED"),
         ("/x?token%5B%CC%81%5D=PLANTED-x", "/x?token%5B%CC%81%5D=REDACTED"),
         ("//user:PLANTED@host/x", "//host/x"),
+        ("/cart;jsessionid=PLANTED0123456789ABCDEF/items;page=2", "/cart;jsessionid=REDACTED/items;page=2"),
         // Ordinary text and URLs stay.
         ("/search?q=how%20to%20use%20curl%20with%20a%20proxy&page=2", "/search?q=how%20to%20use%20curl%20with%20a%20proxy&page=2"),
         ("/r?u=https%3A%2F%2Fexample.com%2Fdocs%3Fpage%3D2", "/r?u=https%3A%2F%2Fexample.com%2Fdocs%3Fpage%3D2"),
