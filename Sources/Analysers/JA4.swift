@@ -35,28 +35,11 @@ public enum JA4 {
         let exts = ch.extensions.filter { !TLSNames.isGREASE($0) }
         let sni: Character = ch.extensions.contains(0x0000) ? "d" : "i"
         let a = "\(transport)\(v)\(sni)\(twoDigits(ciphers.count))\(twoDigits(exts.count))\(alpnChars(ch.alpn.first))"
-        let cipherList = hexList(ciphers.sorted())
-        var extList = hexList(exts.filter { $0 != 0x0000 && $0 != 0x0010 }.sorted())
+        let cipherList = format4hexList(ciphers.sorted())
+        var extList = format4hexList(exts.filter { $0 != 0x0000 && $0 != 0x0010 }.sorted())
         let sigs = ch.signatureAlgorithms.filter { !TLSNames.isGREASE($0) }
-        if !sigs.isEmpty { extList += "_" + hexList(sigs) }
+        if !sigs.isEmpty { extList += "_" + format4hexList(sigs) }
         return (a, cipherList, extList)
-    }
-
-    /// `0a0b,1301,…`: each value as four lower-case hex digits, comma-separated, written into one buffer.
-    static func hexList(_ values: [UInt16]) -> String {
-        guard !values.isEmpty else { return "" }
-        return String(unsafeUninitializedCapacity: values.count * 5 - 1) { out in
-            var k = 0
-            for (n, v) in values.enumerated() {
-                if n > 0 { out[k] = UInt8(ascii: ","); k += 1 }
-                for shift in stride(from: 12, through: 0, by: -4) {
-                    let d = UInt8((v >> UInt16(shift)) & 0xF)
-                    out[k] = d < 10 ? 48 + d : 87 + d
-                    k += 1
-                }
-            }
-            return k
-        }
     }
 
     static func twoDigits(_ n: Int) -> String {

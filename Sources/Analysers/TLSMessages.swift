@@ -142,8 +142,22 @@ public enum TLSNames {
 }
 
 /// Four lower-case hex digits.
-func format4hex(_ v: UInt16) -> String {
-    let digits: [UInt8] = Array("0123456789abcdef".utf8)
-    return String(decoding: [digits[Int(v >> 12)], digits[Int((v >> 8) & 0xF)], digits[Int((v >> 4) & 0xF)],
-                             digits[Int(v & 0xF)]], as: UTF8.self)
+func format4hex(_ v: UInt16) -> String { format4hexList([v]) }
+
+/// `0a0b,1301,…`: each value as four lower-case hex digits, comma-separated, written into one buffer
+/// (JA4's cipher, extension and signature lists).
+func format4hexList(_ values: [UInt16]) -> String {
+    guard !values.isEmpty else { return "" }
+    return String(unsafeUninitializedCapacity: values.count * 5 - 1) { out in
+        var k = 0
+        for (n, v) in values.enumerated() {
+            if n > 0 { out[k] = UInt8(ascii: ","); k += 1 }
+            for shift in stride(from: 12, through: 0, by: -4) {
+                let d = UInt8((v >> UInt16(shift)) & 0xF)
+                out[k] = d < 10 ? 48 + d : 87 + d
+                k += 1
+            }
+        }
+        return k
+    }
 }

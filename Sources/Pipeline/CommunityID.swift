@@ -38,10 +38,6 @@ enum CommunityID {
         return x.count < y.count
     }
 
-    static func base64(_ bytes: [UInt8]) -> String {
-        bytes.withUnsafeBytes { base64($0) }
-    }
-
     static func base64(_ bytes: UnsafeRawBufferPointer) -> String {
         let table: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
         let t = table.utf8Start

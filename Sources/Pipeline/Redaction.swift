@@ -54,24 +54,10 @@ public enum Redaction {
 
     /// `Bearer x…` and the like, in any case, with at least 8 characters of credential after the space.
     static func startsWithAuthScheme(_ v: String) -> Bool {
-        let u = v.utf8
-        // The schemes are ASCII; a value whose first bytes are all ASCII is compared byte by byte. Any other
-        // is lowercased first (some letters outside ASCII lowercase into it, as the Kelvin sign into `k`).
-        guard u.prefix(8).allSatisfy({ $0 < 0x80 }) else {
-            let lower = v.lowercased()
-            return authSchemes.contains { lower.hasPrefix($0 + " ") && u.count >= $0.utf8.count + 9 }
-        }
-        for scheme in authSchemes where u.count >= scheme.utf8.count + 9 {
-            var i = u.startIndex
-            var same = true
-            for c in scheme.utf8 {
-                let b = u[i]
-                if (b >= 65 && b <= 90 ? b + 32 : b) != c { same = false; break }
-                i = u.index(after: i)
-            }
-            if same && u[i] == UInt8(ascii: " ") { return true }
-        }
-        return false
+        // Only the first seven characters (the longest scheme and its space) are lowercased: a small
+        // string, where lowercasing the whole value copied all of it.
+        let head = String(v.prefix(7)).lowercased()
+        return authSchemes.contains { head.hasPrefix($0 + " ") && v.utf8.count >= $0.utf8.count + 9 }
     }
 
     /// The string without the white space (tab and the Unicode space separators) at either end; returned
@@ -302,13 +288,13 @@ public enum Redaction {
         var pairStart = query.startIndex
         func check(_ end: String.Index) {
             let pair = query[pairStart..<end]
-            let redacted: Substring?
+            let redacted: String?
             if let eq = pair.utf8.firstIndex(of: UInt8(ascii: "=")) {
                 let name = String(pair[..<eq])
-                redacted = isSecretName(name) || valueHoldsSecret(String(pair[pair.utf8.index(after: eq)...]), depth: depth, levels: levels)
-                    ? Substring(name + "=" + placeholder) : nil
+                let value = String(pair[pair.utf8.index(after: eq)...])
+                redacted = isSecretName(name) || valueHoldsSecret(value, depth: depth, levels: levels) ? name + "=" + placeholder : nil
             } else {
-                redacted = valueHoldsSecret(String(pair), depth: depth, levels: levels) ? Substring(placeholder) : nil
+                redacted = valueHoldsSecret(String(pair), depth: depth, levels: levels) ? placeholder : nil
             }
             if let redacted {
                 if out == nil { out = String(query[..<pairStart]) }
@@ -395,14 +381,15 @@ public enum Redaction {
            segments[s + 1].hasPrefix("T"), segments[s + 2].hasPrefix("B"), !segments[s + 3].isEmpty {
             segments[s + 3] = placeholder
         }
-        // Keys put straight into the path (also percent-encoded): /v1/keys/sk-…, /webhook/xoxb-…
+        // Keys put straight into the path (also percent-encoded): /v1/keys/sk-…, /webhook/xoxb-…; and the
+        // Telegram bot API's /bot<token>/method (its colon also encoded).
         for i in segments.indices {
             let decoded = percentDecoded(segments[i])
-            if looksLikeKey(decoded) || isAWSKeyID(decoded) { segments[i] = placeholder }
-        }
-        // Telegram bot API: /bot<token>/method
-        for i in segments.indices where percentDecoded(segments[i]).hasPrefix("bot") && percentDecoded(segments[i]).contains(":") {
-            segments[i] = "bot" + placeholder
+            if looksLikeKey(decoded) || isAWSKeyID(decoded) {
+                segments[i] = placeholder
+            } else if decoded.hasPrefix("bot") && decoded.contains(":") {
+                segments[i] = "bot" + placeholder
+            }
         }
         // Discord webhooks: /api/webhooks/<id>/<token>
         if let w = segments.firstIndex(of: "webhooks"), w + 2 < segments.count, w > 0,

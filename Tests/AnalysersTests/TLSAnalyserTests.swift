@@ -132,8 +132,9 @@ enum TLSBuilder {
         // 2 ciphers without GREASE; 5 extensions without GREASE (SNI, ALPN, supported_versions, sig algs… ).
         #expect(JA4.raw(parsed) == "t13d0204h2_1301,1302_000d,002b_0403,0804")
         #expect(JA4.fingerprint(parsed).hasPrefix("t13d0204h2_"))
-        #expect(JA4.hexList([0x0A0B, 0x1301, 0xFFFF, 0]) == "0a0b,1301,ffff,0000")
-        #expect(JA4.hexList([]) == "")
+        #expect(format4hexList([0x0A0B, 0x1301, 0xFFFF, 0]) == "0a0b,1301,ffff,0000")
+        #expect(format4hexList([]) == "")
+        #expect(format4hex(0x00AF) == "00af")
         #expect(JA4.alpnChars(nil) == "00")
         #expect(JA4.alpnChars(Array("http/1.1".utf8)) == "h1")
         #expect(JA4.alpnChars([0x01, 0x02]) == "02")

@@ -22,9 +22,8 @@ import Testing
     @Test func sameAddressOrdersByPortAndBase64Pads() {
         let a = Self.v4("10.0.0.1")
         #expect(CommunityID.v1(a, 1000, a, 80, proto: 6) == CommunityID.v1(a, 80, a, 1000, proto: 6))
-        #expect(CommunityID.base64([]) == "")
-        #expect(CommunityID.base64([0x66]) == "Zg==")
-        #expect(CommunityID.base64([0x66, 0x6F]) == "Zm8=")
-        #expect(CommunityID.base64([0x66, 0x6F, 0x6F]) == "Zm9v")
+        for (bytes, text) in [([UInt8](), ""), ([0x66], "Zg=="), ([0x66, 0x6F], "Zm8="), ([0x66, 0x6F, 0x6F], "Zm9v")] {
+            #expect(bytes.withUnsafeBytes { CommunityID.base64($0) } == text)
+        }
     }
 }
